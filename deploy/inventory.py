@@ -1,0 +1,126 @@
+"""The inventory: where the hosts are and how to reach them and their database.
+
+It is the one contract between the layers. ``pulumi up`` exports it as stack outputs; the local
+droplet (deploy/local) writes a JSON file with exactly the same keys; Fabric tasks and the
+testinfra suite read it through ``load_inventory`` and never from anywhere else.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+# The stack outputs / inventory keys, with what each holds. infra/__main__.py exports exactly these.
+INVENTORY_KEYS: dict[str, str] = {
+    "stack": "stack name ('local' for the local droplet)",
+    "region": "DigitalOcean region slug ('local' for the local droplet)",
+    "vpc_cidr": "the private network the hosts and the database share",
+    "web_names": "web host names, in rollout order",
+    "web_public_ips": "web hosts' public IPv4 addresses (SSH and, without a load balancer, HTTP)",
+    "web_private_ips": "web hosts' addresses inside the VPC",
+    "ssh_user": "the deploy user cloud-init created",
+    "ssh_key_path": "private key for ssh_user ('' = use ssh-agent / ~/.ssh defaults)",
+    "load_balancer_ip": "the load balancer's address, or null with a single web host",
+    "domain": "the site's domain, or null",
+    "url": "the public URL of the site",
+    "db_host": "database host on the private network",
+    "db_port": "database port",
+    "db_name": "application database",
+    "db_user": "application database user",
+    "db_uri": "secret: postgresql:// URI on the private network with sslmode=require",
+    "db_ca_cert": "PEM CA certificate that signed the database server's certificate",
+}
+SECRET_KEYS = frozenset({"db_uri"})
+
+DEFAULT_LOCAL_INVENTORY = Path(
+    os.environ.get("DROPSTACK_STATE_DIR", "/var/lib/dropstack/local")
+) / "inventory.json"
+
+
+class InventoryError(Exception):
+    """The target could not be read; the message is one line naming the source and the fix."""
+
+
+@dataclass(frozen=True)
+class WebHost:
+    name: str
+    public_ip: str
+    private_ip: str
+
+
+@dataclass(frozen=True)
+class Inventory:
+    source: str
+    data: dict
+
+    @property
+    def web_hosts(self) -> list[WebHost]:
+        return [
+            WebHost(name, public, private)
+            for name, public, private in zip(
+                self.data["web_names"],
+                self.data["web_public_ips"],
+                self.data["web_private_ips"],
+                strict=True,
+            )
+        ]
+
+    def __getitem__(self, key: str):
+        return self.data[key]
+
+    def redacted(self) -> dict:
+        """The inventory with secrets replaced, safe to print."""
+        return {k: ("[secret]" if k in SECRET_KEYS else v) for k, v in self.data.items()}
+
+
+def parse_inventory(data: object, source: str) -> Inventory:
+    """Check a decoded inventory against INVENTORY_KEYS and wrap it."""
+    if not isinstance(data, dict):
+        raise InventoryError(f"{source}: inventory must be a JSON object")
+    missing = sorted(set(INVENTORY_KEYS) - set(data))
+    if missing:
+        raise InventoryError(f"{source}: inventory lacks keys {', '.join(missing)}")
+    counts = {len(data[k]) for k in ("web_names", "web_public_ips", "web_private_ips")}
+    if len(counts) != 1 or 0 in counts:
+        raise InventoryError(
+            f"{source}: web_names, web_public_ips and web_private_ips must be equally long lists"
+        )
+    return Inventory(source=source, data={k: data[k] for k in INVENTORY_KEYS})
+
+
+def pulumi_output_command(stack: str) -> list[str]:
+    return ["pulumi", "stack", "output", "--json", "--show-secrets", "--stack", stack]
+
+
+def load_inventory(path: str | os.PathLike | None = None, stack: str | None = None) -> Inventory:
+    """Read the target: a Pulumi stack's outputs, an inventory file, or the local droplet's.
+
+    Precedence: ``stack``, then ``path``, then $DROPSTACK_INVENTORY, then the local droplet.
+    """
+    if stack:
+        try:
+            out = subprocess.run(
+                pulumi_output_command(stack), check=True, capture_output=True, text=True
+            ).stdout
+        except FileNotFoundError:
+            raise InventoryError(
+                f"stack {stack}: the pulumi CLI is not installed; install it or pass an inventory"
+            ) from None
+        except subprocess.CalledProcessError as exc:
+            last = (exc.stderr.strip().splitlines() or ["no output"])[-1]
+            raise InventoryError(f"stack {stack}: pulumi stack output failed: {last}") from None
+        return parse_inventory(json.loads(out), f"stack {stack}")
+    chosen = Path(path or os.environ.get("DROPSTACK_INVENTORY") or DEFAULT_LOCAL_INVENTORY)
+    try:
+        text = chosen.read_text()
+    except FileNotFoundError:
+        hint = "run `fab local.up`" if chosen == DEFAULT_LOCAL_INVENTORY else "check the path"
+        raise InventoryError(f"{chosen}: no inventory there; {hint}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InventoryError(f"{chosen}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    return parse_inventory(data, str(chosen))
