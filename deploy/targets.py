@@ -1,0 +1,74 @@
+"""From a target (local droplet, Pulumi stack or inventory file) to SSH connections.
+
+Every task that touches hosts calls ``resolve_inventory`` and ``connect``; testinfra's conftest
+uses the same two functions, so deploys and host tests always agree on what the target is.
+"""
+
+from __future__ import annotations
+
+import socket
+
+import paramiko
+from fabric import Config, Connection
+
+from deploy.inventory import Inventory, InventoryError, WebHost, load_inventory
+
+CONNECT_TIMEOUT_SECONDS = 10
+
+
+class HostUnreachable(Exception):
+    """SSH to a host failed; the message is one line naming the host and the reason."""
+
+
+def resolve_inventory(stack: str | None = None, inventory: str | None = None) -> Inventory:
+    """The target's inventory: ``--stack`` wins over ``--inventory``; default is the local droplet."""
+    return load_inventory(path=inventory or None, stack=stack or None)
+
+
+def select_hosts(inv: Inventory, names: str | None) -> list[WebHost]:
+    """The web hosts named in a comma-separated list, in inventory order; all when empty."""
+    hosts = inv.web_hosts
+    if not names:
+        return hosts
+    wanted = [n.strip() for n in names.split(",") if n.strip()]
+    known = {h.name for h in hosts}
+    unknown = [n for n in wanted if n not in known]
+    if unknown:
+        raise InventoryError(
+            f"--hosts: unknown host {', '.join(unknown)}; this target has {', '.join(sorted(known))}"
+        )
+    return [h for h in hosts if h.name in wanted]
+
+
+def connection_for(inv: Inventory, host: WebHost, config: Config | None = None) -> Connection:
+    """An unopened Fabric connection to a web host as the inventory's deploy user."""
+    connect_kwargs = {"key_filename": [inv["ssh_key_path"]]} if inv["ssh_key_path"] else {}
+    return Connection(
+        host.public_ip,
+        user=inv["ssh_user"],
+        config=config,
+        connect_timeout=CONNECT_TIMEOUT_SECONDS,
+        connect_kwargs={**connect_kwargs, "banner_timeout": 15, "auth_timeout": 15},
+    )
+
+
+def connect(inv: Inventory, host: WebHost, config: Config | None = None) -> Connection:
+    """Open a connection, turning every SSH failure into one line that says what to check."""
+    conn = connection_for(inv, host, config)
+    where = f"{host.name} ({host.public_ip})"
+    try:
+        conn.open()
+    except paramiko.AuthenticationException:
+        key = inv["ssh_key_path"] or "ssh-agent / ~/.ssh keys"
+        raise HostUnreachable(
+            f"{where}: SSH refused the key for user {inv['ssh_user']} ({key}); "
+            "check sshPublicKeys / the key path"
+        ) from None
+    except (TimeoutError, socket.timeout):
+        raise HostUnreachable(
+            f"{where}: SSH timed out after {CONNECT_TIMEOUT_SECONDS}s; is the host up and port 22 "
+            "open to you (adminCidrs)?"
+        ) from None
+    except (OSError, paramiko.SSHException) as exc:
+        raise HostUnreachable(f"{where}: cannot open SSH: {exc}") from None
+    return conn
