@@ -57,11 +57,13 @@ def render_user_data(*, hostname: str, deploy_user: str, ssh_public_keys: Sequen
             }
         ],
     }
-    return "#cloud-config\n" + yaml.dump(config, Dumper=_CloudConfigDumper, sort_keys=False, width=1000)
+    return "#cloud-config\n" + yaml.dump(
+        config, Dumper=_CloudConfigDumper, sort_keys=False, width=1000
+    )
 
 
 class _CloudConfigDumper(yaml.SafeDumper):
-    """Writes multi-line strings as literal blocks so the user-data reads like the file it writes."""
+    """Writes multi-line strings as literal blocks: the user-data reads like the files it writes."""
 
 
 def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 ANYWHERE = ("0.0.0.0/0", "::/0")
 POSTGRES_PORT = 25060  # DigitalOcean's managed PostgreSQL listens here, not on 5432
+POSTGRES_POOL_PORT = 25061  # and its PgBouncer connection pools here
 
 
 @dataclass(frozen=True)
@@ -54,15 +55,26 @@ def web_inbound_rules(
     )
 
 
-def web_outbound_rules(vpc_cidr: str, *, db_port: int = POSTGRES_PORT) -> tuple[FirewallRule, ...]:
-    """What a web droplet may reach: DNS, NTP, HTTP(S) for apt/certbot, the database in the VPC."""
+def web_outbound_rules(
+    vpc_cidr: str, *, db_port: int = POSTGRES_PORT, pool_port: int | None = None
+) -> tuple[FirewallRule, ...]:
+    """What a web droplet may reach: DNS, NTP, HTTP(S) for apt/certbot, the database in the VPC.
+
+    ``pool_port`` adds the database's connection-pool port, also inside the VPC only.
+    """
+    vpc = (vpc_cidr,)
+    database = [FirewallRule("tcp", str(db_port), "postgresql inside the vpc", addresses=vpc)]
+    if pool_port is not None:
+        database.append(
+            FirewallRule("tcp", str(pool_port), "postgresql pool in the vpc", addresses=vpc)
+        )
     return (
         FirewallRule("udp", "53", "dns", addresses=ANYWHERE),
         FirewallRule("tcp", "53", "dns over tcp", addresses=ANYWHERE),
         FirewallRule("udp", "123", "ntp", addresses=ANYWHERE),
         FirewallRule("tcp", "80", "http (apt)", addresses=ANYWHERE),
         FirewallRule("tcp", "443", "https (apt, certbot)", addresses=ANYWHERE),
-        FirewallRule("tcp", str(db_port), "postgresql inside the vpc", addresses=(vpc_cidr,)),
+        *database,
         FirewallRule("icmp", "", "ping", addresses=ANYWHERE),
     )
 
