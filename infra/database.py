@@ -1,0 +1,105 @@
+"""The database tier: managed PostgreSQL on the VPC, reachable only from the web tier's tag."""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_digitalocean as digitalocean
+
+from infra.firewall_rules import database_trusted_tags
+from infra.network import Network
+from infra.outputs import postgres_uri
+from infra.settings import Settings
+
+DB_NAME = "dropstack"
+DB_USER = "dropstack"
+POOL_NAME = "dropstack-pool"
+
+
+class DatabaseTier(pulumi.ComponentResource):
+    """A PostgreSQL cluster in the stack's VPC and region, the application's database and user,
+    a database firewall trusting only ``web_tag``, and a PgBouncer pool when ``db_pool_size`` > 0.
+
+    ``uri`` is a secret private-network URI with ``sslmode=require``; it goes through the pool
+    (port 25061, the pool's name as database) when there is one.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        settings: Settings,
+        network: Network,
+        web_tag: pulumi.Input[str],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("dropstack:database:DatabaseTier", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+
+        self.cluster = digitalocean.DatabaseCluster(
+            name,
+            name=name,
+            engine="pg",
+            version=settings.db_version,
+            size=settings.db_size,
+            region=settings.region,
+            node_count=settings.db_node_count,
+            private_network_uuid=network.vpc_id,
+            project_id=network.project_id,
+            opts=child,
+        )
+        self.database = digitalocean.DatabaseDb(
+            f"{name}-database", cluster_id=self.cluster.id, name=DB_NAME, opts=child
+        )
+        self.user = digitalocean.DatabaseUser(
+            f"{name}-user", cluster_id=self.cluster.id, name=DB_USER, opts=child
+        )
+        # Trusted sources replace "anyone with the password": only droplets with the web tag.
+        self.firewall = digitalocean.DatabaseFirewall(
+            f"{name}-firewall",
+            cluster_id=self.cluster.id,
+            rules=pulumi.Output.from_input(web_tag).apply(
+                lambda tag: [
+                    digitalocean.DatabaseFirewallRuleArgs(type="tag", value=trusted)
+                    for trusted in database_trusted_tags(tag)
+                ]
+            ),
+            opts=child,
+        )
+        self.pool = (
+            digitalocean.DatabaseConnectionPool(
+                f"{name}-pool",
+                cluster_id=self.cluster.id,
+                name=POOL_NAME,
+                db_name=self.database.name,
+                user=self.user.name,
+                mode=settings.db_pool_mode,
+                size=settings.db_pool_size,
+                opts=child,
+            )
+            if settings.db_pool_enabled
+            else None
+        )
+
+        self.host: pulumi.Output[str] = self.cluster.private_host
+        self.port: pulumi.Output[int] = self.pool.port if self.pool else self.cluster.port
+        self.db_name: pulumi.Output[str] = self.database.name
+        self.db_user: pulumi.Output[str] = self.user.name
+        # Through a pool, the "database" in the URI is the pool's name.
+        path = self.pool.name if self.pool else self.database.name
+        self.uri = pulumi.Output.secret(
+            pulumi.Output.all(self.user.name, self.user.password, self.host, self.port, path).apply(
+                lambda parts: postgres_uri(*parts)
+            )
+        )
+        self.ca_cert = digitalocean.get_database_ca_output(
+            cluster_id=self.cluster.id, opts=pulumi.InvokeOutputOptions(parent=self)
+        ).certificate
+        self.register_outputs(
+            {
+                "host": self.host,
+                "port": self.port,
+                "name": self.db_name,
+                "user": self.db_user,
+                "uri": self.uri,
+                "ca_cert": self.ca_cert,
+            }
+        )

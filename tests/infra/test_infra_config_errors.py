@@ -1,0 +1,110 @@
+"""A bad stack configuration stops the real program with one line per problem, naming the key,
+before a single resource is declared."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.infra.mock_cloud import run_program
+from tests.infra.sample_config import ADMIN_KEY, valid_config
+
+PRIVATE_KEY = "\n".join(
+    [
+        "-----BEGIN OPENSSH PRIVATE KEY-----",
+        "b3BlbnNzaC1rZXktdjEAAAAA",
+        "-----END OPENSSH PRIVATE KEY-----",
+    ]
+)
+
+BAD_VALUES = [
+    ("region", "mars1", "'mars1' is not a DigitalOcean region; use one of ams3, atl1"),
+    ("region", "", "is not a DigitalOcean region"),
+    ("dropletSize", "large", "'large' is not a droplet size slug like s-1vcpu-1gb"),
+    ("dropletSize", "db-s-1vcpu-1gb", "is not a droplet size slug"),
+    ("dropletImage", "Debian 12", "is not an image slug like debian-12-x64"),
+    ("webCount", 0, "0 is outside 1..10"),
+    ("webCount", 11, "11 is outside 1..10"),
+    ("webCount", "three", "'three' is not an integer from 1 to 10"),
+    ("sshPublicKeys", [], "is empty"),
+    ("sshPublicKeys", ["ssh-ed25519 AAAAnotbase64!"], "entry 1"),
+    ("sshPublicKeys", [ADMIN_KEY, "hello world"], "entry 2 ('hello world') is not an OpenSSH"),
+    ("sshPublicKeys", [PRIVATE_KEY], "entry 1 is a PRIVATE key"),
+    ("sshPublicKeys", [ADMIN_KEY, ADMIN_KEY], "entry 2 repeats entry 1"),
+    ("sshPublicKeys", ADMIN_KEY, "must be a list of OpenSSH public keys"),
+    ("sshPrivateKeyPath", "~/.ssh/id_ed25519.pub", "is a public key"),
+    ("adminCidrs", [], "is empty"),
+    ("adminCidrs", ["10.0.0.300/32"], "'10.0.0.300/32' is not an IPv4/IPv6 address or CIDR"),
+    ("adminCidrs", ["198.18.0.7/24"], "has host bits set; did you mean 198.18.0.0/24?"),
+    ("adminCidrs", ["0.0.0.0/0"], "0.0.0.0/0 opens SSH to the whole internet"),
+    ("adminCidrs", ["198.18.0.7/32", "::/0"], "::/0 opens SSH to the whole internet"),
+    ("adminCidrs", ["203.0.113.7/32"], "is a documentation example range"),
+    ("adminCidrs", "198.18.0.7/32", "must be a list of CIDRs"),
+    ("allowSshFromAnywhere", "yes", "'yes' is not true or false"),
+    ("dbSize", "s-1vcpu-1gb", "'s-1vcpu-1gb' is not a database size slug like db-s-1vcpu-1gb"),
+    ("dbVersion", "12", "'12' is not a PostgreSQL version DigitalOcean offers; use one of 14"),
+    ("dbNodeCount", 0, "0 is outside 1..3"),
+    ("dbNodeCount", 4, "4 is outside 1..3"),
+    ("dbPoolSize", -1, "-1 is outside 0..100 (0 means no connection pool)"),
+    ("dbPoolSize", 1000, "1000 is outside 0..100"),
+    ("dbPoolMode", "pooled", "'pooled' is not one of transaction, session, statement"),
+    ("domain", "https://example.com/", "is not a domain name like example.com"),
+    ("domain", "localhost", "'localhost' is not a domain name"),
+    ("domain", "exa_mple.com", "is not a domain name"),
+    ("domain", "-example.com", "is not a domain name"),
+    ("webcount", 2, "dropstack:webcount: unknown key; known keys are region,"),
+]
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    BAD_VALUES,
+    ids=[f"{key}={value!r}"[:40] for key, value, _ in BAD_VALUES],
+)
+def test_bad_value_stops_before_any_resource(key, value, message):
+    run = run_program(valid_config(**{key: value}))
+    assert run.error is not None, "the program accepted it"
+    (line,) = str(run.error).splitlines()
+    assert line.startswith(f"dropstack:{key}: ")
+    assert message in line
+    assert PRIVATE_KEY.splitlines()[1] not in line, "a private key must never be echoed"
+    assert run.resources == []
+    assert run.calls == []
+
+
+@pytest.mark.parametrize("key", ["sshPublicKeys", "adminCidrs"])
+def test_required_key_missing(key):
+    config = valid_config()
+    del config[key]
+    run = run_program(config)
+    assert str(run.error).startswith(f"dropstack:{key}: required; ")
+    assert "pulumi config set --path" in str(run.error)
+    assert run.resources == []
+
+
+def test_every_problem_is_reported_at_once_one_line_each():
+    run = run_program(
+        valid_config(region="mars1", webCount=99, adminCidrs=["0.0.0.0/0"], dbNodeCount=7)
+    )
+    lines = str(run.error).splitlines()
+    assert [line.split(": ", 1)[0] for line in lines] == [
+        "dropstack:region",
+        "dropstack:webCount",
+        "dropstack:adminCidrs",
+        "dropstack:dbNodeCount",
+    ]
+    assert run.resources == []
+
+
+def test_ssh_from_anywhere_needs_the_explicit_opt_in():
+    run = run_program(valid_config(adminCidrs=["0.0.0.0/0"], allowSshFromAnywhere=True))
+    assert run.error is None
+    (firewall,) = [r for r in run.resources if r.typ == "digitalocean:index/firewall:Firewall"]
+    (ssh,) = [r for r in firewall.inputs["inboundRules"] if r.get("portRange") == "22"]
+    assert ssh["sourceAddresses"] == ["0.0.0.0/0"]
+
+
+def test_stack_name_too_long_for_resource_names():
+    run = run_program(valid_config(), stack="a-very-long-stack-name-for-a-tiny-app-x")
+    assert str(run.error).startswith("stack 'a-very-long-stack-name-for-a-tiny-app-x': ")
+    assert "at most 40 characters" in str(run.error)
+    assert run.resources == []
