@@ -1,0 +1,1 @@
+"""dropstack's CrossGuard policy pack: pure rules (``rules``) wrapped as policies (``policies``)."""
