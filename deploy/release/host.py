@@ -1,0 +1,314 @@
+"""The release steps on one host, run over a Fabric connection.
+
+Each step has a human name (printed by ``HostLog``) and runs commands built in ``commands.py``.
+The switch is ordered so that traffic only ever moves to a slot that has answered ``/readyz``
+on its own socket, and the old slot is stopped only once Nginx's old workers have drained; if
+anything fails or the run is interrupted before Nginx moved, ``Switch.abandon`` stops the new
+slot and puts the upstream back, so the old release keeps serving and the new one never saw a
+request.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+from dataclasses import dataclass, field
+
+from fabric import Connection
+from invoke.exceptions import UnexpectedExit
+from invoke.runners import Result
+
+from deploy.release import commands as cmd
+from deploy.release import lock
+from deploy.release.build import Artifact
+from deploy.release.layout import Layout, ReleaseSettings
+from deploy.release.lock import Holder
+from deploy.release.plan import prune_selection, slots_for, unused_venvs
+from deploy.release.state import HostState, parse_state, probe_command
+from deploy.steps import HostLog, StepFailed, last_words, say
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM: clean up the host being changed, release the locks, stop."""
+
+
+class LockHeld(Exception):
+    """Another deploy holds a host's lock; ``holder`` is its record (None if unreadable)."""
+
+    def __init__(self, host: str, holder: Holder | None):
+        self.host, self.holder = host, holder
+        super().__init__(host)
+
+
+@dataclass
+class ReleaseHost:
+    """One connected host: runs commands quietly, names each step, honours cancellation."""
+
+    c: Connection
+    name: str
+    settings: ReleaseSettings
+    render_upstream: object  # (slot) -> upstream.conf text, from deploy.templates
+    cancel: threading.Event = field(default_factory=threading.Event)
+    log: HostLog = None  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        self.log = self.log or HostLog(self.name)
+
+    @property
+    def layout(self) -> Layout:
+        return self.settings.layout
+
+    def run(self, command: str, warn: bool = False) -> Result:
+        # No stdin: a deploy run from CI or a test has none, and nothing here asks for input.
+        return self.c.run(command, hide=True, warn=warn, in_stream=False)
+
+    def step(self, name: str, action) -> bool:
+        if self.cancel.is_set():
+            raise Interrupted()
+        return self.log.step(name, action)
+
+    def fail(self, step: str, reason: str, details: str = "") -> StepFailed:
+        """Print the details (journal lines, the health response) and make the one-line error."""
+        say(f"[{self.name}] {step:<44} FAILED")
+        for line in details.strip().splitlines():
+            say(f"[{self.name}]   | {line}")
+        return StepFailed(self.name, step, reason)
+
+    def state(self) -> HostState:
+        return parse_state(self.run(probe_command(self.layout)).stdout, self.layout)
+
+    def clock(self) -> int:
+        return int(self.run(cmd.now_command()).stdout.strip())
+
+    def journal(self, unit: str, since: int | None) -> str:
+        lines = self.settings.journal_lines
+        return self.run(cmd.journal_command(unit, lines, since), warn=True).stdout
+
+
+# --- the deploy lock ---
+
+
+def acquire_lock(h: ReleaseHost, holder: Holder) -> None:
+    result = h.run(lock.acquire_command(h.layout.lock, holder), warn=True)
+    if result.exited == lock.ACQUIRED:
+        return
+    if result.exited == lock.HELD:
+        raise LockHeld(h.name, lock.parse_holder(result.stdout.strip()))
+    raise StepFailed(h.name, "acquire deploy lock", last_words(result.stderr or result.stdout))
+
+
+def take_over_lock(h: ReleaseHost, stale: Holder, holder: Holder) -> bool:
+    return h.run(lock.takeover_command(h.layout.lock, stale, holder), warn=True).exited == 0
+
+
+def release_lock(h: ReleaseHost, holder: Holder) -> None:
+    h.run(lock.release_command(h.layout.lock, holder), warn=True)
+
+
+# --- getting a release onto the host ---
+
+
+def upload_release(h: ReleaseHost, art: Artifact, with_wheels: bool) -> bool:
+    """The archive, and the wheelhouse only when the host lacks a venv for this dependency set."""
+    stage = cmd.staging_dir(h.layout, art.name)
+    h.run(cmd.prepare_staging_command(h.layout, art.name))
+    h.c.put(str(art.archive), f"{stage}/source.tar.gz")
+    if with_wheels:
+        h.c.put(str(art.wheelhouse.tarball), f"{stage}/wheelhouse.tar")
+    return True
+
+
+def unpack_release(h: ReleaseHost, art: Artifact, deployer: str) -> bool:
+    stage = cmd.staging_dir(h.layout, art.name)
+    metadata = {
+        "release": art.name,
+        "revision": art.source.revision,
+        "dirty": art.source.dirty,
+        "deployer": deployer,
+        "venv": art.wheelhouse.venv_key,
+        "target": art.target.tag,
+    }
+    result = h.run(
+        cmd.unpack_command(h.layout, art.name, f"{stage}/source.tar.gz", metadata), warn=True
+    )
+    if result.failed:
+        if h.run(f"test -e {cmd.q(h.layout.release(art.name))}", warn=True).ok:
+            raise StepFailed(h.name, "unpack release", f"{art.name} already exists on the host")
+        raise StepFailed(h.name, "unpack release", last_words(result.stderr or result.stdout))
+    return True
+
+
+def ensure_venv(h: ReleaseHost, art: Artifact) -> bool:
+    """Reuse the host's venv for this dependency set, or build it offline from the wheels."""
+    key = art.wheelhouse.venv_key
+    changed = False
+    if h.run(cmd.venv_ready_command(h.layout, key), warn=True).failed:
+        h.run(cmd.venvs_dir_command(h.layout, h.c.user))
+        stage = cmd.staging_dir(h.layout, art.name)
+        h.run(cmd.build_venv_command(h.layout, key, f"{stage}/wheelhouse.tar"))
+        changed = True
+    h.run(cmd.link_venv_command(h.layout, art.name, key))
+    h.run(f"rm -rf {cmd.q(cmd.staging_dir(h.layout, art.name))}")
+    return changed
+
+
+def prune(h: ReleaseHost, protect: list[str]) -> bool:
+    state = h.state()
+    doomed = prune_selection(state, h.settings.keep, protect)
+    venvs = unused_venvs(state, doomed)
+    paths = [h.layout.release(n) for n in doomed] + [h.layout.venv(k) for k in venvs]
+    if not paths:
+        return False
+    h.run(cmd.remove_paths_command(paths))
+    say(f"[{h.name}]   pruned {', '.join(doomed + venvs)}")
+    return True
+
+
+# --- migrations and the switch ---
+
+
+def migrate(h: ReleaseHost, slot: str) -> bool:
+    """The new release's migrations, before it takes traffic; the old one serves throughout."""
+    since = h.clock()
+    result = h.run(cmd.migrate_command(h.layout, slot), warn=True)
+    if result.failed:
+        unit = h.layout.migrate_unit(slot)
+        journal = h.journal(unit, since)
+        raise h.fail(
+            "database migrations",
+            f"{unit} failed; the old release keeps serving. Last journal lines above",
+            journal,
+        )
+    return True
+
+
+@dataclass
+class Switch:
+    """Moves traffic from the live slot to the idle one and remembers how far it got."""
+
+    h: ReleaseHost
+    release: str
+    live: str | None = None
+    idle: str = ""
+    started: bool = False  # the idle slot was (re)started with the new release
+    upstream_changed: bool = False  # upstream.conf names the idle slot
+    routed: bool = False  # Nginx's workers now all send traffic to the idle slot
+    since: int = 0
+
+    @classmethod
+    def plan(cls, h: ReleaseHost, release: str, state: HostState) -> Switch:
+        live, idle = slots_for(state)
+        return cls(h, release, live, idle)
+
+    def point_idle_slot(self) -> bool:
+        self.h.run(cmd.point_slot_command(self.h.layout, self.idle, self.release))
+        return True
+
+    def start_idle_slot(self) -> bool:
+        self.since = self.h.clock()
+        self.started = True
+        result = self.h.run(cmd.start_slot_command(self.h.layout, self.idle), warn=True)
+        if result.failed:
+            unit = self.h.layout.unit(self.idle)
+            raise self.h.fail(
+                f"start slot {self.idle}",
+                f"{unit} did not start ({last_words(result.stderr, 1)}); journal above",
+                self.h.journal(unit, self.since),
+            )
+        return True
+
+    def health_gate(self) -> bool:
+        """/readyz on the slot's own socket, retried for health_timeout seconds."""
+        command = cmd.health_wait_command(
+            self.h.layout, self.idle, "/readyz", self.h.settings.health_timeout
+        )
+        result = self.h.run(command, warn=True)
+        if result.ok:
+            return False
+        response = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else "none"
+        why = {1: f"not ready after {self.h.settings.health_timeout}s", 2: "the slot stopped"}
+        unit = self.h.layout.unit(self.idle)
+        raise self.h.fail(
+            f"health gate /readyz on {self.idle}",
+            f"{why.get(result.exited, 'check failed')}; last response: {response}",
+            self.h.journal(unit, self.since),
+        )
+
+    def route_nginx(self) -> bool:
+        """Rewrite the upstream, `nginx -t`, reload, and wait until the old workers are gone."""
+        h = self.h
+        tmp = h.run("umask 022 && mktemp").stdout.strip()
+        try:
+            h.c.put(io.BytesIO(h.render_upstream(self.idle).encode()), tmp)
+            installed = h.run(cmd.install_upstream_command(h.layout, tmp), warn=True)
+        finally:
+            h.run(f"rm -f {cmd.q(tmp)}", warn=True)
+        if installed.failed:
+            reason = last_words(installed.stdout + installed.stderr, 2)
+            raise h.fail("route nginx", f"nginx -t rejected the new upstream: {reason}")
+        self.upstream_changed = True
+        self.reload_nginx()
+        self.routed = True
+        return True
+
+    def reload_nginx(self) -> None:
+        h = self.h
+        old_workers = [int(p) for p in h.run(cmd.nginx_workers_command()).stdout.split()]
+        h.run(cmd.reload_nginx_command())
+        waited = h.run(cmd.wait_switched_command(old_workers, h.settings.drain_timeout), warn=True)
+        if waited.exited == 3:
+            raise h.fail("route nginx", "nginx did not start workers with the new upstream")
+        if waited.failed:
+            # New workers route to the new slot; stragglers finish on the old one, which
+            # Gunicorn's graceful stop lets complete.
+            say(f"[{h.name}]   warning: {waited.stdout.strip()}")
+
+    def switch_current(self) -> bool:
+        self.h.run(cmd.switch_current_command(self.h.layout, self.release))
+        return True
+
+    def stop_old_slot(self) -> bool:
+        if not self.live or self.live == self.idle:
+            return False
+        self.h.run(cmd.stop_slot_command(self.h.layout, self.live))
+        return True
+
+    def go_live(self, migrate_first: bool) -> None:
+        h = self.h
+        h.step(f"point idle slot {self.idle} at {self.release}", self.point_idle_slot)
+        if migrate_first:
+            h.step("database migrations", lambda: migrate(h, self.idle))
+        h.step(f"start slot {self.idle}", self.start_idle_slot)
+        h.step(f"health gate /readyz on {self.idle}", self.health_gate)
+        h.step(f"route nginx to {self.idle}", self.route_nginx)
+        h.step(f"switch current to {self.release}", self.switch_current)
+        if self.live:
+            h.step(f"stop old slot {self.live}", self.stop_old_slot)
+
+    def abandon(self) -> None:
+        """Undo a switch that did not finish: the old slot keeps (or goes back to) serving."""
+        h = self.h
+        if self.routed:
+            return  # traffic already moved: the new release is live, nothing to undo
+        if self.upstream_changed and self.live:
+            tmp = h.run("umask 022 && mktemp").stdout.strip()
+            h.c.put(io.BytesIO(h.render_upstream(self.live).encode()), tmp)
+            h.run(cmd.install_upstream_command(h.layout, tmp), warn=True)
+            h.run(f"rm -f {cmd.q(tmp)}", warn=True)
+            h.run(cmd.reload_nginx_command(), warn=True)
+            say(f"[{h.name}]   upstream back on {self.live}")
+        if self.started:
+            h.run(cmd.stop_slot_command(h.layout, self.idle), warn=True)
+            say(f"[{h.name}]   stopped slot {self.idle}; {self.live or 'no slot'} keeps serving")
+
+
+def mark_failed(h: ReleaseHost, release: str, step: str, reason: str) -> None:
+    record = {"step": step, "reason": reason}
+    h.run(cmd.mark_failed_command(h.layout, release, record), warn=True)
+
+
+def append_audit(h: ReleaseHost, line: str) -> None:
+    try:
+        h.run(cmd.audit_append_command(h.layout, line))
+    except UnexpectedExit as exc:
+        say(f"[{h.name}]   warning: audit log not written: {last_words(exc.result.stderr)}")

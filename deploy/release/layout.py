@@ -1,0 +1,145 @@
+"""Where releases live on a host, how they are named, and the settings a release run reads.
+
+The paths mirror ``deploy.host_settings.HostPaths`` (provisioning creates them) and are derived
+from the same Fabric config keys (``dropstack.app_name``, ``dropstack.app_root``,
+``dropstack.nginx_dir``), so the two can never disagree about where a slot or socket is.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+SLOTS = ("blue", "green")
+
+# <UTC YYYYmmddHHMMSS>-<short sha>[-dirty]: sorting names sorts releases by build time.
+RELEASE_NAME = re.compile(r"(?P<stamp>\d{14})-(?P<sha>[0-9a-f]{7,40})(?P<dirty>-dirty)?")
+
+
+class ReleaseError(Exception):
+    """A release operation cannot go on; ``str()`` is the one line the operator sees."""
+
+
+def release_name(built_at: datetime, revision: str, dirty: bool = False) -> str:
+    """The release's directory name: build time (UTC) and the short commit it was built from."""
+    stamp = built_at.astimezone(UTC).strftime("%Y%m%d%H%M%S")
+    return f"{stamp}-{revision[:7]}{'-dirty' if dirty else ''}"
+
+
+def is_release_name(name: str) -> bool:
+    return RELEASE_NAME.fullmatch(name) is not None
+
+
+def other_slot(slot: str) -> str:
+    return SLOTS[1 - SLOTS.index(slot)]
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The paths of one app's releases on a host."""
+
+    app_name: str = "dropstack"
+    app_root: str | None = None
+    nginx_dir: str = "/etc/nginx"
+    config_dir: str | None = None
+    app_user: str = "app"
+    runtime_dir: str | None = None  # where systemd makes the slots' sockets; /run/<app_name>
+
+    @property
+    def root(self) -> str:
+        return self.app_root or f"/srv/{self.app_name}"
+
+    @property
+    def releases(self) -> str:
+        return f"{self.root}/releases"
+
+    @property
+    def venvs(self) -> str:
+        # Shared virtualenvs keyed by the dependency set: a code-only release reuses one.
+        return f"{self.root}/venvs"
+
+    @property
+    def current(self) -> str:
+        return f"{self.root}/current"
+
+    @property
+    def lock(self) -> str:
+        return f"{self.root}/deploy.lock"
+
+    @property
+    def audit_log(self) -> str:
+        return f"{self.root}/audit.log"
+
+    @property
+    def upstream_conf(self) -> str:
+        return f"{self.nginx_dir}/{self.app_name}/upstream.conf"
+
+    @property
+    def env_file(self) -> str:
+        return f"{self.config_dir or '/etc/' + self.app_name}/app.env"
+
+    def release(self, name: str) -> str:
+        return f"{self.releases}/{name}"
+
+    def venv(self, key: str) -> str:
+        return f"{self.venvs}/{key}"
+
+    def slot(self, slot: str) -> str:
+        return f"{self.root}/slots/{slot}"
+
+    def slot_env(self, slot: str) -> str:
+        return f"{self.root}/slots/{slot}.env"
+
+    def socket(self, slot: str) -> str:
+        return f"{self.runtime_dir or '/run/' + self.app_name}/{slot}.sock"
+
+    def unit(self, slot: str) -> str:
+        return f"{self.app_name}@{slot}.service"
+
+    def migrate_unit(self, slot: str) -> str:
+        return f"{self.app_name}-migrate@{slot}.service"
+
+
+@dataclass(frozen=True)
+class ReleaseSettings:
+    """What a release run may be told through Fabric config (``dropstack.release.*``)."""
+
+    layout: Layout = field(default_factory=Layout)
+    keep: int = 5  # releases kept per host, besides the live, previous-good and slot ones
+    health_timeout: int = 30  # seconds a new slot has to answer /readyz with 200
+    drain_timeout: int = 60  # seconds old Nginx workers may take to finish their requests
+    lock_wait: int = 0  # default for --wait: seconds to wait for another deploy's lock
+    archive_paths: tuple[str, ...] = ("app",)  # what of the tree a host gets
+    requirements: str = "app/requirements.txt"
+    constraints: str = "constraints.txt"
+    cache_dir: str = "~/.cache/dropstack"
+    source: str = "."  # the git work tree releases are built from
+    journal_lines: int = 30
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any] | None) -> ReleaseSettings:
+        """From the ``dropstack`` section of a Fabric config; unknown release keys are errors."""
+        section = dict(config or {})
+        layout = Layout(
+            app_name=section.get("app_name", "dropstack"),
+            app_root=section.get("app_root"),
+            nginx_dir=section.get("nginx_dir", "/etc/nginx"),
+            config_dir=section.get("config_dir"),
+            app_user=section.get("app_user", "app"),
+        )
+        values = dict(section.get("release") or {})
+        known = {f for f in cls.__dataclass_fields__ if f != "layout"}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ReleaseError(
+                f"dropstack.release.{unknown[0]}: not a setting; known: {', '.join(sorted(known))}"
+            )
+        if "archive_paths" in values:
+            values["archive_paths"] = tuple(values["archive_paths"])
+        settings = cls(layout=layout, **values)
+        if settings.keep < 2:
+            raise ReleaseError("dropstack.release.keep: must be at least 2 (live and previous)")
+        return settings

@@ -1,0 +1,187 @@
+"""Pure decisions of a release run: which slot, which release to roll back to, what to prune,
+which hosts go together, and the plan that ``--dry-run`` prints.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from deploy.release.layout import SLOTS, ReleaseError, other_slot
+from deploy.release.state import HostState
+
+# The human names of the steps, printed as they run and listed by --dry-run, in order.
+DEPLOY_STEPS = (
+    "upload release",
+    "unpack release",
+    "python environment",
+    "point idle slot at release",
+    "database migrations",
+    "start idle slot",
+    "health gate /readyz",
+    "route nginx to new slot",
+    "switch current",
+    "stop old slot",
+    "prune old releases",
+)
+ROLLBACK_STEPS = (
+    "point idle slot at release",
+    "start idle slot",
+    "health gate /readyz",
+    "route nginx to new slot",
+    "switch current",
+    "stop old slot",
+)
+
+
+def slots_for(state: HostState) -> tuple[str | None, str]:
+    """(live slot or None, slot to start the release in): the one Nginx does not route to."""
+    live = state.live_slot
+    if live:
+        return live, other_slot(live)
+    routed = state.upstream_slot
+    return None, other_slot(routed) if routed else SLOTS[0]
+
+
+def good_releases(state: HostState) -> list[str]:
+    """Releases that passed (or never failed) their gate, oldest first, with a venv to run in."""
+    return [
+        r.name
+        for r in state.releases
+        if not r.failed and r.venv is not None and state.venvs.get(r.venv, False)
+    ]
+
+
+def previous_good(state: HostState) -> str | None:
+    """The newest good release older than the live one: where a rollback goes."""
+    if not state.current:
+        return None
+    older = [name for name in good_releases(state) if name < state.current]
+    return older[-1] if older else None
+
+
+def rollback_target(state: HostState, requested: str | None = None) -> str:
+    """The release to roll back to, or a ReleaseError saying why there is none."""
+    if requested:
+        info = state.release(requested)
+        if info is None:
+            known = ", ".join(r.name for r in state.releases) or "none"
+            raise ReleaseError(f"release {requested} is not on the host; it has: {known}")
+        if requested == state.current and state.live_slot:
+            raise ReleaseError(f"release {requested} is already live")
+        if info.failed:
+            raise ReleaseError(f"release {requested} is marked failed; deploy a fixed one instead")
+        if requested not in good_releases(state):
+            raise ReleaseError(f"release {requested} has no complete virtualenv on the host")
+        return requested
+    target = previous_good(state)
+    if target is None:
+        raise ReleaseError(
+            f"no good release older than {state.current or '(none live)'} to roll back to"
+        )
+    return target
+
+
+def prune_selection(state: HostState, keep: int, protect: Sequence[str] = ()) -> list[str]:
+    """Releases to delete: all but the ``keep`` newest, never the live, previous-good or a
+    slot's release, nor any in ``protect`` (the one being deployed)."""
+    names = [r.name for r in state.releases]
+    kept = set(names[-keep:]) if keep > 0 else set()
+    kept |= {state.current, previous_good(state), *state.slots.values(), *protect}
+    return [name for name in names if name not in kept]
+
+
+def unused_venvs(state: HostState, removed: Sequence[str], in_use: Sequence[str] = ()) -> list[str]:
+    """Shared venvs no remaining release points to."""
+    used = {r.venv for r in state.releases if r.name not in set(removed)} | set(in_use)
+    return sorted(key for key in state.venvs if key not in used)
+
+
+def batches(hosts: Sequence[str], size: int) -> list[list[str]]:
+    if size < 1:
+        raise ReleaseError(f"--batch: {size} is not allowed; at least 1 host at a time")
+    return [list(hosts[i : i + size]) for i in range(0, len(hosts), size)]
+
+
+@dataclass(frozen=True)
+class HostPlan:
+    host: str
+    live: str | None  # slot, release
+    idle: str
+    current: str | None
+    venv_reused: bool | None  # None: unknown (host not probed)
+
+
+def host_plan(host: str, state: HostState | None, venv_key: str | None) -> HostPlan:
+    if state is None:
+        return HostPlan(host, None, "idle", None, None)
+    live, idle = slots_for(state)
+    reused = state.venvs.get(venv_key, False) if venv_key else None
+    return HostPlan(host, live, idle, state.current, reused)
+
+
+def render_plan(
+    action: str,
+    release: str,
+    revision: str,
+    groups: list[list[HostPlan]],
+    steps: Sequence[str],
+    notes: Sequence[str] = (),
+) -> str:
+    """What a run would do, host by host, without doing it."""
+    lines = [f"{action} {release} (revision {revision[:12]}), {sum(map(len, groups))} host(s)"]
+    lines += [f"  note: {note}" for note in notes]
+    first = True
+    for number, group in enumerate(groups, 1):
+        lines.append(f"  batch {number}: {', '.join(p.host for p in group)}")
+        for p in group:
+            live = f"{p.live} ({p.current})" if p.live else "nothing live"
+            env = {True: "reuse venv", False: "build venv", None: "venv: unknown"}[p.venv_reused]
+            lines.append(f"    [{p.host}] now: {live}; new release goes to slot {p.idle}; {env}")
+            for step in steps:
+                if step == "database migrations" and not first:
+                    continue
+                lines.append(f"      - {step}")
+            first = False
+    return "\n".join(lines)
+
+
+_QUOTED = re.compile(r"[\"']([^\"']+)[\"']")
+
+
+def parse_revisions(grep_output: str) -> tuple[set[str], set[str]]:
+    """(all revision ids, head ids) of a migrations directory, from `grep -H` lines."""
+    revisions, parents = set(), set()
+    for line in grep_output.splitlines():
+        _, _, source = line.partition(":")
+        key, _, value = source.partition("=")
+        ids = set(_QUOTED.findall(value))
+        if key.strip().startswith("down_revision"):
+            parents |= ids
+        elif key.strip().startswith("revision"):
+            revisions |= ids
+    return revisions, revisions - parents
+
+
+def parse_db_revision(output: str) -> str | None:
+    """The revision ``python -m app.manage current`` reports, None when it said nothing usable."""
+    match = re.search(r"current: (\S+)", output)
+    return match.group(1) if match else None
+
+
+def schema_warning(db_revision: str | None, revisions: set[str], heads: set[str], release: str):
+    """Why rolling back to ``release`` may fail its gate: the database is past its migrations."""
+    if db_revision in (None, "base") or db_revision in heads:
+        return None
+    if db_revision in revisions:
+        return (
+            f"the database is at {db_revision}, which {release} knows but is not its head "
+            f"({', '.join(sorted(heads))}); its /readyz will report the mismatch"
+        )
+    return (
+        f"the database has migrations newer than {release}: it is at {db_revision}, "
+        f"{release} ends at {', '.join(sorted(heads)) or 'no migrations'}. Its /readyz will "
+        "refuse and the rollback stop; to go back, downgrade first from the newer release "
+        f"(python -m app.manage downgrade {', '.join(sorted(heads)) or 'base'})"
+    )

@@ -1,0 +1,51 @@
+"""The small pure parts of the release tasks: rollout order, listings, log commands."""
+
+import pytest
+
+from deploy.release.state import HostState, ReleaseInfo
+from deploy.release.tasks import logs_command, release_lines, rollout
+
+
+@pytest.mark.parametrize(
+    ("batch", "expected"),
+    [
+        (1, [["w1"], ["w2"], ["w3"], ["w4"]]),
+        # The first host always goes alone: it runs migrations and is the canary.
+        (2, [["w1"], ["w2", "w3"], ["w4"]]),
+        (5, [["w1"], ["w2", "w3", "w4"]]),
+    ],
+)
+def test_rollout_sends_the_first_host_alone_then_batches(batch, expected):
+    assert rollout(["w1", "w2", "w3", "w4"], batch) == expected
+
+
+def test_rollout_of_one_host():
+    assert rollout(["w1"], 3) == [["w1"]]
+
+
+def test_release_listing_marks_current_slots_and_failures():
+    state = HostState(
+        current="20261121150000-bbbbbbb",
+        slots={"blue": "20261121140000-aaaaaaa", "green": "20261121150000-bbbbbbb"},
+        active={"blue": False, "green": True},
+        upstream_slot="green",
+        releases=(
+            ReleaseInfo("20261121140000-aaaaaaa", False, "v1"),
+            ReleaseInfo("20261121150000-bbbbbbb", False, "v1"),
+            ReleaseInfo("20261121160000-ccccccc", True, "v1"),
+        ),
+    )
+    assert release_lines(state) == [
+        "  20261121160000-ccccccc  venv v1                FAILED",
+        "* 20261121150000-bbbbbbb  venv v1                current, slot green (live)",
+        "  20261121140000-aaaaaaa  venv v1                slot blue (stopped)",
+    ]
+    assert release_lines(HostState()) == ["(no releases)"]
+
+
+def test_logs_read_the_journal_of_the_units_with_options_quoted():
+    line = logs_command(["dropstack@blue", "dropstack-migrate@*"], 50, "10 min ago", follow=True)
+    assert line == (
+        "journalctl --no-pager -o short-iso -n 50 -u dropstack@blue -u 'dropstack-migrate@*' "
+        "--since '10 min ago' -f"
+    )
