@@ -20,7 +20,9 @@ from pulumi.runtime import settings as runtime_settings
 from pulumi.runtime.mocks import MockMonitor
 from pulumi.runtime.sync_await import _sync_await
 
-MAIN = Path(__file__).resolve().parents[2] / "infra" / "__main__.py"
+# Pulumi runs `main: infra/` the way runpy.run_path runs a directory: infra/ goes first on
+# sys.path and infra/__main__.py executes as __main__. The tests do exactly that.
+PROGRAM_DIR = Path(__file__).resolve().parents[2] / "infra"
 PROJECT = "dropstack"
 VPC_ID = "5a4981aa-9653-4bd1-bef5-d6bff52042e4"
 VPC_CIDR = "10.110.16.0/20"
@@ -161,7 +163,7 @@ def run_program(config: Mapping[str, object], *, stack: str = "test") -> Program
 
     @pulumi.runtime.test
     def program() -> None:
-        runpy.run_path(str(MAIN), run_name="__main__")
+        runpy.run_path(str(PROGRAM_DIR), run_name="__main__")
 
     try:
         with warnings.catch_warnings():

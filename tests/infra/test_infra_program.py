@@ -6,6 +6,10 @@ applies: the firewall, the database's reach, placement, cloud-init, DNS and the 
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from urllib.parse import unquote, urlsplit
 
 import pytest
@@ -18,10 +22,12 @@ from tests.infra.mock_cloud import (
     CA_CERT,
     DB_PASSWORD,
     LB_IP,
+    PROGRAM_DIR,
     RESERVED_IP,
     VPC_CIDR,
     VPC_ID,
     ProgramRun,
+    engine_config,
     run_program,
 )
 from tests.infra.sample_config import ADMIN_CIDRS, ADMIN_KEY, SECOND_KEY, valid_config
@@ -381,3 +387,44 @@ def test_no_domain_means_no_dns(runs, name):
     run = runs[name]
     for typ in (DOMAIN, DNS_RECORD, RESERVED, RESERVED_ASSIGNMENT, CERTIFICATE):
         assert run.of_type(typ) == []
+
+
+# --- the program as Pulumi starts it: a fresh interpreter, outside the repository ---------------
+
+DRIVER = """
+import json, runpy, sys
+import pulumi
+
+class Mocks(pulumi.runtime.Mocks):
+    def new_resource(self, args):
+        return args.name + "-id", dict(args.inputs, password="pw")
+    def call(self, args):
+        return {"certificate": "ca"}
+
+assert not any(p.endswith("/infra") or p == sys.argv[2] for p in sys.path), sys.path
+pulumi.runtime.set_all_config(json.loads(sys.argv[3]))
+pulumi.runtime.set_mocks(Mocks(), project="dropstack", stack="smoke", preview=False)
+
+@pulumi.runtime.test
+def program():
+    runpy.run_path(sys.argv[1], run_name="__main__")
+
+program()
+print(sorted(pulumi.runtime.settings.get_root_resource().outputs))
+"""
+
+
+def test_program_imports_itself_when_run_by_pulumi(tmp_path):
+    """`main: infra/` runs with infra/ on sys.path, not the repository root."""
+    program_dir = PROGRAM_DIR
+    config = json.dumps(engine_config(valid_config()))
+    result = subprocess.run(
+        [sys.executable, "-c", DRIVER, str(program_dir), str(program_dir.parent), config],
+        cwd=tmp_path,
+        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip() == str(sorted(INVENTORY_KEYS))
