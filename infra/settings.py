@@ -168,10 +168,22 @@ _REQUIRED_HINTS = {
 
 
 def load_settings() -> Settings:
-    """Read and validate this stack's ``dropstack:*`` configuration."""
+    """Read and validate this stack's ``dropstack:*`` configuration.
+
+    Keys are gathered from everything the engine passed (so a misspelt key is reported, not
+    ignored) and each value is read the way ``pulumi.Config`` reads it.
+    """
     prefix = f"{NAMESPACE}:"
-    config = pulumi.runtime.config.CONFIG.get()
-    raw = {key[len(prefix) :]: value for key, value in config.items() if key.startswith(prefix)}
+    keys = {
+        *pulumi.runtime.config.CONFIG.get(),
+        *pulumi.runtime.get_config_env(),
+        *(prefix + key for key in CONFIG_KEYS),
+    }
+    raw = {
+        key.removeprefix(prefix): value
+        for key in sorted(keys)
+        if key.startswith(prefix) and (value := pulumi.runtime.get_config(key)) is not None
+    }
     return parse_settings(raw)
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import json
 
+import pulumi.runtime
 import pytest
 
 from infra.settings import (
@@ -12,6 +14,7 @@ from infra.settings import (
     Settings,
     SettingsError,
     is_openssh_public_key,
+    load_settings,
     parse_settings,
     settings_field_defaults,
 )
@@ -141,3 +144,24 @@ def test_every_optional_key_has_a_settings_default():
     defaults = settings_field_defaults()
     assert set(defaults) == set(CONFIG_KEYS) - set(REQUIRED_KEYS)
     assert defaults["allowSshFromAnywhere"] is False
+
+
+def test_load_settings_reads_config_passed_in_the_environment(monkeypatch):
+    """The language host may pass the configuration as PULUMI_CONFIG rather than set_config."""
+    pulumi.runtime.set_all_config({})
+    monkeypatch.setenv(
+        "PULUMI_CONFIG",
+        json.dumps(
+            {
+                "dropstack:sshPublicKeys": json.dumps([ADMIN_KEY]),
+                "dropstack:adminCidrs": '["198.18.0.7/32"]',
+                "dropstack:webCount": "2",
+                "digitalocean:token": "not ours",
+            }
+        ),
+    )
+    settings = load_settings()
+    assert (settings.web_count, settings.admin_cidrs) == (2, ("198.18.0.7/32",))
+    monkeypatch.setenv("PULUMI_CONFIG", json.dumps({"dropstack:webCont": "2"}))
+    with pytest.raises(SettingsError, match="dropstack:webCont: unknown key"):
+        load_settings()
