@@ -23,8 +23,8 @@ INVENTORY_KEYS: dict[str, str] = {
     "web_private_ips": "web hosts' addresses inside the VPC",
     "ssh_user": "the deploy user cloud-init created",
     "ssh_key_path": "private key for ssh_user ('' = use ssh-agent / ~/.ssh defaults)",
-    "load_balancer_ip": "the load balancer's address, or null with a single web host",
-    "domain": "the site's domain, or null",
+    "load_balancer_ip": "the load balancer's address, or null ('' from Pulumi) with one web host",
+    "domain": "the site's domain, or null ('' from Pulumi)",
     "url": "the public URL of the site",
     "db_host": "database host on the private network",
     "db_port": "database port",
@@ -34,6 +34,8 @@ INVENTORY_KEYS: dict[str, str] = {
     "db_ca_cert": "PEM CA certificate that signed the database server's certificate",
 }
 SECRET_KEYS = frozenset({"db_uri"})
+# Pulumi drops outputs whose value is None, so the program exports "" for these; read both as None.
+OPTIONAL_KEYS = ("load_balancer_ip", "domain")
 
 DEFAULT_LOCAL_INVENTORY = Path(
     os.environ.get("DROPSTACK_STATE_DIR", "/var/lib/dropstack/local")
@@ -88,7 +90,9 @@ def parse_inventory(data: object, source: str) -> Inventory:
         raise InventoryError(
             f"{source}: web_names, web_public_ips and web_private_ips must be equally long lists"
         )
-    return Inventory(source=source, data={k: data[k] for k in INVENTORY_KEYS})
+    values = {k: data[k] for k in INVENTORY_KEYS}
+    values.update({k: values[k] or None for k in OPTIONAL_KEYS})
+    return Inventory(source=source, data=values)
 
 
 def pulumi_output_command(stack: str) -> list[str]:

@@ -65,3 +65,8 @@ def test_select_hosts_by_name_keeps_inventory_order():
     assert len(select_hosts(inv, None)) == 2
     with pytest.raises(InventoryError, match="unknown host web-9"):
         select_hosts(inv, "web-9")
+
+
+def test_pulumi_empty_strings_read_as_absent():
+    inv = parse_inventory(sample(load_balancer_ip="", domain=""), "stack prod")
+    assert inv["load_balancer_ip"] is None and inv["domain"] is None
