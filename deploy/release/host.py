@@ -94,7 +94,10 @@ def acquire_lock(h: ReleaseHost, holder: Holder) -> None:
         return
     if result.exited == lock.HELD:
         raise LockHeld(h.name, lock.parse_holder(result.stdout.strip()))
-    raise StepFailed(h.name, "acquire deploy lock", last_words(result.stderr or result.stdout))
+    reason = last_words(result.stderr or result.stdout)
+    if "No such file" in reason:
+        reason += f"; is the host provisioned (fab provision --hosts {h.name})?"
+    raise StepFailed(h.name, "acquire deploy lock", reason)
 
 
 def take_over_lock(h: ReleaseHost, stale: Holder, holder: Holder) -> bool:

@@ -97,8 +97,9 @@ def acquire_command(lock_dir: str, holder: Holder) -> str:
     d = shlex.quote(lock_dir)
     record = shlex.quote(holder.to_json())
     return as_root(
-        f"if mkdir {d} 2>/dev/null; then printf '%s\\n' {record} > {d}/{HOLDER_FILE}; "
-        f"else cat {d}/{HOLDER_FILE} 2>/dev/null; exit {HELD}; fi"
+        f"if mkdir {d}; then printf '%s\\n' {record} > {d}/{HOLDER_FILE}; "
+        f"elif [ -d {d} ]; then cat {d}/{HOLDER_FILE} 2>/dev/null; exit {HELD}; "
+        "else exit 1; fi"
     )
 
 

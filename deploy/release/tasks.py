@@ -290,7 +290,7 @@ def deploy(c, stack="", inventory="", hosts="", batch=1, dry_run=False, allow_di
                         release_lock(h, holder)
         except Interrupted:
             raise Exit("dropstack: deploy interrupted; locks released", INTERRUPTED_EXIT) from None
-        except ReleaseError as exc:
+        except (ReleaseError, StepFailed) as exc:
             raise Exit(f"dropstack: {exc}", code=1) from None
     finish(f"deploy of {art.name}", failures, started)
 
@@ -405,7 +405,7 @@ def rollback(c, release="", stack="", inventory="", hosts="", batch=1, dry_run=F
             raise Exit(
                 "dropstack: rollback interrupted; locks released", INTERRUPTED_EXIT
             ) from None
-        except ReleaseError as exc:
+        except (ReleaseError, StepFailed) as exc:
             raise Exit(f"dropstack: {exc}", code=1) from None
     finish(f"rollback to {target}", failures, started)
 

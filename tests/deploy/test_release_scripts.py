@@ -283,3 +283,12 @@ def test_probe_of_a_fresh_host(shell, layout):
     state = parse_state(shell(probe_command(layout)).stdout, layout)
     assert state.current is None and state.releases == () and state.live_slot is None
     assert not state.locked
+
+
+def test_lock_on_an_unprovisioned_host_is_an_error_not_a_holder(shell, tmp_path):
+    from deploy.release import lock
+
+    missing = str(tmp_path / "no-such-root" / "deploy.lock")
+    done = shell(lock.acquire_command(missing, holder("aaaa")))
+    assert done.returncode not in (lock.ACQUIRED, lock.HELD)
+    assert "No such file" in done.stderr

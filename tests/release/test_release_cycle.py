@@ -1,0 +1,308 @@
+"""The whole release cycle on real hosts, in order: deploy, redeploy under load, broken releases,
+concurrent and interrupted deploys, rollback under load, pruning, and the read-only tasks.
+
+The tests share one clone and the hosts' state and run in file order; each leaves the hosts
+serving a good release. Load runs through Nginx with wrk and must see zero failed requests.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import time
+
+import pytest
+
+from tests.release.harness import (
+    fab,
+    fab_background,
+    finish,
+    on_host,
+    read_until,
+    serving_release,
+    steady_load,
+)
+
+pytestmark = pytest.mark.host
+
+RELEASE = re.compile(r"release (\d{14}-[0-9a-f]{7,}(?:-dirty)?):")
+STATE = {}  # what earlier tests deployed, for later ones
+
+
+def released(out: str) -> str:
+    match = RELEASE.search(out)
+    assert match, out
+    return match.group(1)
+
+
+def host_releases(c) -> list[str]:
+    return sorted(on_host(c, "ls /srv/dropstack/releases").split())
+
+
+def audit_tail(c, n: int = 1) -> list[dict]:
+    lines = on_host(c, f"tail -n {n} /srv/dropstack/audit.log").splitlines()
+    return [json.loads(line) for line in lines]
+
+
+def assert_no_failures(load) -> None:
+    r = load.result
+    assert r["requests"] > 100, r
+    errors = {k: r[k] for k in ("non2xx", "connect", "read", "write", "timeout")}
+    assert errors == dict.fromkeys(errors, 0), r
+
+
+def requests_seen_by(c, slot: str, since: int) -> list[str]:
+    """Paths the slot's Gunicorn answered since ``since`` (its JSON access log lines)."""
+    journal = on_host(
+        c, f"sudo -n journalctl -u dropstack@{slot} --since @{since} -o cat --no-pager"
+    )
+    paths = []
+    for line in journal.splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if entry.get("logger") == "gunicorn.access":
+            paths.append(entry["path"])
+    return paths
+
+
+def upstream(c) -> str:
+    return on_host(c, "grep -o 'unix:[^;]*' /etc/nginx/dropstack/upstream.conf").strip()
+
+
+def host_clock(c) -> int:
+    return int(on_host(c, "date +%s").strip())
+
+
+def test_deploy_serves_the_new_release(source, hosts, web):
+    run = fab(source, "deploy")
+    assert run.code == 0
+    name = released(run.out)
+    assert serving_release(web) == name
+    for c in hosts.values():
+        assert on_host(c, "readlink /srv/dropstack/current").strip().endswith(name)
+        assert audit_tail(c)[0]["result"] == "ok"
+        assert not on_host(c, "ls -d /srv/dropstack/deploy.lock 2>/dev/null").strip()
+    STATE["good"] = [name]
+
+
+def test_code_change_redeploys_under_load_reusing_the_venv(source, hosts, web):
+    revision = source.commit(
+        "a code-only change", {"app/static/robots.txt": "User-agent: *\nDisallow: /api/\n"}
+    )
+    with steady_load(web, seconds=90) as load:
+        run = fab(source, "deploy")
+    assert run.code == 0
+    name = released(run.out)
+    assert name.endswith(revision[:7])
+    assert re.search(r"python environment \w+ +ok", run.out)  # same dependency set: reused
+    assert_no_failures(load)
+    assert set(load.result["releases"]) >= {STATE["good"][-1], name}
+    assert serving_release(web) == name
+    STATE["good"].append(name)
+    STATE["redeploy_seconds"] = run.seconds
+    STATE["deploy_load"] = load.result
+
+
+MIGRATION_THAT_FAILS = """\
+\"\"\"A migration that fails half-way: the transaction rolls back.\"\"\"
+
+from alembic import op
+
+revision = "0099"
+down_revision = "{head}"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.execute("CREATE TABLE release_test_marker (id integer)")
+    op.execute("SELECT 1 / 0")
+
+
+def downgrade() -> None:
+    pass
+"""
+
+
+def import_error(source) -> dict[str, str]:
+    return {"app/wsgi.py": "import dropstack_no_such_module  # noqa\n" + source.read("app/wsgi.py")}
+
+
+def failing_readiness(source) -> dict[str, str]:
+    text = source.read("app/health.py")
+    gate = "    schema = schema_status(database_of(current_app).engine)\n"
+    assert gate in text
+    broken = "    return probe_response(503, status='unavailable', reason='broken on purpose')\n"
+    return {"app/health.py": text.replace(gate, broken + gate)}
+
+
+def failing_migration(source) -> dict[str, str]:
+    versions = (source.path / "app/migrations/versions").glob("*.py")
+    found = [re.search(r'^revision\S* = "(\w+)"', f.read_text(), re.M) for f in versions]
+    head = max(m.group(1) for m in found if m)
+    return {"app/migrations/versions/0099_fails.py": MIGRATION_THAT_FAILS.replace("{head}", head)}
+
+
+BROKEN = {
+    "import error": (import_error, "start slot"),
+    "failing readiness": (failing_readiness, "health gate /readyz"),
+    "failing migration": (failing_migration, "database migrations"),
+}
+
+
+@pytest.mark.parametrize("case", list(BROKEN))
+def test_broken_release_never_gets_a_request(source, hosts, web, case):
+    breaks, failing_step = BROKEN[case]
+    good = source.git("rev-parse", "HEAD")
+    c = next(iter(hosts.values()))
+    since = host_clock(c)
+    live_before = upstream(c)
+    try:
+        source.commit(f"broken: {case}", breaks(source))
+        with steady_load(web, seconds=90) as load:
+            run = fab(source, "deploy")
+    finally:
+        source.reset(good)
+    assert run.code == 1
+    assert failing_step in run.out and "FAILED" in run.out
+    assert "  | " in run.out  # the journal lines are shown
+    name = released(run.out)
+    assert_no_failures(load)
+    assert set(load.result["releases"]) == {STATE["good"][-1]}
+    assert serving_release(web) == STATE["good"][-1]
+    # Nginx still routes to the old slot; the new one is stopped and saw only the gate's probes.
+    assert upstream(c) == live_before
+    idle = "green" if live_before.endswith("blue.sock") else "blue"
+    assert on_host(c, f"systemctl is-active dropstack@{idle}").strip() != "active"
+    assert set(requests_seen_by(c, idle, since)) <= {"/readyz"}
+    failed_mark = f"/srv/dropstack/releases/{name}/.dropstack-failed"
+    assert on_host(c, f"cat {failed_mark}")
+    last = audit_tail(c)[0]
+    assert (last["release"], last["result"]) == (name, "failed")
+    assert not on_host(c, "ls -d /srv/dropstack/deploy.lock 2>/dev/null").strip()
+    STATE.setdefault("failed", []).append(name)
+
+
+def test_concurrent_deploy_fails_at_once_naming_the_holder(source, hosts, web):
+    first = fab_background(source, "deploy")
+    read_until(first, "upload release")
+    started = time.monotonic()
+    second = fab(source, "deploy")
+    assert second.code == 1 and time.monotonic() - started < 30
+    assert "another deploy holds the lock: deploy of" in second.out
+    assert f"(pid {first.pid}," in second.out
+    assert "fab unlock --hosts" in second.out
+    waiting = fab_background(source, "deploy", "--wait", "180")
+    one = finish(first)
+    assert one.code == 0
+    two = finish(waiting, timeout=240)
+    assert two.code == 0 and "waiting up to 180s for the deploy lock" in two.out
+    STATE["good"] += [released(one.out), released(two.out)]
+    assert serving_release(web) == STATE["good"][-1]
+
+
+def test_interrupted_deploy_cleans_up_and_the_old_release_keeps_serving(source, hosts, web):
+    c = next(iter(hosts.values()))
+    proc = fab_background(source, "deploy")
+    read_until(proc, "start slot")  # the new slot is being started: the worst moment
+    proc.send_signal(signal.SIGTERM)
+    run = finish(proc)
+    assert run.code == 130
+    assert "interrupted: cleaning up" in run.out
+    assert serving_release(web) == STATE["good"][-1]
+    assert not on_host(c, "ls -d /srv/dropstack/deploy.lock 2>/dev/null").strip()
+    assert audit_tail(c)[0]["result"] == "interrupted"
+    live = upstream(c)
+    idle = "green" if live.endswith("blue.sock") else "blue"
+    assert on_host(c, f"systemctl is-active dropstack@{idle}").strip() != "active"
+    again = fab(source, "deploy")
+    assert again.code == 0
+    STATE["good"].append(released(again.out))
+
+
+def test_killed_deploy_leaves_a_lock_the_next_deploy_takes_over(source, hosts, web):
+    c = next(iter(hosts.values()))
+    proc = fab_background(source, "deploy")
+    read_until(proc, "upload release")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert on_host(c, "cat /srv/dropstack/deploy.lock/holder.json")  # left behind
+    run = fab(source, "deploy")
+    assert run.code == 0
+    assert "taking over the lock of a deploy that is gone" in run.out
+    assert f"pid {proc.pid}" in run.out
+    STATE["good"].append(released(run.out))
+    assert serving_release(web) == STATE["good"][-1]
+
+
+def test_rollback_under_load_goes_to_the_previous_good_release(source, hosts, web):
+    current = serving_release(web)
+    assert current == STATE["good"][-1]
+    with steady_load(web, seconds=60) as load:
+        run = fab(source, "rollback")
+    assert run.code == 0
+    previous = STATE["good"][-2]
+    assert serving_release(web) == previous
+    assert_no_failures(load)
+    assert set(load.result["releases"]) >= {current, previous}
+    c = next(iter(hosts.values()))
+    last = audit_tail(c)[0]
+    assert (last["action"], last["release"], last["result"]) == ("rollback", previous, "ok")
+    STATE["rollback_seconds"] = run.seconds
+    STATE["rollback_load"] = load.result
+    # Back to the newest.
+    forward = fab(source, "rollback", "--release", current)
+    assert forward.code == 0 and serving_release(web) == current
+
+
+def test_rollback_to_a_failed_release_is_refused(source, hosts, web):
+    run = fab(source, "rollback", "--release", STATE["failed"][0])
+    if STATE["failed"][0] not in host_releases(next(iter(hosts.values()))):
+        assert "is not on the host" in run.out  # pruned already
+    else:
+        assert "is marked failed" in run.out
+    assert run.code == 1
+    assert serving_release(web) == STATE["good"][-1]
+
+
+def test_old_releases_are_pruned_but_live_and_previous_kept(source, hosts):
+    keep = 4  # conftest's config
+    for c in hosts.values():
+        names = [n for n in host_releases(c) if re.fullmatch(r"\d{14}-\w+", n)]
+        current = on_host(c, "basename $(readlink /srv/dropstack/current)").strip()
+        assert current in names and STATE["good"][-2] in names
+        slots = {on_host(c, f"basename $(readlink /srv/dropstack/slots/{s})").strip()
+                 for s in ("blue", "green")}  # fmt: skip
+        assert len(names) <= keep + 2 + len(slots)
+        assert STATE["good"][0] not in names  # the oldest is gone
+        venvs = on_host(c, "ls /srv/dropstack/venvs").split()
+        used = {on_host(c, f"basename $(readlink /srv/dropstack/releases/{n}/.venv)").strip()
+                for n in names}  # fmt: skip
+        assert set(venvs) - {v for v in venvs if v.endswith(".wheels")} <= used
+
+
+def test_dry_run_prints_the_plan_and_changes_nothing(source, hosts):
+    c = next(iter(hosts.values()))
+    before = host_releases(c), on_host(c, "tail -n 1 /srv/dropstack/audit.log")
+    run = fab(source, "deploy", "--dry-run")
+    assert run.code == 0
+    assert "new release goes to slot" in run.out and "- health gate /readyz" in run.out
+    assert (host_releases(c), on_host(c, "tail -n 1 /srv/dropstack/audit.log")) == before
+
+
+def test_releases_status_logs_and_unlock(source, hosts, web):
+    listing = fab(source, "releases")
+    assert listing.code == 0
+    assert f"* {STATE['good'][-1]}" in listing.out and "FAILED" in listing.out
+    assert "rollback" in listing.out and "deploy" in listing.out
+    status = fab(source, "status")
+    assert status.code == 0
+    assert f"current release: {STATE['good'][-1]}" in status.out
+    assert "[HTTP 200]" in status.out and "nginx: active" in status.out
+    logs = fab(source, "logs", "--lines", "20")
+    assert logs.code == 0 and "gunicorn" in logs.out.lower()
+    unlock = fab(source, "unlock")
+    assert unlock.code == 0 and "not locked" in unlock.out
