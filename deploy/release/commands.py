@@ -46,7 +46,7 @@ def unpack_command(layout: Layout, name: str, archive: str, metadata: dict) -> s
 
 def venvs_dir_command(layout: Layout, owner: str) -> str:
     """The shared venvs directory (under root-owned /srv/<app>), owned by the deploy user."""
-    return as_root(f"install -d -m 0755 -o {q(owner)} -g {q(owner)} {q(layout.venvs)}")
+    return as_root(f"install -d -m 0755 -o {q(owner)} {q(layout.venvs)}")
 
 
 def venv_ready_command(layout: Layout, key: str) -> str:

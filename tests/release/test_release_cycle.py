@@ -147,9 +147,11 @@ def failing_migration(source) -> dict[str, str]:
 
 
 BROKEN = {
-    "import error": (import_error, "start slot"),
-    "failing readiness": (failing_readiness, "health gate /readyz"),
-    "failing migration": (failing_migration, "database migrations"),
+    # Gunicorn's arbiter reports ready before its workers import the app, so an import error
+    # shows as the slot dying during the gate (or failing to start, if it is quick enough).
+    "import error": (import_error, ("start slot", "health gate /readyz")),
+    "failing readiness": (failing_readiness, ("health gate /readyz",)),
+    "failing migration": (failing_migration, ("database migrations",)),
 }
 
 
@@ -167,7 +169,7 @@ def test_broken_release_never_gets_a_request(source, hosts, web, case):
     finally:
         source.reset(good)
     assert run.code == 1
-    assert failing_step in run.out and "FAILED" in run.out
+    assert any(f"{step}" in run.out for step in failing_step) and "FAILED" in run.out
     assert "  | " in run.out  # the journal lines are shown
     name = released(run.out)
     assert_no_failures(load)
