@@ -184,6 +184,11 @@ def remove_paths_command(paths: list[str]) -> str:
     return as_root("rm -rf " + " ".join(q(p) for p in paths)) if paths else "true"
 
 
+def clean_incoming_command(layout: Layout) -> str:
+    """Remove upload directories that interrupted deploys left behind (ours is gone by now)."""
+    return f"find {q(layout.releases)} -maxdepth 1 -name '.incoming-*' -exec rm -rf {{}} +"
+
+
 def audit_append_command(layout: Layout, line: str) -> str:
     log = q(layout.audit_log)
     return as_root(f"printf '%s\\n' {q(line)} >> {log} && chmod 0644 {log}")

@@ -160,6 +160,7 @@ def prune(h: ReleaseHost, protect: list[str]) -> bool:
     doomed = prune_selection(state, h.settings.keep, protect)
     venvs = unused_venvs(state, doomed)
     paths = [h.layout.release(n) for n in doomed] + [h.layout.venv(k) for k in venvs]
+    h.run(cmd.clean_incoming_command(h.layout))
     if not paths:
         return False
     h.run(cmd.remove_paths_command(paths))

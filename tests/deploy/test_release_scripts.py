@@ -292,3 +292,10 @@ def test_lock_on_an_unprovisioned_host_is_an_error_not_a_holder(shell, tmp_path)
     done = shell(lock.acquire_command(missing, holder("aaaa")))
     assert done.returncode not in (lock.ACQUIRED, lock.HELD)
     assert "No such file" in done.stderr
+
+
+def test_left_over_uploads_are_cleaned(shell, layout):
+    Path(layout.release("R")).mkdir()
+    Path(cmd.staging_dir(layout, "OLD"), "tree").mkdir(parents=True)
+    assert shell(cmd.clean_incoming_command(layout)).returncode == 0
+    assert sorted(p.name for p in Path(layout.releases).iterdir()) == ["R"]
