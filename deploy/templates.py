@@ -1,0 +1,156 @@
+"""The Nginx and systemd files a web host needs, rendered from nginx/*.j2 and systemd/*.j2.
+
+Pure functions: they read the template files and return text; installing, validating
+(`nginx -t`, `systemd-analyze verify`) and reloading is the provisioning and deploy code's job.
+Every variable comes from ``HostSettings`` (deploy/host_settings.py), the one place defaults live.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from functools import cache
+from pathlib import Path
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+from deploy.host_settings import HostSettings, SettingsError, check_slot
+from deploy.remote_files import RemoteFile
+
+REPO = Path(__file__).resolve().parent.parent
+TEMPLATE_DIRS = (REPO / "nginx", REPO / "systemd")
+# Not a template: RFC 7919's fixed group, byte for byte (`openssl genpkey -genparam -algorithm DH
+# -pkeyopt group:ffdhe2048` prints the same).
+DH_PARAMS = REPO / "nginx" / "ffdhe2048.pem"
+
+
+@cache
+def template_environment() -> Environment:
+    # StrictUndefined: a misspelt variable is an error at render time, not an empty directive.
+    return Environment(
+        loader=FileSystemLoader([str(d) for d in TEMPLATE_DIRS]),
+        undefined=StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,  # noqa: S701  (config files, not HTML)
+    )
+
+
+def render(name: str, settings: HostSettings, **extra: object) -> str:
+    """One template, e.g. ``render("site.conf.j2", settings)``; ``extra`` adds variables."""
+    template = template_environment().get_template(name)
+    return template.render(settings=settings, paths=settings.paths, **extra)
+
+
+def render_upstream(settings: HostSettings, slot: str) -> str:
+    """The upstream include pointing Nginx at ``slot``'s socket; each deploy rewrites it."""
+    return render("upstream.conf.j2", settings, slot=check_slot(slot))
+
+
+_UPSTREAM_SOCKET = re.compile(r"^\s*server unix:\S+/(\w+)\.sock;", re.M)
+
+
+def upstream_slot(upstream_conf: str) -> str | None:
+    """The slot an upstream.conf points at, or None when it is not one this module wrote."""
+    match = _UPSTREAM_SOCKET.search(upstream_conf)
+    if not match:
+        return None
+    try:
+        return check_slot(match.group(1))
+    except SettingsError:
+        return None
+
+
+def nginx_files(settings: HostSettings, live_slot: str) -> list[RemoteFile]:
+    """The Nginx configuration files. ``live_slot`` is the slot upstream.conf points at: a
+    re-provision must keep the host's (``upstream_slot(text) or "blue"``), or it would route
+    traffic back to a stopped slot."""
+    s, p = settings, settings.paths
+    files = [
+        RemoteFile(f"{s.nginx_dir}/conf.d/{s.app_name}.conf", render("http.conf.j2", s)),
+        RemoteFile(f"{p.nginx_include_dir}/headers.conf", render("headers.conf.j2", s)),
+        RemoteFile(f"{p.nginx_include_dir}/upstream.conf", render_upstream(s, live_slot)),
+        RemoteFile(f"{s.nginx_dir}/sites-available/{s.app_name}", render("site.conf.j2", s)),
+    ]
+    if not s.catch_all:
+        files.append(
+            RemoteFile(
+                f"{s.nginx_dir}/sites-available/{s.app_name}-default-server",
+                render("default-server.conf.j2", s),
+            )
+        )
+    if s.tls:
+        files += [
+            RemoteFile(f"{p.nginx_include_dir}/tls.conf", render("tls.conf.j2", s)),
+            RemoteFile(f"{p.nginx_include_dir}/ffdhe2048.pem", DH_PARAMS.read_text()),
+        ]
+    return files
+
+
+def nginx_symlinks(settings: HostSettings) -> dict[str, str]:
+    """sites-enabled symlink -> sites-available file, for each site nginx_files installs."""
+    names = [settings.app_name]
+    if not settings.catch_all:
+        names.append(f"{settings.app_name}-default-server")
+    return {
+        f"{settings.nginx_dir}/sites-enabled/{name}": f"{settings.nginx_dir}/sites-available/{name}"
+        for name in names
+    }
+
+
+def nginx_obsolete_paths(settings: HostSettings) -> tuple[str, ...]:
+    """Files provisioning removes: Debian's welcome site also claims default_server on port 80,
+    and Nginx refuses two default servers on one port."""
+    return (f"{settings.nginx_dir}/sites-enabled/default",)
+
+
+def systemd_files(settings: HostSettings) -> list[RemoteFile]:
+    """The units and the tmpfiles.d entry. After installing: `systemctl daemon-reload` and
+    `systemd-tmpfiles --create <settings.paths.tmpfiles_conf>`."""
+    s, p = settings, settings.paths
+    return [
+        RemoteFile(f"{p.unit_dir}/{s.app_name}@.service", render("dropstack@.service.j2", s)),
+        RemoteFile(f"{p.unit_dir}/{s.app_name}@.socket", render("dropstack@.socket.j2", s)),
+        RemoteFile(
+            f"{p.unit_dir}/{s.app_name}-migrate@.service",
+            render("dropstack-migrate@.service.j2", s),
+        ),
+        RemoteFile(p.tmpfiles_conf, render("dropstack.tmpfiles.conf.j2", s)),
+    ]
+
+
+def systemd_verify_command(settings: HostSettings, root: str | None = None) -> str:
+    """`systemd-analyze verify` of the installed units as one shell command (safe under sudo).
+
+    It fails on any complaint but one: before the first deploy no release is linked into the
+    slots, so their gunicorn and python do not exist yet (the units refuse to start then, by
+    AssertPathExists=). verify only warns, exiting 0, about unknown keys and bad values, so any
+    other output is the failure, printed on stderr. ``root`` is for tests (``--root=``).
+    """
+    name = settings.app_name
+    units = [f"{name}@blue.service", f"{name}@blue.socket", f"{name}-migrate@blue.service"]
+    root_option = [f"--root={root}"] if root else []
+    verify = shlex.join(["systemd-analyze", "verify", "--man=no", *root_option, *units])
+    # Paths are validated to [A-Za-z0-9._/-], so '.' is the only character ERE treats specially.
+    slots = settings.paths.slots_dir.replace(".", r"\.")
+    not_deployed = rf"Command {slots}/(blue|green)/\.venv/bin/(gunicorn|python) is not executable"
+    script = "; ".join(
+        [
+            f"out=$({verify} 2>&1)",
+            "rc=$?",
+            f"rest=$(printf '%s\\n' \"$out\" | grep -v -E {shlex.quote(not_deployed)} | grep .)",
+            'if [ -n "$rest" ]; then printf \'%s\\n\' "$rest" >&2; exit 1; fi',
+            'if [ "$rc" -ne 0 ] && [ -z "$out" ]; then echo "verify failed: $rc" >&2; exit 1; fi',
+        ]
+    )
+    return f"sh -c {shlex.quote(script)}"
+
+
+def render_site_files(settings: HostSettings, live_slot: str) -> dict[str, RemoteFile]:
+    """Every file provisioning installs from the templates, keyed by its path on the host.
+
+    All are root:root 0644: none holds a secret (the env file is written by provisioning).
+    """
+    files = nginx_files(settings, live_slot) + systemd_files(settings)
+    return {f.path: f for f in files}
