@@ -1,8 +1,45 @@
-"""The task namespace `fab` sees. Each concern's tasks live in their own module."""
+"""The task namespace `fab` sees (`fab --list`). Tasks stay thin: they parse flags, then call
+the module that does the work. Errors reach the user as one line, never a traceback."""
 
-from invoke import Collection
+from __future__ import annotations
 
+import functools
+
+from invoke import Collection, task
+from invoke.exceptions import Exit
+
+from deploy import provision as provisioning
+from deploy.host_settings import SettingsError
+from deploy.inventory import InventoryError
 from deploy.local import tasks as local_tasks
+from deploy.targets import HostUnreachable
 
-namespace = Collection()
+TARGET_HELP = {
+    "stack": "read hosts from this Pulumi stack's outputs instead of the local droplet",
+    "inventory": "read hosts from this inventory JSON file instead of the local droplet",
+    "hosts": "comma-separated web host names to act on (default: all)",
+}
+
+
+def one_line_errors(func):
+    """Turn the errors users cause (bad target, unreachable host, bad settings) into one line."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except (InventoryError, HostUnreachable, SettingsError) as exc:
+            raise Exit(f"error: {exc}", code=1) from None
+
+    return wrapper
+
+
+@task(help={**TARGET_HELP, "serial": "one host at a time instead of all in parallel"})
+@one_line_errors
+def provision(c, stack=None, inventory=None, hosts=None, serial=False):
+    """Bring web hosts to the desired state; prints each step as changed/ok. Idempotent."""
+    provisioning.provision_targets(c, stack, inventory, hosts, serial)
+
+
+namespace = Collection(provision)
 namespace.add_collection(Collection.from_module(local_tasks), name="local")
