@@ -79,11 +79,30 @@ ClientAliveCountMax 2
 X11Forwarding no
 AllowAgentForwarding no
 PermitTunnel no
-KexAlgorithms sntrup761x25519-sha512@openssh.com,curve25519-sha256,curve25519-sha256@libssh.org,diffie-hellman-group16-sha512,diffie-hellman-group18-sha512
-Ciphers chacha20-poly1305@openssh.com,aes256-gcm@openssh.com,aes128-gcm@openssh.com,aes256-ctr,aes192-ctr,aes128-ctr
-MACs hmac-sha2-512-etm@openssh.com,hmac-sha2-256-etm@openssh.com,umac-128-etm@openssh.com
-HostKeyAlgorithms ssh-ed25519,ecdsa-sha2-nistp256,rsa-sha2-512,rsa-sha2-256
-"""
+{crypto}"""
+SSHD_ALGORITHMS = {
+    "KexAlgorithms": (
+        "sntrup761x25519-sha512@openssh.com",
+        "curve25519-sha256",
+        "curve25519-sha256@libssh.org",
+        "diffie-hellman-group16-sha512",
+        "diffie-hellman-group18-sha512",
+    ),
+    "Ciphers": (
+        "chacha20-poly1305@openssh.com",
+        "aes256-gcm@openssh.com",
+        "aes128-gcm@openssh.com",
+        "aes256-ctr",
+        "aes192-ctr",
+        "aes128-ctr",
+    ),
+    "MACs": (
+        "hmac-sha2-512-etm@openssh.com",
+        "hmac-sha2-256-etm@openssh.com",
+        "umac-128-etm@openssh.com",
+    ),
+    "HostKeyAlgorithms": ("ssh-ed25519", "ecdsa-sha2-nistp256", "rsa-sha2-512", "rsa-sha2-256"),
+}
 
 FAIL2BAN_JAIL = """\
 # Managed by dropstack (fab provision).
@@ -119,7 +138,11 @@ def os_files(ssh_user: str) -> dict[str, RemoteFile]:
     """The OS hardening files, keyed by the service each one configures."""
     return {
         "sshd": RemoteFile(
-            "/etc/ssh/sshd_config.d/20-dropstack.conf", SSHD_HARDENING.format(ssh_user=ssh_user)
+            "/etc/ssh/sshd_config.d/20-dropstack.conf",
+            SSHD_HARDENING.format(
+                ssh_user=ssh_user,
+                crypto="".join(f"{k} {','.join(v)}\n" for k, v in SSHD_ALGORITHMS.items()),
+            ),
         ),
         "fail2ban": RemoteFile("/etc/fail2ban/jail.d/dropstack.local", FAIL2BAN_JAIL),
         "apt": RemoteFile("/etc/apt/apt.conf.d/20auto-upgrades", APT_PERIODIC),
@@ -143,7 +166,9 @@ def ufw_is_as_wanted(status_verbose: str) -> bool:
     for line in table.splitlines()[1:]:
         if not line.strip():
             continue
-        match = re.fullmatch(r"(\d+/tcp)( \(v6\))?\s+(ALLOW|LIMIT) IN\s+Anywhere( \(v6\))?", line.strip())
+        match = re.fullmatch(
+            r"(\d+/tcp)( \(v6\))?\s+(ALLOW|LIMIT) IN\s+Anywhere( \(v6\))?", line.strip()
+        )
         if not match:
             return False  # a rule we did not ask for
         found.add((match.group(3).lower(), match.group(1), bool(match.group(2))))

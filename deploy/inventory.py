@@ -37,9 +37,9 @@ SECRET_KEYS = frozenset({"db_uri"})
 # Pulumi drops outputs whose value is None, so the program exports "" for these; read both as None.
 OPTIONAL_KEYS = ("load_balancer_ip", "domain")
 
-DEFAULT_LOCAL_INVENTORY = Path(
-    os.environ.get("DROPSTACK_STATE_DIR", "/var/lib/dropstack/local")
-) / "inventory.json"
+DEFAULT_LOCAL_INVENTORY = (
+    Path(os.environ.get("DROPSTACK_STATE_DIR", "/var/lib/dropstack/local")) / "inventory.json"
+)
 
 
 class InventoryError(Exception):

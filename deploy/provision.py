@@ -109,7 +109,7 @@ def ensure_directories(c: Connection, dirs: list[tuple[str, str, str, str]]) -> 
     """Each (path, mode, owner, group) exists exactly so; one probe for all of them."""
     probe = " ".join(shlex.quote(path) for path, *_ in dirs)
     current = c.sudo(
-        f"for d in {probe}; do stat -c '%n %a %U %G' \"$d\" 2>/dev/null || echo \"$d absent\"; done",
+        f'for d in {probe}; do stat -c \'%n %a %U %G\' "$d" 2>/dev/null || echo "$d absent"; done',
         hide=True,
     ).stdout.splitlines()
     wanted = [f"{p} {int(m, 8):o} {o} {g}" for p, m, o, g in dirs]
@@ -262,8 +262,10 @@ def provision_host(c: Connection, inv: Inventory, base: dict, log: HostLog) -> H
     )
     log.step(
         "fail2ban sshd jail",
-        lambda: ensure_file_and_restart(c, os_files["fail2ban"], "fail2ban")
-        | ensure_service_running(c, "fail2ban"),
+        lambda: (
+            ensure_file_and_restart(c, os_files["fail2ban"], "fail2ban")
+            | ensure_service_running(c, "fail2ban")
+        ),
     )
     return log
 

@@ -45,9 +45,9 @@ def probe_command(paths: list[str]) -> str:
     """One shell command printing `path<TAB>sha256 mode owner group` (or `absent`) per path."""
     quoted = " ".join(shlex.quote(p) for p in paths)
     return (
-        f"for p in {quoted}; do if [ -f \"$p\" ]; then "
-        "printf '%s\\t%s %s\\n' \"$p\" \"$(sha256sum < \"$p\" | cut -d' ' -f1)\" "
-        "\"$(stat -c '%a %U %G' \"$p\")\"; else printf '%s\\tabsent\\n' \"$p\"; fi; done"
+        f'for p in {quoted}; do if [ -f "$p" ]; then '
+        'printf \'%s\\t%s %s\\n\' "$p" "$(sha256sum < "$p" | cut -d\' \' -f1)" '
+        '"$(stat -c \'%a %U %G\' "$p")"; else printf \'%s\\tabsent\\n\' "$p"; fi; done'
     )
 
 

@@ -6,8 +6,6 @@ uses the same two functions, so deploys and host tests always agree on what the 
 
 from __future__ import annotations
 
-import socket
-
 import paramiko
 from fabric import Config, Connection
 
@@ -21,7 +19,7 @@ class HostUnreachable(Exception):
 
 
 def resolve_inventory(stack: str | None = None, inventory: str | None = None) -> Inventory:
-    """The target's inventory: ``--stack`` wins over ``--inventory``; default is the local droplet."""
+    """The target's inventory: ``--stack`` wins over ``--inventory``; default: the local droplet."""
     return load_inventory(path=inventory or None, stack=stack or None)
 
 
@@ -34,9 +32,8 @@ def select_hosts(inv: Inventory, names: str | None) -> list[WebHost]:
     known = {h.name for h in hosts}
     unknown = [n for n in wanted if n not in known]
     if unknown:
-        raise InventoryError(
-            f"--hosts: unknown host {', '.join(unknown)}; this target has {', '.join(sorted(known))}"
-        )
+        have = ", ".join(sorted(known))
+        raise InventoryError(f"--hosts: unknown host {', '.join(unknown)}; this target has {have}")
     return [h for h in hosts if h.name in wanted]
 
 
@@ -64,7 +61,7 @@ def connect(inv: Inventory, host: WebHost, config: Config | None = None) -> Conn
             f"{where}: SSH refused the key for user {inv['ssh_user']} ({key}); "
             "check sshPublicKeys / the key path"
         ) from None
-    except (TimeoutError, socket.timeout):
+    except TimeoutError:
         raise HostUnreachable(
             f"{where}: SSH timed out after {CONNECT_TIMEOUT_SECONDS}s; is the host up and port 22 "
             "open to you (adminCidrs)?"

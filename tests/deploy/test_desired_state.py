@@ -29,7 +29,11 @@ To                         Action      From
         ("default allow", UFW_OK.replace("deny (incoming)", "allow (incoming)"), False),
         ("extra port", UFW_OK + "8000/tcp                   ALLOW IN    Anywhere\n", False),
         ("extra source", UFW_OK + "5432                       ALLOW IN    10.0.0.0/8\n", False),
-        ("ssh not limited", UFW_OK.replace("22/tcp                     LIMIT", "22/tcp ALLOW"), False),
+        (
+            "ssh not limited",
+            UFW_OK.replace("22/tcp                     LIMIT", "22/tcp ALLOW"),
+            False,
+        ),
         ("missing v6", UFW_OK.split("22/tcp (v6)")[0], False),
     ],
 )
@@ -43,7 +47,9 @@ def test_ufw_commands_deny_inbound_then_enable():
     assert "ufw default deny incoming" in commands
     assert commands[-1] == "ufw --force enable"
     assert {c.split()[-1] for c in commands if c.startswith(("ufw allow", "ufw limit"))} == {
-        "22/tcp", "80/tcp", "443/tcp"
+        "22/tcp",
+        "80/tcp",
+        "443/tcp",
     }
 
 
@@ -86,7 +92,10 @@ def test_sshd_hardening_refuses_root_and_passwords():
     ("settings", "expected_line"),
     [
         ({"A": "plain"}, "A=plain"),
-        ({"URL": "postgresql://u:p@h:1/d?sslmode=require&x=y"}, "URL=postgresql://u:p@h:1/d?sslmode=require&x=y"),
+        (
+            {"URL": "postgresql://u:p@h:1/d?sslmode=require&x=y"},
+            "URL=postgresql://u:p@h:1/d?sslmode=require&x=y",
+        ),
         ({"K": 'has space "and" quote'}, 'K="has space \\"and\\" quote"'),
     ],
 )

@@ -11,8 +11,12 @@ from deploy.targets import select_hosts
 def sample(**overrides):
     data = {key: None for key in INVENTORY_KEYS}
     data.update(
-        stack="local", web_names=["web-1", "web-2"], web_public_ips=["198.18.0.11", "198.18.0.12"],
-        web_private_ips=["198.18.1.11", "198.18.1.12"], ssh_user="deploy", ssh_key_path="",
+        stack="local",
+        web_names=["web-1", "web-2"],
+        web_public_ips=["198.18.0.11", "198.18.0.12"],
+        web_private_ips=["198.18.1.11", "198.18.1.12"],
+        ssh_user="deploy",
+        ssh_key_path="",
         db_uri="postgresql://app:hunter2pw@198.18.1.100:25060/app?sslmode=require",
     )
     data.update(overrides)

@@ -28,7 +28,9 @@ def test_only_differing_files_are_written():
 
 
 def test_install_is_atomic_rename_with_mode_and_owner():
-    cmd = install_command("/tmp/tmp.X", RemoteFile("/etc/dropstack/app.env", "s", "0640", "root", "app"))
+    cmd = install_command(
+        "/tmp/tmp.X", RemoteFile("/etc/dropstack/app.env", "s", "0640", "root", "app")
+    )
     assert "install -m 0640 -o root -g app /tmp/tmp.X /etc/dropstack/app.env.dropstack-new" in cmd
     assert cmd.endswith("mv -f /etc/dropstack/app.env.dropstack-new /etc/dropstack/app.env")
 
