@@ -1,0 +1,194 @@
+"""The local stand-in for DigitalOcean's managed PostgreSQL, as files, SQL and certificates.
+
+Like the managed service it listens on port 25060 on the private network only, requires TLS with a
+certificate signed by the service's own CA, has an admin user ``doadmin`` and accepts connections
+only from its trusted sources (the web hosts' VPC addresses).
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import secrets
+from dataclasses import dataclass
+from urllib.parse import quote
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from infra.firewall_rules import POSTGRES_PORT
+
+PG_VERSION = "15"
+CLUSTER = "main"
+CONF_DIR = f"/etc/postgresql/{PG_VERSION}/{CLUSTER}"
+TLS_DIR = f"{CONF_DIR}/tls"
+SERVICE = f"postgresql@{PG_VERSION}-{CLUSTER}"
+DB_NAME = "app"
+DB_USER = "app"
+ADMIN_USER = "doadmin"
+CERT_DAYS = 365
+
+
+@dataclass(frozen=True)
+class Credentials:
+    app_password: str
+    admin_password: str
+
+    @classmethod
+    def generate(cls) -> Credentials:
+        return cls(app_password=secrets.token_urlsafe(24), admin_password=secrets.token_urlsafe(24))
+
+
+@dataclass(frozen=True)
+class TlsMaterial:
+    ca_cert_pem: str
+    server_cert_pem: str
+    server_key_pem: str
+
+
+def make_tls_material(db_address: str, *, now: datetime.datetime | None = None) -> TlsMaterial:
+    """A fresh CA and a server certificate for ``db_address`` (as IP SAN) signed by it.
+
+    The CA's private key is not returned: nothing signs with it again, so it is never stored.
+    """
+    now = now or datetime.datetime.now(datetime.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "dropstack local database CA")])
+    ca_cert = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=CERT_DAYS))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    server_key = ec.generate_private_key(ec.SECP256R1())
+    server_cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, db_address)]))
+        .issuer_name(ca_name)
+        .public_key(server_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=CERT_DAYS))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(db_address))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    return TlsMaterial(
+        ca_cert_pem=ca_cert.public_bytes(serialization.Encoding.PEM).decode(),
+        server_cert_pem=server_cert.public_bytes(serialization.Encoding.PEM).decode(),
+        server_key_pem=server_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ).decode(),
+    )
+
+
+def server_conf(db_address: str, port: int = POSTGRES_PORT) -> str:
+    """A conf.d file; Debian's postgresql.conf includes conf.d last, so these settings win."""
+    return (
+        "# Written by `fab local.up`: the local stand-in for a managed database.\n"
+        f"listen_addresses = '{db_address}'\n"
+        f"port = {port}\n"
+        "ssl = on\n"
+        f"ssl_cert_file = '{TLS_DIR}/server.crt'\n"
+        f"ssl_key_file = '{TLS_DIR}/server.key'\n"
+        f"ssl_ca_file = '{TLS_DIR}/ca.crt'\n"
+        "ssl_min_protocol_version = 'TLSv1.2'\n"
+        "password_encryption = 'scram-sha-256'\n"
+    )
+
+
+def pg_hba(trusted_addresses: list[str]) -> str:
+    """Peer auth on the local socket for administration; from the network, TLS from the trusted
+    sources with a password, an explicit reject for anything without TLS, and nothing else."""
+    lines = [
+        "# Written by `fab local.up`. First match wins.",
+        "# TYPE    DATABASE  USER       ADDRESS          METHOD",
+        "local     all       postgres                    peer",
+        "hostnossl all       all        0.0.0.0/0        reject",
+        "hostnossl all       all        ::/0             reject",
+    ]
+    for address in trusted_addresses:
+        cidr = f"{address}/32"
+        lines.append(f"hostssl   {DB_NAME:<9} {DB_USER:<10} {cidr:<16} scram-sha-256")
+        lines.append(f"hostssl   all       {ADMIN_USER:<10} {cidr:<16} scram-sha-256")
+    return "\n".join(lines) + "\n"
+
+
+def roles_sql(credentials: Credentials) -> str:
+    """Idempotent SQL run by ``postgres``: the admin and app roles and the app database.
+
+    It is sent on stdin, never on a command line, so the passwords stay out of process lists.
+    """
+    admin = _literal(credentials.admin_password)
+    app = _literal(credentials.app_password)
+    # Names are this module's constants; passwords go through _literal. Not injectable.
+    return f"""\
+\\set ON_ERROR_STOP on
+SELECT 'CREATE ROLE {ADMIN_USER}' WHERE NOT EXISTS
+  (SELECT FROM pg_roles WHERE rolname = '{ADMIN_USER}')\\gexec
+ALTER ROLE {ADMIN_USER} LOGIN CREATEDB CREATEROLE PASSWORD {admin};
+SELECT 'CREATE ROLE {DB_USER}' WHERE NOT EXISTS
+  (SELECT FROM pg_roles WHERE rolname = '{DB_USER}')\\gexec
+ALTER ROLE {DB_USER} LOGIN PASSWORD {app};
+SELECT 'CREATE DATABASE {DB_NAME} OWNER {DB_USER}' WHERE NOT EXISTS
+  (SELECT FROM pg_database WHERE datname = '{DB_NAME}')\\gexec
+REVOKE ALL ON DATABASE {DB_NAME} FROM PUBLIC;
+GRANT ALL ON DATABASE {DB_NAME} TO {ADMIN_USER};
+"""  # noqa: S608
+
+
+def _literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def db_uri(host: str, password: str, port: int = POSTGRES_PORT) -> str:
+    """The URI a managed database hands out: TLS required, on the private network."""
+    return (
+        f"postgresql://{DB_USER}:{quote(password, safe='')}@{host}:{port}/{DB_NAME}?sslmode=require"
+    )
+
+
+def configure_commands() -> list[str]:
+    """Run on the database host (as root) after the files are in place: restart, then wait."""
+    return [
+        f"chown -R postgres:postgres {TLS_DIR}",
+        f"chmod 0700 {TLS_DIR}",
+        f"systemctl restart {SERVICE}",
+    ]
+
+
+def ready_command(db_address: str, port: int = POSTGRES_PORT) -> str:
+    return f"pg_isready --quiet --host={db_address} --port={port} --timeout=2"

@@ -1,0 +1,128 @@
+"""What a local host boots with and how it is reached: seed files, nspawn and SSH command lines.
+
+Each host boots with exactly the user-data a real droplet gets from the Pulumi program
+(``infra.cloudinit.render_user_data``), through cloud-init's NoCloud seed directory.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+import yaml
+
+from deploy.local.network import HostPlan
+from infra.cloudinit import render_user_data
+
+DEPLOY_USER = "deploy"
+SEED_DIR = "/var/lib/cloud/seed/nocloud"
+
+
+def user_data(host: HostPlan, public_key: str) -> str:
+    return render_user_data(
+        hostname=host.name, deploy_user=DEPLOY_USER, ssh_public_keys=[public_key]
+    )
+
+
+def meta_data(host: HostPlan, instance_id: str) -> str:
+    """NoCloud meta-data. A new instance-id per ``up`` makes cloud-init treat the host as new."""
+    return yaml.safe_dump(
+        {"instance-id": instance_id, "local-hostname": host.name}, sort_keys=False
+    )
+
+
+def instance_id(host: HostPlan, stack_id: str) -> str:
+    return f"ds-{stack_id}-{host.name}"
+
+
+def seed_files(host: HostPlan, *, public_key: str, stack_id: str, nameservers: list[str]) -> dict:
+    """Files written into a host's fresh root before it boots (path -> content)."""
+    return {
+        f"{SEED_DIR}/user-data": user_data(host, public_key),
+        f"{SEED_DIR}/meta-data": meta_data(host, instance_id(host, stack_id)),
+        "/etc/resolv.conf": resolv_conf(nameservers),
+    }
+
+
+def resolv_conf(nameservers: list[str]) -> str:
+    return "".join(f"nameserver {n}\n" for n in nameservers)
+
+
+def upstream_nameservers(resolv_conf_text: str, uplink_resolv_conf_text: str = "") -> list[str]:
+    """The resolvers a host should use: this machine's, unless they are loopback stubs.
+
+    A stub such as systemd-resolved's 127.0.0.53 is unreachable from another namespace; its
+    upstream servers (``/run/systemd/resolve/resolv.conf``) are used instead.
+    """
+    for text in (resolv_conf_text, uplink_resolv_conf_text):
+        servers = [
+            s for s in _nameservers(text) if not ipaddress.ip_address(s.split("%")[0]).is_loopback
+        ]
+        servers = [s for s in servers if ipaddress.ip_address(s.split("%")[0]).version == 4]
+        if servers:
+            return servers
+    return []
+
+
+def _nameservers(text: str) -> list[str]:
+    found = []
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) >= 2 and fields[0] == "nameserver":
+            found.append(fields[1])
+    return found
+
+
+def nspawn_command(host: HostPlan, root: Path) -> list[str]:
+    """Boot the host's root with systemd as PID 1 inside the namespace this project made.
+
+    --register=no and --keep-unit: this machine has no system D-Bus or systemd to register with.
+    --resolv-conf=off and --timezone=off: the host keeps the files its root has, as a droplet does.
+    """
+    return [
+        "systemd-nspawn",
+        "--boot",
+        "--register=no",
+        "--keep-unit",
+        "--capability=CAP_NET_ADMIN,CAP_NET_RAW",
+        f"--network-namespace-path={host.netns_path}",
+        f"--directory={root}",
+        f"--machine={host.name}",
+        "--resolv-conf=off",
+        "--timezone=off",
+        "--link-journal=no",
+        "--console=read-only",
+    ]
+
+
+def is_nspawn_of(cmdline: list[str], host: HostPlan) -> bool:
+    """Whether a process's argv is the nspawn of this host (down finds containers this way)."""
+    return (
+        bool(cmdline)
+        and Path(cmdline[0]).name == "systemd-nspawn"
+        and f"--network-namespace-path={host.netns_path}" in cmdline
+    )
+
+
+def known_hosts_line(host: HostPlan, host_public_key: str) -> str:
+    """A known_hosts entry from the key the host generated, read from its root filesystem."""
+    key_type, key = host_public_key.split()[:2]
+    return f"{host.ssh_address} {key_type} {key}\n"
+
+
+def ssh_command(
+    host: HostPlan, *, key_path: Path, known_hosts: Path, command: str | None = None
+) -> list[str]:
+    argv = [
+        "ssh",
+        "-i",
+        str(key_path),
+        "-o",
+        "IdentitiesOnly=yes",
+        "-o",
+        f"UserKnownHostsFile={known_hosts}",
+        "-o",
+        "StrictHostKeyChecking=yes",
+        f"{DEPLOY_USER}@{host.ssh_address}",
+    ]
+    return argv + ([command] if command else [])

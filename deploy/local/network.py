@@ -1,0 +1,147 @@
+"""The local stack's network as data, and the ``ip`` commands that build it.
+
+Routed, no bridge: every host sits in its own network namespace joined to this machine by one veth
+pair per interface, so every packet between hosts, and between a host and this machine, crosses the
+root namespace's nftables (the cloud firewall, see ``nftables``). This machine is the router and
+answers as 198.18.0.1 on every link; proxy ARP on the root-side ends lets a host reach its on-link
+neighbours (another web host, the database) through it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+TEST_RANGE = "198.18.0.0/15"  # RFC 2544 benchmarking range; nothing here leaves this machine
+PUBLIC_SUBNET = "198.18.0.0/24"  # "the internet side"
+VPC_CIDR = "198.18.1.0/24"
+ROUTER_ADDRESS = "198.18.0.1"  # this machine, on every link
+ADMIN_CIDR = f"{ROUTER_ADDRESS}/32"
+DB_ADDRESS = "198.18.1.100"
+MAX_WEB_COUNT = 10
+NETNS_DIR = "/run/netns"
+# Every interface this project creates in the root namespace starts with this, and nothing else
+# does: the firewall tells "ours" from the machine's other traffic by it.
+LINK_PREFIX = "ds-"
+
+
+@dataclass(frozen=True)
+class Link:
+    """One veth pair: ``root_name`` in this machine's namespace, ``inner_name`` inside the host."""
+
+    root_name: str
+    inner_name: str
+    address: str
+    prefix_len: int
+
+
+@dataclass(frozen=True)
+class HostPlan:
+    name: str
+    role: str  # "web" or "db"
+    netns: str
+    links: tuple[Link, ...]
+
+    @property
+    def netns_path(self) -> str:
+        return f"{NETNS_DIR}/{self.netns}"
+
+    @property
+    def public_ip(self) -> str | None:
+        return _address_in(self.links, PUBLIC_SUBNET)
+
+    @property
+    def private_ip(self) -> str:
+        address = _address_in(self.links, VPC_CIDR)
+        assert address, f"{self.name} has no VPC address"
+        return address
+
+    @property
+    def ssh_address(self) -> str:
+        """Where this machine reaches the host's sshd: the public address, or the VPC one for db."""
+        return self.public_ip or self.private_ip
+
+    @property
+    def root_link_names(self) -> tuple[str, ...]:
+        return tuple(link.root_name for link in self.links)
+
+
+def _address_in(links: tuple[Link, ...], cidr: str) -> str | None:
+    network = ipaddress.ip_network(cidr)
+    return next((x.address for x in links if ipaddress.ip_address(x.address) in network), None)
+
+
+@dataclass(frozen=True)
+class StackPlan:
+    web: tuple[HostPlan, ...]
+    db: HostPlan
+
+    @property
+    def hosts(self) -> tuple[HostPlan, ...]:
+        return (*self.web, self.db)
+
+    def host(self, name: str) -> HostPlan:
+        for host in self.hosts:
+            if host.name == name:
+                return host
+        known = ", ".join(h.name for h in self.hosts)
+        raise KeyError(f"no host {name!r} in this stack; it has {known}")
+
+
+def web_host(number: int) -> HostPlan:
+    """web-N: eth0 on the public subnet at .(10+N), eth1 in the VPC at .(10+N)."""
+    return HostPlan(
+        name=f"web-{number}",
+        role="web",
+        netns=f"ds-web-{number}",
+        links=(
+            Link(f"ds-web{number}-pub", "eth0", _nth(PUBLIC_SUBNET, 10 + number), 24),
+            Link(f"ds-web{number}-vpc", "eth1", _nth(VPC_CIDR, 10 + number), 24),
+        ),
+    )
+
+
+def db_host() -> HostPlan:
+    """The managed database has a VPC address only, as on DigitalOcean's private network."""
+    return HostPlan(
+        name="db", role="db", netns="ds-db", links=(Link("ds-db-vpc", "eth0", DB_ADDRESS, 24),)
+    )
+
+
+def _nth(cidr: str, index: int) -> str:
+    return str(ipaddress.ip_network(cidr)[index])
+
+
+def plan_stack(web_count: int) -> StackPlan:
+    if not 1 <= web_count <= MAX_WEB_COUNT:
+        raise ValueError(f"web count must be 1..{MAX_WEB_COUNT}, not {web_count}")
+    return StackPlan(web=tuple(web_host(n) for n in range(1, web_count + 1)), db=db_host())
+
+
+def largest_plan() -> StackPlan:
+    """Every host a local stack can have: ``down`` cleans all of their names, whatever was made."""
+    return plan_stack(MAX_WEB_COUNT)
+
+
+def host_network_commands(host: HostPlan) -> list[list[str]]:
+    """The ``ip``/``sysctl`` commands that give a host its namespace, links and routes."""
+    ns = host.netns
+    lines = [f"ip netns add {ns}", f"ip -n {ns} link set lo up"]
+    for link in host.links:
+        root, inner = link.root_name, link.inner_name
+        lines += [
+            f"ip link add {root} type veth peer name {inner} netns {ns}",
+            f"ip addr add {ROUTER_ADDRESS}/32 dev {root}",
+            f"sysctl -q -w net.ipv4.conf.{root}.proxy_arp=1",
+            f"ip link set {root} up",
+            f"ip route add {link.address}/32 dev {root}",
+            f"ip -n {ns} addr add {link.address}/{link.prefix_len} dev {inner}",
+            f"ip -n {ns} link set {inner} up",
+        ]
+    # The router is on-link on every interface even where it is outside the interface's subnet
+    # (the database's VPC-only link), hence onlink.
+    lines.append(
+        f"ip -n {ns} route add default via {ROUTER_ADDRESS} dev {host.links[0].inner_name} onlink"
+    )
+    # Every word is a name or address this module made; none contains whitespace.
+    return [line.split() for line in lines]

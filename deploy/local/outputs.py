@@ -1,0 +1,38 @@
+"""The local stack's outputs: the inventory file, with exactly the keys ``pulumi up`` exports."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from deploy.inventory import Inventory, parse_inventory
+from deploy.local.database import DB_NAME, DB_USER, db_uri
+from deploy.local.hosts import DEPLOY_USER
+from deploy.local.network import VPC_CIDR, StackPlan
+from infra.firewall_rules import POSTGRES_PORT
+
+
+def local_inventory(
+    plan: StackPlan, *, key_path: Path, app_password: str, ca_cert_pem: str, source: str
+) -> Inventory:
+    """The inventory of a local stack, checked against the contract before anyone writes it."""
+    first_web = plan.web[0]
+    data = {
+        "stack": "local",
+        "region": "local",
+        "vpc_cidr": VPC_CIDR,
+        "web_names": [h.name for h in plan.web],
+        "web_public_ips": [h.public_ip for h in plan.web],
+        "web_private_ips": [h.private_ip for h in plan.web],
+        "ssh_user": DEPLOY_USER,
+        "ssh_key_path": str(key_path),
+        "load_balancer_ip": None,
+        "domain": None,
+        "url": f"http://{first_web.public_ip}",
+        "db_host": plan.db.private_ip,
+        "db_port": POSTGRES_PORT,
+        "db_name": DB_NAME,
+        "db_user": DB_USER,
+        "db_uri": db_uri(plan.db.private_ip, app_password),
+        "db_ca_cert": ca_cert_pem,
+    }
+    return parse_inventory(data, source)

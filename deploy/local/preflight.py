@@ -1,0 +1,30 @@
+"""What this machine must have before a local stack can start, as one-line problems."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+# command -> the Debian package that provides it
+REQUIRED_COMMANDS = {
+    "systemd-nspawn": "systemd-container",
+    "mmdebstrap": "mmdebstrap",
+    "nft": "nftables",
+    "ip": "iproute2",
+    "mount": "mount",
+}
+
+
+def problems(
+    euid: int, which: Callable[[str], str | None], task: str = "fab local.up"
+) -> list[str]:
+    """Each problem is one line saying what to do about it."""
+    found = []
+    if euid != 0:
+        found.append(
+            f"{task} must run as root: it creates network namespaces, nftables rules and "
+            "containers (try sudo)"
+        )
+    for command, package in REQUIRED_COMMANDS.items():
+        if which(command) is None:
+            found.append(f"{command} is not installed; install it with `apt-get install {package}`")
+    return found

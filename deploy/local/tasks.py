@@ -1,0 +1,102 @@
+"""`fab local.*`: the local droplet, a DigitalOcean stand-in on this machine (run as root).
+
+fab local.up [--web-count N]   boot web-1..web-N and the database, write the inventory
+fab local.status               hosts, addresses, running or not, SSH reachable or not
+fab local.ssh [--host web-1]   a shell on a host as the deploy user
+fab local.down                 stop and remove everything but the image cache and the SSH key
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+from invoke import task
+from invoke.exceptions import Exit
+
+from deploy.local import hosts, lifecycle, preflight
+from deploy.local.image_cache import ImageBuildError
+from deploy.local.network import MAX_WEB_COUNT
+
+
+def say(line: str) -> None:
+    print(f"local: {line}", flush=True)
+
+
+def _preflight(task_name: str) -> None:
+    found = preflight.problems(os.geteuid(), shutil.which, task_name)
+    if found:
+        raise Exit(found[0], code=1)
+
+
+def _web_count(value: str | int | None) -> int:
+    chosen = value if value is not None else os.environ.get("DROPSTACK_WEB_COUNT") or 1
+    try:
+        count = int(chosen)
+    except ValueError:
+        count = 0
+    if not 1 <= count <= MAX_WEB_COUNT:
+        raise Exit(
+            f"--web-count / DROPSTACK_WEB_COUNT: {chosen!r} is not 1..{MAX_WEB_COUNT}", code=1
+        )
+    return count
+
+
+@task(help={"web_count": f"web hosts, 1..{MAX_WEB_COUNT} (default $DROPSTACK_WEB_COUNT or 1)"})
+def up(c, web_count=None):
+    """Boot the local stack (web hosts + managed-style PostgreSQL) and write its inventory."""
+    count = _web_count(web_count)
+    _preflight("fab local.up")
+    try:
+        lifecycle.up(count, say)
+    except (lifecycle.LocalStackError, ImageBuildError) as exc:
+        raise Exit(f"local.up: {exc}", code=1) from None
+
+
+@task
+def down(c):
+    """Stop the hosts and remove their roots, namespaces, firewall table and inventory."""
+    _preflight("fab local.down")
+    try:
+        lifecycle.down(say)
+    except lifecycle.LocalStackError as exc:
+        raise Exit(f"local.down: {exc}", code=1) from None
+
+
+@task
+def status(c):
+    """Print each host, its addresses, whether it runs and whether SSH answers."""
+    rows, leftovers, paths = lifecycle.status()
+    if not rows:
+        if leftovers:
+            raise Exit(
+                f"local.status: a half-made local stack exists ({', '.join(leftovers[:3])}); "
+                "run `fab local.down`",
+                code=1,
+            )
+        say("no local stack; `fab local.up` starts one")
+        return
+    print(f"{'HOST':<8} {'PUBLIC':<15} {'PRIVATE':<15} {'CONTAINER':<10} SSH")
+    for row in rows:
+        print(
+            f"{row.host.name:<8} {row.host.public_ip or '-':<15} {row.host.private_ip:<15} "
+            f"{'running' if row.running else 'stopped':<10} {'ok' if row.ssh else 'no answer'}"
+        )
+    inventory = paths.inventory if paths.inventory.exists() else "(not written)"
+    print(f"inventory: {inventory}")
+    if not all(r.running and r.ssh for r in rows):
+        raise Exit("local.status: not every host is up; `fab local.down` then `fab local.up`", 1)
+
+
+@task(help={"host": "web-N or db (default web-1)", "command": "run this instead of a shell"})
+def ssh(c, host="web-1", command=None):
+    """Open SSH to a host as the deploy user with the stack's key (replaces this process)."""
+    try:
+        plan, paths = lifecycle.running_plan()
+        target = plan.host(host)
+    except (lifecycle.LocalStackError, KeyError) as exc:
+        raise Exit(f"local.ssh: {exc.args[0]}", code=1) from None
+    argv = hosts.ssh_command(
+        target, key_path=paths.key, known_hosts=paths.known_hosts, command=command
+    )
+    os.execvp(argv[0], argv)  # noqa: S606 (becoming ssh is the point)
