@@ -1,8 +1,8 @@
 """Where releases live on a host, how they are named, and the settings a release run reads.
 
 The paths mirror ``deploy.host_settings.HostPaths`` (provisioning creates them) and are derived
-from the same Fabric config keys (``dropstack.app_name``, ``dropstack.app_root``,
-``dropstack.nginx_dir``), so the two can never disagree about where a slot or socket is.
+from the same Fabric config keys (``dropstack.host.app_name``, ``app_root``, ``nginx_dir``,
+``config_dir``, ``app_user``), so the two cannot disagree about where a slot or socket is.
 """
 
 from __future__ import annotations
@@ -121,14 +121,17 @@ class ReleaseSettings:
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any] | None) -> ReleaseSettings:
-        """From the ``dropstack`` section of a Fabric config; unknown release keys are errors."""
+        """From the ``dropstack`` section of a Fabric config: the paths from ``dropstack.host``
+        (the keys provisioning's HostSettings reads), the rest from ``dropstack.release``;
+        unknown release keys are errors."""
         section = dict(config or {})
+        host = dict(section.get("host") or {})
         layout = Layout(
-            app_name=section.get("app_name", "dropstack"),
-            app_root=section.get("app_root"),
-            nginx_dir=section.get("nginx_dir", "/etc/nginx"),
-            config_dir=section.get("config_dir"),
-            app_user=section.get("app_user", "app"),
+            app_name=host.get("app_name", "dropstack"),
+            app_root=host.get("app_root"),
+            nginx_dir=host.get("nginx_dir", "/etc/nginx"),
+            config_dir=host.get("config_dir"),
+            app_user=host.get("app_user", "app"),
         )
         values = dict(section.get("release") or {})
         known = {f for f in cls.__dataclass_fields__ if f != "layout"}

@@ -19,6 +19,8 @@ from pathlib import Path
 from fabric import Config, task
 from invoke.exceptions import Exit
 
+from deploy import templates
+from deploy.host_settings import HostSettings, SettingsError
 from deploy.inventory import Inventory, InventoryError
 from deploy.release import audit, plan
 from deploy.release import commands as cmd
@@ -74,11 +76,8 @@ def _plain(value):
 
 def upstream_renderer(c, inv: Inventory) -> Callable[[str], str]:
     """upstream.conf for a slot, rendered by the same template provisioning installs."""
-    from deploy import templates
-    from deploy.host_settings import HostSettings
-
-    section = {k: v for k, v in (_plain(c.config.get("dropstack")) or {}).items() if k != "release"}
-    host_settings = HostSettings.from_mapping({**section, "vpc_cidr": inv["vpc_cidr"]})
+    base = (_plain(c.config.get("dropstack")) or {}).get("host") or {}
+    host_settings = HostSettings.from_mapping({"vpc_cidr": inv["vpc_cidr"], **base})
     return lambda slot: templates.render_upstream(host_settings, slot)
 
 
@@ -94,7 +93,7 @@ def open_hosts(c, stack: str, inventory: str, hosts: str, cancel: threading.Even
             conn = connect(inv, host, c.config if isinstance(c.config, Config) else None)
             connected.append(ReleaseHost(conn, host.name, settings, render, cancel))
         return connected
-    except (InventoryError, HostUnreachable, ReleaseError) as exc:
+    except (InventoryError, HostUnreachable, ReleaseError, SettingsError) as exc:
         raise Exit(f"dropstack: {exc}", code=1) from None
 
 

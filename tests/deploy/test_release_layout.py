@@ -76,8 +76,7 @@ def test_other_slot():
 def test_settings_come_from_the_dropstack_config_section():
     settings = ReleaseSettings.from_config(
         {
-            "app_name": "shop",
-            "vpc_cidr": "10.0.0.0/16",
+            "host": {"app_name": "shop", "gunicorn_workers": 2},
             "release": {"keep": 3, "archive_paths": ["app", "bin"]},
         }
     )
