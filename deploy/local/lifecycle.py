@@ -385,12 +385,25 @@ def connection(paths: StatePaths, host: HostPlan) -> Connection:
 
 
 def _wait_for_cloud_init(paths: StatePaths, host: HostPlan) -> None:
-    with connection(paths, host) as conn:
-        result = conn.run(
-            f"timeout {CLOUD_INIT_SECONDS} cloud-init status --wait --format json",
-            hide=True,
-            warn=True,
-        )
+    """Until cloud-init reports done; its config stage restarts sshd, so a refused or dropped
+    connection in that moment is retried rather than taken for a failure."""
+    deadline = time.monotonic() + CLOUD_INIT_SECONDS
+    while True:
+        try:
+            with connection(paths, host) as conn:
+                result = conn.run(
+                    f"timeout {CLOUD_INIT_SECONDS} cloud-init status --wait --format json",
+                    hide=True,
+                    warn=True,
+                )
+            break
+        except (paramiko.SSHException, OSError) as exc:
+            if time.monotonic() > deadline:
+                raise LocalStackError(
+                    f"{host.name}: SSH failed while waiting for cloud-init ({_last_words(exc)}); "
+                    f"see {paths.console_log(host)}, then {DOWN_HINT}"
+                ) from None
+            time.sleep(0.5)
     try:
         report = json.loads(result.stdout[result.stdout.find("{") :])
     except json.JSONDecodeError:
