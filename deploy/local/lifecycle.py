@@ -8,8 +8,10 @@ kind of failure, and touches nothing else on the machine.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import io
 import json
+import logging
 import os
 import secrets
 import shlex
@@ -117,9 +119,14 @@ class StatePaths:
 
 
 def up(web_count: int, say: Say) -> None:
+    paths = StatePaths.from_environment()
+    with _exclusive(paths):
+        _up(paths, web_count, say)
+
+
+def _up(paths: StatePaths, web_count: int, say: Say) -> None:
     started = time.monotonic()
     plan = plan_stack(web_count)
-    paths = StatePaths.from_environment()
     record = _read_record(paths)
     if record and _is_running(paths, record):
         if record["web_count"] != web_count:
@@ -167,12 +174,14 @@ def up(web_count: int, say: Say) -> None:
         say(f"{host.name}: fresh root on the {host.role} image, booting")
         _prepare_root(paths, host, images[host.role], public_key, record["stack_id"], nameservers)
         _start_container(paths, host)
-    _wait_for_ssh(paths, plan)
+    with _quiet_paramiko():
+        _wait_for_ssh(paths, plan)
     say(
         f"ssh: every host takes the deploy key ({time.monotonic() - warm_start:.1f} s after images)"
     )
     for host in plan.hosts:
-        _wait_for_cloud_init(paths, host)
+        with _quiet_paramiko():
+            _wait_for_cloud_init(paths, host)
     say("db: configuring PostgreSQL like a managed database (TLS, port 25060, trusted sources)")
     credentials = database.Credentials.generate()
     tls = database.make_tls_material(plan.db.private_ip)
@@ -358,6 +367,21 @@ def _ssh_client(paths: StatePaths, known_hosts_text: str) -> paramiko.SSHClient:
     return client
 
 
+@contextlib.contextmanager
+def _quiet_paramiko():
+    """While polling a booting host, a refused or reset connection is expected; paramiko's
+    transport thread would print each one as a traceback."""
+    logger = logging.getLogger("paramiko.transport")
+    handler = logging.NullHandler()
+    logger.addHandler(handler)
+    propagate, logger.propagate = logger.propagate, False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+
+
 def _port_answers(address: str, port: int, timeout: float) -> bool:
     try:
         with socket.create_connection((address, port), timeout=timeout) as sock:
@@ -471,6 +495,11 @@ def _configure_database(
 
 def down(say: Say) -> None:
     paths = StatePaths.from_environment()
+    with _exclusive(paths):
+        _down(paths, say)
+
+
+def _down(paths: StatePaths, say: Say) -> None:
     record = _read_record(paths)
     plan = largest_plan()
     removed: list[str] = []
@@ -686,6 +715,20 @@ def _signal(pid: int, sig: signal.Signals) -> None:
 
 # ---------------------------------------------------------------------------------------------
 # files and commands on this machine
+
+
+@contextlib.contextmanager
+def _exclusive(paths: StatePaths):
+    """One `up` or `down` at a time: two at once would build and tear down the same names."""
+    paths.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with (paths.root / ".lock").open("w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise LocalStackError(
+                "another `fab local.up` or `fab local.down` is running; wait for it to finish"
+            ) from None
+        yield
 
 
 def _read_record(paths: StatePaths) -> dict | None:

@@ -15,7 +15,10 @@ REQUIRED_COMMANDS = {
 
 
 def problems(
-    euid: int, which: Callable[[str], str | None], task: str = "fab local.up"
+    euid: int,
+    which: Callable[[str], str | None],
+    task: str = "fab local.up",
+    commands: dict[str, str] = REQUIRED_COMMANDS,
 ) -> list[str]:
     """Each problem is one line saying what to do about it."""
     found = []
@@ -24,7 +27,7 @@ def problems(
             f"{task} must run as root: it creates network namespaces, nftables rules and "
             "containers (try sudo)"
         )
-    for command, package in REQUIRED_COMMANDS.items():
+    for command, package in commands.items():
         if which(command) is None:
             found.append(f"{command} is not installed; install it with `apt-get install {package}`")
     return found
