@@ -95,6 +95,12 @@ def nspawn_command(host: HostPlan, root: Path) -> list[str]:
     ]
 
 
+def overlay_mount_command(image: Path, host_dir: Path) -> list[str]:
+    """Mount ``host_dir/root`` as the image (read-only, shared) plus this host's own changes."""
+    layers = f"lowerdir={image},upperdir={host_dir / 'upper'},workdir={host_dir / 'work'}"
+    return ["mount", "-t", "overlay", "overlay", "-o", layers, str(host_dir / "root")]
+
+
 def is_nspawn_of(cmdline: list[str], host: HostPlan) -> bool:
     """Whether a process's argv is the nspawn of this host (down finds containers this way)."""
     return (

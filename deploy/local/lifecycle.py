@@ -127,40 +127,18 @@ def up(web_count: int, say: Say) -> None:
 def _up(paths: StatePaths, web_count: int, say: Say) -> None:
     started = time.monotonic()
     plan = plan_stack(web_count)
-    record = _read_record(paths)
-    if record and _is_running(paths, record):
-        if record["web_count"] != web_count:
-            raise LocalStackError(
-                f"a local stack with {record['web_count']} web host(s) is running; "
-                "run `fab local.down` first to change --web-count"
-            )
-        say(f"the local stack is already running ({web_count} web host(s)); `fab local.status`")
+    if _already_running(paths, web_count, say):
         return
     leftovers = leftover_parts(paths)
     if leftovers:
         raise LocalStackError(
             f"a half-made local stack exists ({', '.join(leftovers[:3])}); {DOWN_HINT}"
         )
-    nameservers = hosts.upstream_nameservers(
-        _read("/etc/resolv.conf"), _read("/run/systemd/resolve/resolv.conf")
-    )
-    if not nameservers:
-        raise LocalStackError(
-            "no non-loopback IPv4 nameserver in /etc/resolv.conf or "
-            "/run/systemd/resolve/resolv.conf; the hosts need one for apt"
-        )
-
+    nameservers = _host_nameservers()
     images = {role: ensure_image(recipe, cache_root(), say) for role, recipe in IMAGES.items()}
     warm_start = time.monotonic()
     public_key = _ensure_key_pair(paths, say)
-    paths.root.mkdir(mode=0o700, parents=True, exist_ok=True)
-    record = {
-        "web_count": web_count,
-        "stack_id": secrets.token_hex(4),
-        "ip_forward_before": IP_FORWARD.read_text().strip(),
-        "images": {role: str(path) for role, path in images.items()},
-    }
-    _write_private(paths.record, json.dumps(record, indent=2) + "\n", mode=0o644)
+    stack_id = _write_record(paths, web_count, images)
 
     say(f"network: namespaces and links for {', '.join(h.name for h in plan.hosts)}")
     for host in plan.hosts:
@@ -172,16 +150,14 @@ def _up(paths: StatePaths, web_count: int, say: Say) -> None:
 
     for host in plan.hosts:
         say(f"{host.name}: fresh root on the {host.role} image, booting")
-        _prepare_root(paths, host, images[host.role], public_key, record["stack_id"], nameservers)
+        _prepare_root(paths, host, images[host.role], public_key, stack_id, nameservers)
         _start_container(paths, host)
     with _quiet_paramiko():
         _wait_for_ssh(paths, plan)
-    say(
-        f"ssh: every host takes the deploy key ({time.monotonic() - warm_start:.1f} s after images)"
-    )
-    for host in plan.hosts:
-        with _quiet_paramiko():
+        say(f"ssh: every host takes the deploy key ({time.monotonic() - warm_start:.1f} s)")
+        for host in plan.hosts:
             _wait_for_cloud_init(paths, host)
+
     say("db: configuring PostgreSQL like a managed database (TLS, port 25060, trusted sources)")
     credentials = database.Credentials.generate()
     tls = database.make_tls_material(plan.db.private_ip)
@@ -191,19 +167,64 @@ def _up(paths: StatePaths, web_count: int, say: Say) -> None:
         raise LocalStackError(
             f"db: configuring PostgreSQL failed: {_last_words(exc)}; {DOWN_HINT}"
         ) from None
-    paths.db.mkdir(mode=0o700, exist_ok=True)
-    _write_private(paths.db / "ca.crt", tls.ca_cert_pem, mode=0o644)
-    _write_private(
-        paths.db / "credentials.json",
-        json.dumps(
-            {
-                database.ADMIN_USER: credentials.admin_password,
-                database.DB_USER: credentials.app_password,
-            },
-            indent=2,
-        )
-        + "\n",
+    _write_outputs(paths, plan, credentials, tls)
+    now = time.monotonic()
+    say(
+        f"up: {len(plan.web)} web host(s) and db ready in {now - started:.1f} s "
+        f"({now - warm_start:.1f} s after images); inventory {paths.inventory}"
     )
+
+
+def _already_running(paths: StatePaths, web_count: int, say: Say) -> bool:
+    record = _read_record(paths)
+    if not (record and _is_running(paths, record)):
+        return False
+    if record["web_count"] != web_count:
+        raise LocalStackError(
+            f"a local stack with {record['web_count']} web host(s) is running; "
+            "run `fab local.down` first to change --web-count"
+        )
+    say(f"the local stack is already running ({web_count} web host(s)); `fab local.status`")
+    return True
+
+
+def _host_nameservers() -> list[str]:
+    nameservers = hosts.upstream_nameservers(
+        _read("/etc/resolv.conf"), _read("/run/systemd/resolve/resolv.conf")
+    )
+    if not nameservers:
+        raise LocalStackError(
+            "no non-loopback IPv4 nameserver in /etc/resolv.conf or "
+            "/run/systemd/resolve/resolv.conf; the hosts need one for apt"
+        )
+    return nameservers
+
+
+def _write_record(paths: StatePaths, web_count: int, images: dict[str, Path]) -> str:
+    """Written before anything is made, so `down` knows what to restore after any failure."""
+    record = {
+        "web_count": web_count,
+        "stack_id": secrets.token_hex(4),
+        "ip_forward_before": IP_FORWARD.read_text().strip(),
+        "images": {role: str(path) for role, path in images.items()},
+    }
+    _write_private(paths.record, json.dumps(record, indent=2) + "\n", mode=0o644)
+    return record["stack_id"]
+
+
+def _write_outputs(
+    paths: StatePaths,
+    plan: StackPlan,
+    credentials: database.Credentials,
+    tls: database.TlsMaterial,
+) -> None:
+    """The inventory last: its presence means the stack is complete."""
+    passwords = {
+        database.ADMIN_USER: credentials.admin_password,
+        database.DB_USER: credentials.app_password,
+    }
+    _write_private(paths.db / "ca.crt", tls.ca_cert_pem, mode=0o644)
+    _write_private(paths.db / "credentials.json", json.dumps(passwords, indent=2) + "\n")
     inventory = local_inventory(
         plan,
         key_path=paths.key,
@@ -212,11 +233,6 @@ def _up(paths: StatePaths, web_count: int, say: Say) -> None:
         source=str(paths.inventory),
     )
     _write_private(paths.inventory, json.dumps(inventory.data, indent=2) + "\n")
-    now = time.monotonic()
-    say(
-        f"up: {len(plan.web)} web host(s) and db ready in {now - started:.1f} s "
-        f"({now - warm_start:.1f} s after images); inventory {paths.inventory}"
-    )
 
 
 def _apply_firewall(plan: StackPlan, nameservers: list[str]) -> None:
@@ -262,23 +278,13 @@ def _prepare_root(
     stack_id: str,
     nameservers: list[str],
 ) -> None:
-    """An overlay with the cached image as its read-only lower layer: a clean droplet in ~1 ms
-    where a copy of the image takes seconds, and ``down`` discards the upper layer."""
+    """An overlay with the cached image as its read-only lower layer: a clean droplet in
+    milliseconds where a copy of the image takes seconds; ``down`` discards the upper layer."""
     host_dir = paths.host_dir(host)
     for part in ("upper", "work", "root"):
         (host_dir / part).mkdir(parents=True, exist_ok=True)
     root = paths.host_root(host)
-    _run(
-        [
-            "mount",
-            "-t",
-            "overlay",
-            "overlay",
-            "-o",
-            f"lowerdir={image},upperdir={host_dir / 'upper'},workdir={host_dir / 'work'}",
-            str(root),
-        ]
-    )
+    _run(hosts.overlay_mount_command(image, host_dir))
     seed = hosts.seed_files(host, public_key=public_key, stack_id=stack_id, nameservers=nameservers)
     for path, content in seed.items():
         write_into_root(root, path, content, mode=0o600 if "/seed/" in path else 0o644)
@@ -340,7 +346,7 @@ def _ssh_login_works(paths: StatePaths, host: HostPlan) -> str | None:
     except (FileNotFoundError, ValueError):
         return None
     try:
-        with _ssh_client(paths, line) as client:
+        with _ssh_client(line) as client:
             client.connect(
                 host.ssh_address,
                 username=hosts.DEPLOY_USER,
@@ -356,7 +362,7 @@ def _ssh_login_works(paths: StatePaths, host: HostPlan) -> str | None:
     return line
 
 
-def _ssh_client(paths: StatePaths, known_hosts_text: str) -> paramiko.SSHClient:
+def _ssh_client(known_hosts_text: str) -> paramiko.SSHClient:
     client = paramiko.SSHClient()
     for line in known_hosts_text.splitlines():
         entry = paramiko.hostkeys.HostKeyEntry.from_line(line)

@@ -9,6 +9,7 @@ from deploy.local.hosts import (
     known_hosts_line,
     meta_data,
     nspawn_command,
+    overlay_mount_command,
     seed_files,
     ssh_command,
     upstream_nameservers,
@@ -91,3 +92,12 @@ def test_ssh_checks_the_host_key_and_uses_only_the_stack_key():
     assert "StrictHostKeyChecking=yes" in argv
     assert "UserKnownHostsFile=/s/kh" in argv
     assert argv[-2:] == ["deploy@198.18.0.11", "id"]
+
+
+def test_each_host_root_is_an_overlay_on_the_shared_image():
+    command = overlay_mount_command(Path("/cache/web-abc"), Path("/state/hosts/web-1"))
+    assert command == [
+        "mount", "-t", "overlay", "overlay", "-o",
+        "lowerdir=/cache/web-abc,upperdir=/state/hosts/web-1/upper,workdir=/state/hosts/web-1/work",
+        "/state/hosts/web-1/root",
+    ]  # fmt: skip
