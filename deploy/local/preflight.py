@@ -24,8 +24,8 @@ def problems(
     found = []
     if euid != 0:
         found.append(
-            f"{task} must run as root: it creates network namespaces, nftables rules and "
-            "containers (try sudo)"
+            f"{task} must run as root: the local droplet's namespaces, nftables table, "
+            "containers and state directory are root's (try sudo)"
         )
     for command, package in commands.items():
         if which(command) is None:

@@ -67,6 +67,7 @@ def down(c):
 @task
 def status(c):
     """Print each host, its addresses, whether it runs and whether SSH answers."""
+    _preflight("fab local.status", commands={})  # the state directory is root's alone
     rows, leftovers, paths = lifecycle.status()
     if not rows:
         if leftovers:
@@ -92,6 +93,7 @@ def status(c):
 @task(help={"host": "web-N or db (default web-1)", "command": "run this instead of a shell"})
 def ssh(c, host="web-1", command=None):
     """Open SSH to a host as the deploy user with the stack's key (replaces this process)."""
+    _preflight("fab local.ssh", commands={"ssh": "openssh-client"})
     try:
         plan, paths = lifecycle.running_plan()
         target = plan.host(host)
