@@ -1,1 +1,1 @@
-"""Fabric tasks and the pure functions behind them: targets, provisioning, releases, local droplet."""
+"""Fabric tasks and the pure functions behind them: targets, provisioning, releases, local hosts."""

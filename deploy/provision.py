@@ -18,7 +18,7 @@ from deploy import templates
 from deploy.host_settings import HostSettings, nameservers_from_resolv_conf
 from deploy.inventory import Inventory
 from deploy.remote_files import RemoteFile, ValidationFailed, install_files
-from deploy.steps import HostLog, StepFailed, last_words, run_on_hosts, say
+from deploy.steps import HostLog, StepFailed, as_root, last_words, run_on_hosts, say
 from deploy.targets import connect, resolve_inventory, select_hosts
 
 
@@ -52,7 +52,7 @@ def host_settings(
 
 
 def service_active(c: Connection, unit: str) -> bool:
-    return c.sudo(f"systemctl is-active --quiet {shlex.quote(unit)}", hide=True, warn=True).ok
+    return as_root(c, f"systemctl is-active --quiet {shlex.quote(unit)}", hide=True, warn=True).ok
 
 
 def check_os(c: Connection, host: str) -> bool:
@@ -67,7 +67,7 @@ def ensure_packages(c: Connection, packages: tuple[str, ...]) -> bool:
     if not missing:
         return False
     # Services' postinst scripts start them; nginx's default site is replaced further on.
-    c.sudo(ds.install_packages_command(missing), hide=True)
+    as_root(c, ds.install_packages_command(missing), hide=True)
     return True
 
 
@@ -75,29 +75,30 @@ def ensure_file_and_restart(c: Connection, file: RemoteFile, unit: str, validate
     """Install one config file; reload-or-restart its service only when the file changed."""
     if not install_files(c, [file], validate=validate):
         return False
-    c.sudo(f"systemctl reload-or-restart {unit}", hide=True)
+    as_root(c, f"systemctl reload-or-restart {unit}", hide=True)
     return True
 
 
 def ensure_service_running(c: Connection, unit: str) -> bool:
     """Enabled and running; a unit whose start condition is false (systemd-timesyncd in a
     container, where the host's clock is the container's clock) counts as running."""
-    state = c.sudo(
-        f"systemctl show -p UnitFileState -p ActiveState -p ConditionResult {unit}", hide=True
+    state = as_root(
+        c, f"systemctl show -p UnitFileState -p ActiveState -p ConditionResult {unit}", hide=True
     ).stdout
     props = dict(line.split("=", 1) for line in state.splitlines() if "=" in line)
     if props.get("UnitFileState") == "enabled" and (
         props.get("ActiveState") == "active" or props.get("ConditionResult") == "no"
     ):
         return False
-    c.sudo(f"systemctl enable --now {unit}", hide=True)
+    as_root(c, f"systemctl enable --now {unit}", hide=True)
     return True
 
 
 def ensure_app_user(c: Connection, user: str, home: str) -> bool:
     if c.run(f"id -u {user}", hide=True, warn=True).ok:
         return False
-    c.sudo(
+    as_root(
+        c,
         f"useradd --system --user-group --home-dir {home} --no-create-home "
         f"--shell /usr/sbin/nologin {user}",
         hide=True,
@@ -108,7 +109,8 @@ def ensure_app_user(c: Connection, user: str, home: str) -> bool:
 def ensure_directories(c: Connection, dirs: list[tuple[str, str, str, str]]) -> bool:
     """Each (path, mode, owner, group) exists exactly so; one probe for all of them."""
     probe = " ".join(shlex.quote(path) for path, *_ in dirs)
-    current = c.sudo(
+    current = as_root(
+        c,
         f'for d in {probe}; do stat -c \'%n %a %U %G\' "$d" 2>/dev/null || echo "$d absent"; done',
         hide=True,
     ).stdout.splitlines()
@@ -116,13 +118,13 @@ def ensure_directories(c: Connection, dirs: list[tuple[str, str, str, str]]) -> 
     if current == wanted:
         return False
     for path, mode, owner, group in dirs:
-        c.sudo(f"install -d -m {mode} -o {owner} -g {group} {shlex.quote(path)}", hide=True)
+        as_root(c, f"install -d -m {mode} -o {owner} -g {group} {shlex.quote(path)}", hide=True)
     return True
 
 
 def ensure_env_file(c: Connection, inv: Inventory, settings: HostSettings) -> bool:
     """The app's environment file. SECRET_KEY is made once, on the host, and kept after that."""
-    existing = c.sudo(f"cat {settings.env_file} 2>/dev/null || true", hide=True).stdout
+    existing = as_root(c, f"cat {settings.env_file} 2>/dev/null || true", hide=True).stdout
     secret = ds.parse_env_file(existing).get("SECRET_KEY")
     if not secret:
         secret = c.run(
@@ -152,26 +154,26 @@ def ensure_systemd_units(c: Connection, settings: HostSettings) -> bool:
         raise StepFailed(c.host, "systemd units", f"systemd-analyze verify: {exc}") from None
     if not written:
         return False
-    c.sudo("systemctl daemon-reload", hide=True)
-    c.sudo(f"systemd-tmpfiles --create {shlex.quote(settings.paths.tmpfiles_conf)}", hide=True)
+    as_root(c, "systemctl daemon-reload", hide=True)
+    as_root(c, f"systemd-tmpfiles --create {shlex.quote(settings.paths.tmpfiles_conf)}", hide=True)
     # Running slots pick up a changed unit only on restart; Type=notify makes this wait until ready.
     for slot in ("blue", "green"):
         if service_active(c, f"{settings.app_name}@{slot}"):
-            c.sudo(f"systemctl restart {settings.app_name}@{slot}", hide=True)
+            as_root(c, f"systemctl restart {settings.app_name}@{slot}", hide=True)
     return True
 
 
 def live_slot(c: Connection, settings: HostSettings) -> str:
     """The slot Nginx sends traffic to now; a re-provision must not point it elsewhere."""
     path = f"{settings.paths.nginx_include_dir}/upstream.conf"
-    current = c.sudo(f"cat {shlex.quote(path)} 2>/dev/null || true", hide=True).stdout
+    current = as_root(c, f"cat {shlex.quote(path)} 2>/dev/null || true", hide=True).stdout
     return templates.upstream_slot(current) or "blue"
 
 
 def ensure_nginx_site(c: Connection, settings: HostSettings, host: str) -> bool:
     """Nginx config from templates; `nginx -t` before every reload, old config kept on failure."""
     obsolete = " ".join(shlex.quote(p) for p in templates.nginx_obsolete_paths(settings))
-    changed = bool(c.sudo(f"rm -v -f {obsolete}", hide=True).stdout.strip())
+    changed = bool(as_root(c, f"rm -v -f {obsolete}", hide=True).stdout.strip())
     files = templates.nginx_files(settings, live_slot(c, settings))
     try:
         written = install_files(c, files, validate="nginx -t")
@@ -180,13 +182,13 @@ def ensure_nginx_site(c: Connection, settings: HostSettings, host: str) -> bool:
     changed |= ensure_symlinks(c, templates.nginx_symlinks(settings))
     if not (changed or written) and service_active(c, "nginx"):
         return False
-    result = c.sudo("nginx -t", hide=True, warn=True)
+    result = as_root(c, "nginx -t", hide=True, warn=True)
     if not result.ok:
         raise StepFailed(host, "nginx site", f"nginx -t failed: {last_words(result.stderr)}")
     if service_active(c, "nginx"):
-        c.sudo("systemctl reload nginx", hide=True)
+        as_root(c, "systemctl reload nginx", hide=True)
     else:
-        c.sudo("systemctl enable --now nginx", hide=True)
+        as_root(c, "systemctl enable --now nginx", hide=True)
     return True
 
 
@@ -194,23 +196,23 @@ def ensure_symlinks(c: Connection, links: dict[str, str]) -> bool:
     changed = False
     for link, target in links.items():
         if c.run(f"readlink {shlex.quote(link)}", hide=True, warn=True).stdout.strip() != target:
-            c.sudo(f"ln -sfn {shlex.quote(target)} {shlex.quote(link)}", hide=True)
+            as_root(c, f"ln -sfn {shlex.quote(target)} {shlex.quote(link)}", hide=True)
             changed = True
     return changed
 
 
 def ensure_ufw(c: Connection) -> bool:
-    if ds.ufw_is_as_wanted(c.sudo("ufw status verbose", hide=True, warn=True).stdout):
+    if ds.ufw_is_as_wanted(as_root(c, "ufw status verbose", hide=True, warn=True).stdout):
         return False
     for command in ds.ufw_commands():
-        c.sudo(command, hide=True)
+        as_root(c, command, hide=True)
     return True
 
 
 def certificate_ready(c: Connection, settings: HostSettings) -> bool:
     if not settings.domain:
         return False
-    return c.sudo(f"test -f {settings.tls_cert_dir}/fullchain.pem", hide=True, warn=True).ok
+    return as_root(c, f"test -f {settings.tls_cert_dir}/fullchain.pem", hide=True, warn=True).ok
 
 
 def ensure_tls_certificate(c: Connection, settings: HostSettings) -> bool:
@@ -218,7 +220,8 @@ def ensure_tls_certificate(c: Connection, settings: HostSettings) -> bool:
     certbot's own timer renews it; its deploy hook reloads Nginx."""
     if certificate_ready(c, settings):
         return False
-    c.sudo(
+    as_root(
+        c,
         f"certbot certonly --non-interactive --agree-tos --webroot -w {settings.acme_webroot} "
         f"--register-unsafely-without-email -d {shlex.quote(settings.domain)} "
         "--deploy-hook 'systemctl reload nginx'",

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from fabric import Connection
 from invoke.exceptions import UnexpectedExit
 
-from deploy.steps import last_words
+from deploy.steps import as_root, last_words
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,7 @@ def restore_command(path: str) -> str:
 def plan_files(c: Connection, files: list[RemoteFile]) -> list[RemoteFile]:
     if not files:
         return []
-    probe = c.sudo(probe_command([f.path for f in files]), hide=True)
+    probe = as_root(c, probe_command([f.path for f in files]), hide=True)
     return files_to_write(files, parse_probe(probe.stdout))
 
 
@@ -99,7 +99,7 @@ def upload(c: Connection, file: RemoteFile) -> None:
     tmp = c.run("umask 077 && mktemp", hide=True).stdout.strip()
     try:
         c.put(io.BytesIO(file.content.encode()), tmp)
-        c.sudo(install_command(tmp, file), hide=True)
+        as_root(c, install_command(tmp, file), hide=True)
     finally:
         c.run(f"rm -f {shlex.quote(tmp)}", hide=True, warn=True)
 
@@ -114,16 +114,16 @@ def install_files(c: Connection, files: list[RemoteFile], validate: str | None =
         return []
     if validate:
         for f in changed:
-            c.sudo(backup_command(f.path), hide=True)
+            as_root(c, backup_command(f.path), hide=True)
     for f in changed:
         upload(c, f)
     if validate:
         try:
-            c.sudo(validate, hide=True)
+            as_root(c, validate, hide=True)
         except UnexpectedExit as exc:
             for f in changed:
-                c.sudo(restore_command(f.path), hide=True)
+                as_root(c, restore_command(f.path), hide=True)
             raise ValidationFailed(last_words(exc.result.stderr or exc.result.stdout)) from None
         for f in changed:
-            c.sudo(f"rm -f {shlex.quote(f.path + '.dropstack-old')}", hide=True)
+            as_root(c, f"rm -f {shlex.quote(f.path + '.dropstack-old')}", hide=True)
     return [f.path for f in changed]

@@ -7,6 +7,7 @@ one line naming the host, the step and the command's own last words.
 
 from __future__ import annotations
 
+import shlex
 import sys
 import threading
 import time
@@ -32,6 +33,12 @@ class StepFailed(Exception):
     def __init__(self, host: str, step: str, reason: str):
         super().__init__(f"{host}: {step}: {reason}")
         self.host, self.step, self.reason = host, step, reason
+
+
+def as_root(c, command: str, **kwargs):
+    """Run a shell command line as root. Invoke's ``sudo`` puts sudo before the command without a
+    shell, so in ``a && b`` only ``a`` would be privileged; ``sh -c`` gives root the whole line."""
+    return c.sudo(f"sh -c {shlex.quote(command)}", **kwargs)
 
 
 def last_words(text: str, lines: int = 3) -> str:
