@@ -236,7 +236,9 @@ def provision_host(c: Connection, inv: Inventory, base: dict, log: HostLog) -> H
     resolv_conf = c.run("cat /etc/resolv.conf", hide=True, warn=True).stdout
     web = next(h for h in inv.web_hosts if h.name == host)
     settings = host_settings(base, inv, web.public_ip, web.private_ip, resolv_conf)
-    os_files = ds.os_files(inv["ssh_user"])
+    # SSH_CLIENT is "address port port": the address this operator reaches the host from.
+    operator_ip = c.run("echo $SSH_CLIENT", hide=True).stdout.split()[0]
+    os_files = ds.os_files(inv["ssh_user"], operator_ip)
     log.step("check operating system", lambda: check_os(c, host))
     log.step("apt packages", lambda: ensure_packages(c, ds.packages_for(bool(settings.domain))))
     log.step("unattended security upgrades", lambda: bool(install_files(c, [os_files["apt"]])))

@@ -37,8 +37,17 @@ def select_hosts(inv: Inventory, names: str | None) -> list[WebHost]:
     return [h for h in hosts if h.name in wanted]
 
 
+def connection_config(base: Config | None = None) -> Config:
+    """Fabric config for our connections. Remote commands get no stdin: nothing we run is
+    interactive, and forwarding stdin breaks under pytest and costs time (Invoke polls it)."""
+    config = base.clone() if base is not None else Config()
+    config.load_overrides({"run": {"in_stream": False}, "sudo": {"password": None}})
+    return config
+
+
 def connection_for(inv: Inventory, host: WebHost, config: Config | None = None) -> Connection:
     """An unopened Fabric connection to a web host as the inventory's deploy user."""
+    config = connection_config(config)
     connect_kwargs = {"key_filename": [inv["ssh_key_path"]]} if inv["ssh_key_path"] else {}
     return Connection(
         host.public_ip,

@@ -12,10 +12,10 @@ New profiles: skip
 
 To                         Action      From
 --                         ------      ----
-22/tcp                     LIMIT IN    Anywhere
+22/tcp                     ALLOW IN    Anywhere
 80/tcp                     ALLOW IN    Anywhere
 443/tcp                    ALLOW IN    Anywhere
-22/tcp (v6)                LIMIT IN    Anywhere (v6)
+22/tcp (v6)                ALLOW IN    Anywhere (v6)
 80/tcp (v6)                ALLOW IN    Anywhere (v6)
 443/tcp (v6)               ALLOW IN    Anywhere (v6)
 """
@@ -30,8 +30,10 @@ To                         Action      From
         ("extra port", UFW_OK + "8000/tcp                   ALLOW IN    Anywhere\n", False),
         ("extra source", UFW_OK + "5432                       ALLOW IN    10.0.0.0/8\n", False),
         (
-            "ssh not limited",
-            UFW_OK.replace("22/tcp                     LIMIT", "22/tcp ALLOW"),
+            "ssh rate-limited",
+            UFW_OK.replace(
+                "22/tcp                     ALLOW IN", "22/tcp                     LIMIT IN"
+            ),
             False,
         ),
         ("missing v6", UFW_OK.split("22/tcp (v6)")[0], False),
@@ -77,6 +79,12 @@ def test_packages_add_certbot_only_with_tls():
     assert {"nginx", "python3-venv", "ufw", "fail2ban", "unattended-upgrades"} <= set(
         ds.packages_for(tls=False)
     )
+
+
+def test_fail2ban_never_bans_the_operator():
+    jail = ds.os_files("deploy", "198.18.0.1")["fail2ban"].content
+    assert "ignoreip = 127.0.0.1/8 ::1 198.18.0.1\n" in jail
+    assert "ignoreip = 127.0.0.1/8 ::1\n" in ds.os_files("deploy")["fail2ban"].content
 
 
 def test_sshd_hardening_refuses_root_and_passwords():

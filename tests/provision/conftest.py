@@ -1,0 +1,58 @@
+"""Fixtures for provisioning tests against a running target (the local droplet by default)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from deploy.targets import connect, resolve_inventory
+
+REPO = Path(__file__).resolve().parents[2]
+FAB = str(Path(sys.executable).with_name("fab"))
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if Path(item.fspath).is_relative_to(Path(__file__).parent):
+            item.add_marker(pytest.mark.host)
+
+
+@pytest.fixture(scope="session")
+def inventory():
+    return resolve_inventory()
+
+
+@pytest.fixture(scope="session")
+def web1(inventory):
+    conn = connect(inventory, inventory.web_hosts[0])
+    yield conn
+    conn.close()
+
+
+@pytest.fixture
+def fab():
+    """Run `fab` from a directory (the repository by default), as a user would."""
+
+    def run(*args: str, cwd: Path = REPO, env: dict | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [FAB, *args], cwd=cwd, capture_output=True, text=True, timeout=600, env=env
+        )
+
+    return run
+
+
+@pytest.fixture
+def inventory_file(tmp_path, inventory):
+    """Write a modified copy of the target's inventory and return its path."""
+
+    def write(**changes) -> Path:
+        path = tmp_path / "inventory.json"
+        path.write_text(json.dumps({**inventory.data, **changes}))
+        path.chmod(0o600)
+        return path
+
+    return write
