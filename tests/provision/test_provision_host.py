@@ -52,7 +52,9 @@ def broken_checkout(tmp_path):
     subprocess.run(["git", "clone", "-q", str(REPO), str(repo)], check=True)
     site = repo / "nginx" / "site.conf.j2"
     text = site.read_text()
-    broken = text.replace("    listen 80", "    dropstack_bogus_directive on;\n    listen 80", 1)
+    # Into the main server block (the first `server {` is the TLS redirect, rendered only with TLS).
+    head, marker, tail = text.rpartition("\nserver {\n")
+    broken = head + marker + "    dropstack_bogus_directive on;\n" + tail
     assert broken != text, "the site template changed shape; update this fixture"
     site.write_text(broken)
     return repo
