@@ -12,6 +12,7 @@ from deploy import provision as provisioning
 from deploy.host_settings import SettingsError
 from deploy.inventory import InventoryError
 from deploy.local import tasks as local_tasks
+from deploy.release import tasks as release_tasks
 from deploy.targets import HostUnreachable
 
 TARGET_HELP = {
@@ -41,5 +42,13 @@ def provision(c, stack=None, inventory=None, hosts=None, serial=False):
     provisioning.provision_targets(c, stack, inventory, hosts, serial)
 
 
-namespace = Collection(provision)
+namespace = Collection(
+    provision,
+    release_tasks.deploy,
+    release_tasks.rollback,
+    release_tasks.releases,
+    release_tasks.status,
+    release_tasks.logs,
+    release_tasks.unlock,
+)
 namespace.add_collection(Collection.from_module(local_tasks), name="local")
