@@ -31,7 +31,9 @@ def prepare_staging_command(layout: Layout, name: str) -> str:
 
 
 def unpack_command(layout: Layout, name: str, archive: str, metadata: dict) -> str:
-    """Unpack, byte-compile (the app user may not write __pycache__), then appear atomically."""
+    """Unpack, byte-compile (the app user may not write __pycache__), then appear atomically.
+
+    The staging directory stays: the wheelhouse in it is still needed for the venv step."""
     stage = staging_dir(layout, name)
     tree = q(f"{stage}/tree")
     record = q(json.dumps(metadata, sort_keys=True))
@@ -40,7 +42,7 @@ def unpack_command(layout: Layout, name: str, archive: str, metadata: dict) -> s
         f"tar -xzf {q(archive)} -C {tree} && "
         f"python3 -m compileall -q -j 0 {tree} >/dev/null && "
         f"printf '%s\\n' {record} > {tree}/.dropstack-release.json && "
-        f"mv -T {tree} {q(layout.release(name))} && rm -rf {q(stage)}"
+        f"mv -T {tree} {q(layout.release(name))}"
     )
 
 

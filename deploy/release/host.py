@@ -279,13 +279,13 @@ class Switch:
 
     def go_live(self, migrate_first: bool) -> None:
         h = self.h
-        h.step(f"point idle slot {self.idle} at {self.release}", self.point_idle_slot)
+        h.step(f"point slot {self.idle} at the release", self.point_idle_slot)
         if migrate_first:
             h.step("database migrations", lambda: migrate(h, self.idle))
         h.step(f"start slot {self.idle}", self.start_idle_slot)
         h.step(f"health gate /readyz on {self.idle}", self.health_gate)
         h.step(f"route nginx to {self.idle}", self.route_nginx)
-        h.step(f"switch current to {self.release}", self.switch_current)
+        h.step("switch current", self.switch_current)
         if self.live:
             h.step(f"stop old slot {self.live}", self.stop_old_slot)
 

@@ -69,7 +69,7 @@ def test_unpack_makes_the_release_appear_whole_with_metadata(shell, layout, tmp_
     assert (release / "app" / "mod.py").read_text() == "X = 1\n"
     assert list((release / "app" / "__pycache__").glob("mod.*.pyc"))  # compiled for the app user
     assert json.loads((release / ".dropstack-release.json").read_text()) == {"revision": "abc"}
-    assert not Path(cmd.staging_dir(layout, "R")).exists()
+    assert not Path(cmd.staging_dir(layout, "R"), "tree").exists()
     # A second unpack of the same name refuses rather than mixing two trees.
     shell(cmd.prepare_staging_command(layout, "R"))
     assert shell(cmd.unpack_command(layout, "R", str(archive), {})).returncode != 0

@@ -122,30 +122,52 @@ def finish(proc: subprocess.Popen, timeout: float = 120) -> Run:
 
 @dataclass
 class Load:
-    result: dict | None = None
+    """wrk's results per client kind: "close" opens a connection per request, "keepalive"
+    reuses connections like a browser or a load balancer."""
+
+    results: dict[str, dict] | None = None
 
 
 @contextmanager
-def steady_load(address: str, seconds: int, connections: int = 8):
-    """wrk against Nginx for a bounded time; the result is read after the block ends."""
+def steady_load(address: str, seconds: int, connections: int = 4):
+    """Two wrk runs against Nginx for a bounded time, read after the block ends."""
     if not shutil.which("wrk"):
         pytest.skip("wrk is not installed (bin/setup installs it)")
     assert ipaddress.ip_address(address) in LOCAL_TEST_NET or address.startswith("127.")
-    proc = subprocess.Popen(
-        ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s",
-         "-s", str(LOAD_SCRIPT), f"http://{address}"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+    procs = {
+        kind: subprocess.Popen(
+            [
+                "wrk",
+                "-t1",
+                f"-c{connections}",
+                f"-d{seconds}s",
+                "--timeout",
+                "5s",
+                "-s",
+                str(LOAD_SCRIPT),
+                f"http://{address}",
+                "--",
+                kind,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for kind in ("close", "keepalive")
+    }
     load = Load()
     time.sleep(1.5)  # steady state before the change starts
     try:
         yield load
     finally:
-        # Stop early once the change is done (SIGINT makes wrk print its summary).
         time.sleep(1.5)
-        proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=seconds + 30)
-        line = next((x for x in out.splitlines() if x.startswith("WRK_RESULT ")), None)
-        assert line, out
-        load.result = json.loads(line.removeprefix("WRK_RESULT "))
-        print("load:", load.result)
+        results = {}
+        for kind, proc in procs.items():
+            # Stop early once the change is done (SIGINT makes wrk print its summary).
+            proc.send_signal(signal.SIGINT)
+            out, _ = proc.communicate(timeout=seconds + 30)
+            line = next((x for x in out.splitlines() if x.startswith("WRK_RESULT ")), None)
+            assert line, out
+            results[kind] = json.loads(line.removeprefix("WRK_RESULT "))
+        load.results = results
+        print("load:", json.dumps(results))

@@ -1,7 +1,7 @@
 -- Bounded steady load for the release tests: alternate the app's cheapest probe (/healthz,
 -- which names the release that answered) with a database read (/api/tasks), count every
 -- response that is not 2xx, and report per-release answers and wrk's own socket errors as
--- one JSON line at the end.
+-- one JSON line at the end. `-- close` sends "Connection: close": a new connection per request.
 local threads = {}
 
 function setup(thread)
@@ -9,6 +9,10 @@ function setup(thread)
 end
 
 function init(args)
+   headers = {}
+   if args[1] == "close" then
+      headers["Connection"] = "close"
+   end
    paths = { "/healthz", "/api/tasks" }
    n = 0
    non2xx = 0
@@ -18,7 +22,7 @@ end
 
 function request()
    n = n + 1
-   return wrk.format("GET", paths[(n % #paths) + 1])
+   return wrk.format("GET", paths[(n % #paths) + 1], headers)
 end
 
 function response(status, headers, body)

@@ -46,10 +46,27 @@ def audit_tail(c, n: int = 1) -> list[dict]:
 
 
 def assert_no_failures(load) -> None:
-    r = load.result
-    assert r["requests"] > 100, r
-    errors = {k: r[k] for k in ("non2xx", "connect", "read", "write", "timeout")}
-    assert errors == dict.fromkeys(errors, 0), r
+    """No failed request. Clients that open a connection per request see no error at all.
+
+    Clients that reuse connections see no error response either, but Debian 12's Nginx (1.22)
+    closes *idle* keep-alive connections when a reload retires its old workers; a request a
+    client sends onto one at that instant is reset before Nginx reads it (nginx/nginx#456,
+    `keepalive_min_timeout` in Nginx 1.27.4+, fixes this). Browsers and most HTTP clients retry
+    that case; wrk counts it as a read error. A bare `systemctl reload nginx` does the same, so
+    these are bounded by the reloads a switch makes, not a deploy failure.
+    """
+    close, keepalive = load.results["close"], load.results["keepalive"]
+    for r in (close, keepalive):
+        assert r["requests"] > 100, r
+    errors = {k: close[k] for k in ("non2xx", "connect", "read", "write", "timeout")}
+    assert errors == dict.fromkeys(errors, 0), close
+    errors = {k: keepalive[k] for k in ("non2xx", "connect", "write", "timeout")}
+    assert errors == dict.fromkeys(errors, 0), keepalive
+    assert keepalive["read"] <= 4, keepalive
+
+
+def releases_answering(load) -> set[str]:
+    return {name for r in load.results.values() for name in r["releases"]}
 
 
 def requests_seen_by(c, slot: str, since: int) -> list[str]:
@@ -99,11 +116,11 @@ def test_code_change_redeploys_under_load_reusing_the_venv(source, hosts, web):
     assert name.endswith(revision[:7])
     assert re.search(r"python environment \w+ +ok", run.out)  # same dependency set: reused
     assert_no_failures(load)
-    assert set(load.result["releases"]) >= {STATE["good"][-1], name}
+    assert releases_answering(load) >= {STATE["good"][-1], name}
     assert serving_release(web) == name
     STATE["good"].append(name)
     STATE["redeploy_seconds"] = run.seconds
-    STATE["deploy_load"] = load.result
+    STATE["deploy_load"] = load.results
 
 
 MIGRATION_THAT_FAILS = """\
@@ -173,7 +190,7 @@ def test_broken_release_never_gets_a_request(source, hosts, web, case):
     assert "  | " in run.out  # the journal lines are shown
     name = released(run.out)
     assert_no_failures(load)
-    assert set(load.result["releases"]) == {STATE["good"][-1]}
+    assert releases_answering(load) == {STATE["good"][-1]}
     assert serving_release(web) == STATE["good"][-1]
     # Nginx still routes to the old slot; the new one is stopped and saw only the gate's probes.
     assert upstream(c) == live_before
@@ -249,12 +266,12 @@ def test_rollback_under_load_goes_to_the_previous_good_release(source, hosts, we
     previous = STATE["good"][-2]
     assert serving_release(web) == previous
     assert_no_failures(load)
-    assert set(load.result["releases"]) >= {current, previous}
+    assert releases_answering(load) >= {current, previous}
     c = next(iter(hosts.values()))
     last = audit_tail(c)[0]
     assert (last["action"], last["release"], last["result"]) == ("rollback", previous, "ok")
     STATE["rollback_seconds"] = run.seconds
-    STATE["rollback_load"] = load.result
+    STATE["rollback_load"] = load.results
     # Back to the newest.
     forward = fab(source, "rollback", "--release", current)
     assert forward.code == 0 and serving_release(web) == current
