@@ -92,7 +92,10 @@ def point_slot_command(layout: Layout, slot: str, name: str) -> str:
 
 
 def switch_current_command(layout: Layout, name: str) -> str:
-    return as_root(replace_link(layout.release(name), layout.current))
+    """Point `current` at the release and mark it as one that served traffic: only such
+    releases are rollback targets (an interrupted one never passed the whole switch)."""
+    served = q(layout.release(name) + "/.dropstack-served")
+    return as_root(f"{replace_link(layout.release(name), layout.current)} && touch {served}")
 
 
 def migrate_command(layout: Layout, slot: str) -> str:

@@ -27,6 +27,8 @@ from deploy.release.plan import prune_selection, slots_for, unused_venvs
 from deploy.release.state import HostState, parse_state, probe_command
 from deploy.steps import HostLog, StepFailed, last_words, say
 
+DETAIL_WIDTH = 400
+
 
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C or SIGTERM: clean up the host being changed, release the locks, stop."""
@@ -71,7 +73,9 @@ class ReleaseHost:
         """Print the details (journal lines, the health response) and make the one-line error."""
         say(f"[{self.name}] {step:<44} FAILED")
         for line in details.strip().splitlines():
-            say(f"[{self.name}]   | {line}")
+            # JSON log lines can carry a whole traceback; the start says what failed.
+            shown = line if len(line) <= DETAIL_WIDTH else line[: DETAIL_WIDTH - 3] + "..."
+            say(f"[{self.name}]   | {shown}")
         return StepFailed(self.name, step, reason)
 
     def state(self) -> HostState:

@@ -9,6 +9,7 @@ that clears it.
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import shlex
@@ -54,7 +55,7 @@ class Holder:
 def new_holder(action: str, revision: str, release: str, now: datetime | None = None) -> Holder:
     """The record for a lock this process is about to take."""
     return Holder(
-        user=os.environ.get("USER") or os.environ.get("LOGNAME") or str(os.getuid()),
+        user=getpass.getuser(),
         machine=socket.gethostname(),
         pid=os.getpid(),
         action=action,

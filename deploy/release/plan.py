@@ -45,11 +45,14 @@ def slots_for(state: HostState) -> tuple[str | None, str]:
 
 
 def good_releases(state: HostState) -> list[str]:
-    """Releases that passed (or never failed) their gate, oldest first, with a venv to run in."""
+    """Releases that went live once and never failed, oldest first, with a venv to run in."""
     return [
         r.name
         for r in state.releases
-        if not r.failed and r.venv is not None and state.venvs.get(r.venv, False)
+        if (r.served or r.name == state.current)
+        and not r.failed
+        and r.venv is not None
+        and state.venvs.get(r.venv, False)
     ]
 
 
@@ -73,7 +76,8 @@ def rollback_target(state: HostState, requested: str | None = None) -> str:
         if info.failed:
             raise ReleaseError(f"release {requested} is marked failed; deploy a fixed one instead")
         if requested not in good_releases(state):
-            raise ReleaseError(f"release {requested} has no complete virtualenv on the host")
+            why = "never went live" if not info.served else "has no complete virtualenv"
+            raise ReleaseError(f"release {requested} {why} on this host")
         return requested
     target = previous_good(state)
     if target is None:

@@ -20,6 +20,7 @@ class ReleaseInfo:
     name: str
     failed: bool = False
     venv: str | None = None  # key of the shared venv its .venv points to
+    served: bool = False  # it went live once (passed its gate and took traffic)
 
 
 @dataclass(frozen=True)
@@ -59,8 +60,8 @@ def probe_command(layout: Layout) -> str:
         ]
     lines += [
         f'for r in {rel}/*/; do [ -d "$r" ] || continue; n=$(basename "$r"); '
-        f'f=0; [ -e "$r.dropstack-failed" ] && f=1; '
-        f'echo "release=$n $f $(basename "$(readlink "$r.venv")" 2>/dev/null)"; done',
+        'f=0; [ -e "$r.dropstack-failed" ] && f=1; s=0; [ -e "$r.dropstack-served" ] && s=1; '
+        'echo "release=$n $f $s $(basename "$(readlink "$r.venv")" 2>/dev/null)"; done',
         f'for v in {q(layout.venvs)}/*/; do [ -d "$v" ] || continue; '
         f'c=0; [ -f "$v.complete" ] && c=1; echo "venv=$(basename "$v") $c"; done',
         f'if [ -d {q(layout.lock)} ]; then echo "lock=$(cat {q(layout.lock)}/holder.json '
@@ -79,9 +80,9 @@ def parse_state(output: str, layout: Layout) -> HostState:
             continue
         value = value.strip()
         if key == "release":
-            name, failed, venv = ([*value.split(), "", "", ""])[:3]
+            name, failed, served, venv = ([*value.split(), "", "", "", ""])[:4]
             if is_release_name(name):
-                releases.append(ReleaseInfo(name, failed == "1", venv or None))
+                releases.append(ReleaseInfo(name, failed == "1", venv or None, served == "1"))
         elif key == "venv":
             name, complete = ([*value.split(), ""])[:2]
             venvs[name] = complete == "1"

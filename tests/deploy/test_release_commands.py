@@ -25,7 +25,8 @@ def test_slot_link_and_env_are_replaced_atomically():
 def test_current_switch_is_ln_then_mv_t():
     assert cmd.switch_current_command(LAYOUT, "R") == cmd.as_root(
         "ln -sfn /srv/dropstack/releases/R /srv/dropstack/current.tmp && "
-        "mv -T /srv/dropstack/current.tmp /srv/dropstack/current"
+        "mv -T /srv/dropstack/current.tmp /srv/dropstack/current && "
+        "touch /srv/dropstack/releases/R/.dropstack-served"
     )
 
 

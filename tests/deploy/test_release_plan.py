@@ -9,8 +9,11 @@ from deploy.release.state import HostState, ReleaseInfo
 R1, R2, R3, R4, R5, R6, R7 = (f"2026112115000{i}-000000{i}" for i in range(1, 8))
 
 
-def host(current=None, releases=(), failed=(), slots=None, active=None, upstream=None, venvs=None):
-    infos = tuple(ReleaseInfo(n, n in failed, "v1") for n in releases)
+def host(
+    current=None, releases=(), failed=(), slots=None, active=None, upstream=None, venvs=None,
+    unserved=(),
+):  # fmt: skip
+    infos = tuple(ReleaseInfo(n, n in failed, "v1", n not in unserved) for n in releases)
     return HostState(
         current=current,
         slots=slots or {"blue": None, "green": None},
@@ -39,6 +42,14 @@ def test_new_release_starts_in_the_slot_nginx_does_not_route_to(upstream, active
 def test_rollback_goes_to_the_newest_good_release_before_current():
     state = host(current=R4, releases=(R1, R2, R3, R4, R5), failed=(R3,))
     assert plan.rollback_target(state) == R2  # R3 failed its gate; R5 is newer than current
+
+
+def test_rollback_skips_releases_that_never_went_live():
+    # R3's deploy was interrupted before traffic moved: never gated, never a target.
+    state = host(current=R4, releases=(R1, R2, R3, R4), unserved=(R3,))
+    assert plan.rollback_target(state) == R2
+    with pytest.raises(ReleaseError, match="never went live"):
+        plan.rollback_target(state, R3)
 
 
 def test_rollback_after_a_rollback_keeps_going_back():

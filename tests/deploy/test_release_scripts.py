@@ -85,6 +85,7 @@ def test_slot_and_current_links_point_at_the_release(shell, layout):
     assert shell(cmd.switch_current_command(layout, "R1")).returncode == 0
     assert shell(cmd.switch_current_command(layout, "R2")).returncode == 0
     assert os.readlink(layout.current) == layout.release("R2")
+    assert Path(layout.release("R2"), ".dropstack-served").exists()
     assert not Path(layout.current + ".tmp").exists()
 
 
@@ -247,6 +248,7 @@ def test_probe_reads_releases_slots_units_and_lock(shell, layout):
         Path(layout.release(name)).mkdir()
         os.symlink(layout.venv(venv), layout.release(name) + "/.venv")
     Path(layout.release("20261121150000-bbbbbbb"), ".dropstack-failed").write_text("{}\n")
+    Path(layout.release("20261121140000-aaaaaaa"), ".dropstack-served").touch()
     Path(layout.releases, ".incoming-20261121160000-ccccccc").mkdir()
     for key, complete in [("v1", True), ("v2", False)]:
         Path(layout.venv(key)).mkdir(parents=True)
@@ -269,9 +271,9 @@ def test_probe_reads_releases_slots_units_and_lock(shell, layout):
     assert state.active == {"blue": True, "green": False}
     assert state.upstream_slot == "blue" and state.live_slot == "blue"
     assert state.nginx_active
-    assert [(r.name, r.failed, r.venv) for r in state.releases] == [
-        ("20261121140000-aaaaaaa", False, "v1"),
-        ("20261121150000-bbbbbbb", True, "v2"),
+    assert [(r.name, r.failed, r.venv, r.served) for r in state.releases] == [
+        ("20261121140000-aaaaaaa", False, "v1", True),
+        ("20261121150000-bbbbbbb", True, "v2", False),
     ]
     assert state.venvs == {"v1": True, "v2": False}
     assert state.locked and state.lock == holder("cccc")

@@ -30,8 +30,8 @@ def test_release_listing_marks_current_slots_and_failures():
         active={"blue": False, "green": True},
         upstream_slot="green",
         releases=(
-            ReleaseInfo("20261121140000-aaaaaaa", False, "v1"),
-            ReleaseInfo("20261121150000-bbbbbbb", False, "v1"),
+            ReleaseInfo("20261121140000-aaaaaaa", False, "v1", True),
+            ReleaseInfo("20261121150000-bbbbbbb", False, "v1", True),
             ReleaseInfo("20261121160000-ccccccc", True, "v1"),
         ),
     )

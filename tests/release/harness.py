@@ -92,30 +92,32 @@ def fab(src: Source, *args: str, timeout: float = 300) -> Run:
 
 
 def fab_background(src: Source, *args: str) -> subprocess.Popen:
-    return subprocess.Popen(
+    proc = subprocess.Popen(
         fab_command(src, *args), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL, text=True,
     )  # fmt: skip
+    proc.consumed = ""  # what read_until has read so far
+    return proc
 
 
 def read_until(proc: subprocess.Popen, marker: str, timeout: float = 120) -> str:
     """Read a background run's output until a line contains ``marker``."""
-    seen = []
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         line = proc.stdout.readline()
         if not line:
             break
-        seen.append(line)
+        proc.consumed += line
         if marker in line:
-            return "".join(seen)
+            return proc.consumed
     proc.kill()
-    raise AssertionError(f"{marker!r} never appeared in:\n{''.join(seen)}")
+    raise AssertionError(f"{marker!r} never appeared in:\n{proc.consumed}")
 
 
 def finish(proc: subprocess.Popen, timeout: float = 120) -> Run:
     started = time.monotonic()
     out, _ = proc.communicate(timeout=timeout)
+    out = proc.consumed + out
     print(out)
     return Run(proc.returncode, out, time.monotonic() - started)
 

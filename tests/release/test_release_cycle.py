@@ -240,6 +240,9 @@ def test_interrupted_deploy_cleans_up_and_the_old_release_keeps_serving(source, 
     again = fab(source, "deploy")
     assert again.code == 0
     STATE["good"].append(released(again.out))
+    # The interrupted release never took traffic, so it is no rollback target.
+    refused = fab(source, "rollback", "--release", released(run.out), "--dry-run")
+    assert refused.code == 1 and "never went live" in refused.out
 
 
 def test_killed_deploy_leaves_a_lock_the_next_deploy_takes_over(source, hosts, web):
@@ -315,8 +318,10 @@ def test_dry_run_prints_the_plan_and_changes_nothing(source, hosts):
 def test_releases_status_logs_and_unlock(source, hosts, web):
     listing = fab(source, "releases")
     assert listing.code == 0
-    assert f"* {STATE['good'][-1]}" in listing.out and "FAILED" in listing.out
-    assert "rollback" in listing.out and "deploy" in listing.out
+    assert f"* {STATE['good'][-1]}" in listing.out
+    kept_failed = set(STATE["failed"]) & set(host_releases(next(iter(hosts.values()))))
+    assert ("FAILED" in listing.out) == bool(kept_failed)
+    assert "  rollback  " in listing.out and "  failed  " in listing.out
     status = fab(source, "status")
     assert status.code == 0
     assert f"current release: {STATE['good'][-1]}" in status.out
