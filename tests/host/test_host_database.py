@@ -1,0 +1,73 @@
+"""The app's database connection: TLS, and plain text refused by the server.
+
+The check runs on the host exactly as the app runs: as the app user, with systemd reading the
+same EnvironmentFile, with the live release's Python and psycopg. The URL and password are
+never printed: the script prints only the outcome, with the password masked out of any error.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+
+# argv[1]: "as-configured" (the app's DATABASE_URL) or "plaintext" (sslmode=disable).
+CONNECT = r"""
+import json, os, sys, urllib.parse
+import psycopg
+
+url = os.environ["DATABASE_URL"]
+password = urllib.parse.unquote(urllib.parse.urlsplit(url).password or "") or None
+if sys.argv[1] == "plaintext":
+    base, _, query = url.partition("?")
+    keep = [p for p in query.split("&") if p and not p.startswith(("sslmode=", "sslrootcert="))]
+    url = base + "?" + "&".join(keep + ["sslmode=disable"])
+try:
+    with psycopg.connect(url, connect_timeout=10) as conn:
+        ssl, version = conn.execute(
+            "SELECT ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
+        ).fetchone()
+    print(json.dumps({"connected": True, "ssl": ssl, "version": version}))
+except Exception as exc:
+    message = str(exc).strip().splitlines()[-1] if str(exc).strip() else ""
+    if password:
+        message = message.replace(password, "***")
+    print(json.dumps({"connected": False, "error": type(exc).__name__, "message": message}))
+"""
+
+
+def connect_as_app(host, settings, mode: str) -> dict:
+    python = f"{settings.paths.current}/.venv/bin/python"
+    command = shlex.join(
+        [
+            "sudo", "-n", "systemd-run", "--quiet", "--pipe", "--wait", "--collect",
+            "-p", f"User={settings.app_user}",
+            "-p", f"EnvironmentFile={settings.env_file}",
+            python, "-c", CONNECT, mode,
+        ]
+    )  # fmt: skip
+    result = host.run(command)
+    assert result.rc == 0 and result.stdout.strip(), (
+        f"could not run the connection check as {settings.app_user} with {python}: "
+        f"{result.stderr.strip()[-300:]}"
+    )
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_app_connects_over_tls(host, settings):
+    outcome = connect_as_app(host, settings, "as-configured")
+    assert outcome["connected"], (
+        f"the app cannot reach PostgreSQL with its DATABASE_URL: {outcome['error']}: "
+        f"{outcome['message']}"
+    )
+    assert outcome["ssl"] is True, (
+        "the app's database connection is NOT encrypted (pg_stat_ssl.ssl is false); "
+        "DATABASE_URL must use sslmode=verify-full"
+    )
+
+
+def test_database_refuses_plaintext(host, settings):
+    outcome = connect_as_app(host, settings, "plaintext")
+    assert not outcome["connected"], (
+        "PostgreSQL accepted the app's credentials without TLS (sslmode=disable): passwords and "
+        "data cross the network in clear; the server must reject non-SSL connections"
+    )
