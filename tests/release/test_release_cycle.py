@@ -205,6 +205,12 @@ def test_broken_release_never_gets_a_request(source, hosts, web, case):
     STATE.setdefault("failed", []).append(name)
 
 
+def test_rollback_to_a_failed_release_is_refused(source, hosts, web):
+    run = fab(source, "rollback", "--release", STATE["failed"][-1])
+    assert run.code == 1 and "is marked failed" in run.out
+    assert serving_release(web) == STATE["good"][-1]
+
+
 def test_concurrent_deploy_fails_at_once_naming_the_holder(source, hosts, web):
     first = fab_background(source, "deploy")
     read_until(first, "upload release")
@@ -280,14 +286,24 @@ def test_rollback_under_load_goes_to_the_previous_good_release(source, hosts, we
     assert forward.code == 0 and serving_release(web) == current
 
 
-def test_rollback_to_a_failed_release_is_refused(source, hosts, web):
-    run = fab(source, "rollback", "--release", STATE["failed"][0])
-    if STATE["failed"][0] not in host_releases(next(iter(hosts.values()))):
-        assert "is not on the host" in run.out  # pruned already
-    else:
-        assert "is marked failed" in run.out
-    assert run.code == 1
-    assert serving_release(web) == STATE["good"][-1]
+def test_rollback_warns_when_the_database_is_newer_than_the_target(source, hosts):
+    """A target whose migrations stop before the database's revision: warned, and (dry run)
+    nothing changes. The fake target is a copy of the live release without its migrations."""
+    c = next(iter(hosts.values()))
+    fake = "/srv/dropstack/releases/20200101000000-0000000"
+    on_host(
+        c,
+        f'cp -a "$(readlink -f /srv/dropstack/current)" {fake} && '
+        f"rm -f {fake}/app/migrations/versions/*.py {fake}/.dropstack-failed && "
+        f"touch {fake}/.dropstack-served",
+    )
+    try:
+        run = fab(source, "rollback", "--release", "20200101000000-0000000", "--dry-run")
+    finally:
+        on_host(c, f"rm -rf {fake}")
+    assert run.code == 0
+    assert "warning: the database has migrations newer than 20200101000000-0000000" in run.out
+    assert "rollback to 20200101000000-0000000" in run.out
 
 
 def test_old_releases_are_pruned_but_live_and_previous_kept(source, hosts):
