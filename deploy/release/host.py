@@ -233,7 +233,8 @@ class Switch:
         result = self.h.run(command, warn=True)
         if result.ok:
             return False
-        response = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else "none"
+        # The body and the status the wait printed, on one line (JSON bodies end in a newline).
+        response = " ".join(result.stdout.split())[-DETAIL_WIDTH:] or "none"
         why = {1: f"not ready after {self.h.settings.health_timeout}s", 2: "the slot stopped"}
         unit = self.h.layout.unit(self.idle)
         raise self.h.fail(

@@ -459,7 +459,7 @@ def status(c, stack="", inventory="", hosts=""):
             say(f"[{h.name}]   slot {slot:<5} {running:<8} {rel or '(no release)'}{serving}")
         if live:
             probe = h.run(cmd.health_wait_command(h.layout, live, "/readyz", 0), warn=True)
-            say(f"[{h.name}]   /readyz on {live}: {probe.stdout.strip() or 'no answer'}")
+            say(f"[{h.name}]   /readyz on {live}: {' '.join(probe.stdout.split()) or 'no answer'}")
         else:
             say(f"[{h.name}]   no live slot: nginx routes to a slot that is not running")
         say(f"[{h.name}]   nginx: {'active' if state.nginx_active else 'NOT active'}")
