@@ -1,0 +1,73 @@
+"""Benchmark 1: how long the operator's commands take on the local droplet, one web host.
+
+From nothing: `fab local.up` (image cache warm), the first `fab provision`, a second one that
+changes nothing, the first `fab deploy`, then repeated code-only redeploys (a comment committed
+in the clone), redeploys of an unchanged tree, and `fab rollback`s; repeated ones report the
+median. Leaves one provisioned host serving a release.
+"""
+
+from __future__ import annotations
+
+from bench import fab_output
+from bench.drive import Source, fab, note
+from bench.stats import median, timing
+
+
+def bring_up(web_count: int = 1) -> dict:
+    """A fresh local stack: down, then up; up again if the image cache was cold, so the figure is
+    for a warm cache. Returns the timing entry and whether the cache was cold."""
+    note("fab local.down (start from nothing)")
+    fab("local.down")
+    args = ["local.up"] if web_count == 1 else ["local.up", "--web-count", str(web_count)]
+    note(f"fab {' '.join(args)}")
+    up = fab(*args)
+    cold = fab_output.image_built(up.out)
+    if cold:
+        note(f"the image cache was cold ({up.seconds:.0f} s with the build); again, warm")
+        fab("local.down")
+        up = fab(*args)
+    return {**timing([up.seconds]), "cold_cache_seconds_first": cold or None}
+
+
+def deploy_runs(source: Source, label: str, runs: int, *extra: str, change: bool) -> dict:
+    seconds, switches = [], []
+    for n in range(1, runs + 1):
+        if change:
+            source.commit_trivial(f"{label} {n}")
+        run = fab("deploy", *extra, source=source)
+        note(f"fab deploy {' '.join(extra)} ({label} {n}/{runs}): {run.seconds:.1f} s, "
+             f"release {fab_output.release_built(run.out)}")  # fmt: skip
+        seconds.append(run.seconds)
+        switches += list(fab_output.switch_seconds(run.out).values())
+    return {**timing(seconds), "switch_median": round(median(switches), 1) if switches else None}
+
+
+def run(source: Source, runs: int) -> dict:
+    result: dict = {"local_up": bring_up()}
+    note(f"local.up: {result['local_up']['median']} s")
+    first = fab("provision")
+    again = fab("provision")
+    result["provision_first"] = {
+        **timing([first.seconds]),
+        "changed": fab_output.provision_changes(first.out),
+    }
+    result["provision_again"] = {
+        **timing([again.seconds]),
+        "changed": fab_output.provision_changes(again.out),
+    }
+    note(f"provision: {first.seconds:.1f} s, again {again.seconds:.1f} s "
+         f"(changed {result['provision_again']['changed']})")  # fmt: skip
+    result["deploy_first"] = deploy_runs(source, "first deploy", 1, change=False)
+    result["deploy_code_change"] = deploy_runs(source, "code change", runs, change=True)
+    result["deploy_unchanged"] = deploy_runs(source, "unchanged", runs, change=False)
+    seconds, switches = [], []
+    for n in range(1, runs + 1):
+        back = fab("rollback", source=source)
+        note(f"fab rollback ({n}/{runs}): {back.seconds:.1f} s")
+        seconds.append(back.seconds)
+        switches += list(fab_output.switch_seconds(back.out).values())
+    result["rollback"] = {
+        **timing(seconds),
+        "switch_median": round(median(switches), 1) if switches else None,
+    }
+    return result

@@ -1,0 +1,87 @@
+"""Putting bounded wrk load on a web host: a steady background load while something switches
+releases, and closed-loop runs for throughput. Every run is bounded by wrk's ``-d``, a request
+cap in its Lua script and a timeout here, and goes only to a test host or loopback."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from bench.wrk import SWITCH_SCRIPT, THROUGHPUT_SCRIPT, Figures, parse_output, wrk_command
+
+# The background load: two clients of four connections each, like the release tests: "keepalive"
+# reuses connections (a browser, a load balancer), "close" opens one per request.
+CLIENT_KINDS = ("keepalive", "close")
+CONNECTIONS_PER_CLIENT = 4
+PAUSE_MS = 25  # per connection between requests: at most 8 x 40 = 320 requests/s in all
+SETTLE_SECONDS = 2.0  # steady load before the change starts and after it ends
+
+
+@dataclass
+class SwitchLoad:
+    """Filled in when the ``steady_load`` block ends."""
+
+    clients: dict[str, Figures] = field(default_factory=dict)
+
+
+@contextmanager
+def steady_load(base_url: str, max_seconds: int = 240) -> Iterator[SwitchLoad]:
+    """Both clients for the length of the block (SIGINT ends them; ``max_seconds`` at most).
+
+    The figures are read when the block ends normally; on an error wrk is only stopped."""
+    # Responses per thread: what its connections' pauses allow in max_seconds, a bound that
+    # holds even if something made wrk ignore -d.
+    cap = str(max_seconds * CONNECTIONS_PER_CLIENT * 1000 // PAUSE_MS)
+    procs = {
+        kind: subprocess.Popen(
+            wrk_command(
+                base_url,
+                threads=1,
+                connections=CONNECTIONS_PER_CLIENT,
+                seconds=max_seconds,
+                script=SWITCH_SCRIPT,
+                script_args=(kind, str(PAUSE_MS), cap),
+            ),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for kind in CLIENT_KINDS
+    }
+    load = SwitchLoad()
+    try:
+        time.sleep(SETTLE_SECONDS)
+        yield load
+        time.sleep(SETTLE_SECONDS)
+    finally:
+        outputs = {kind: _stop(proc) for kind, proc in procs.items()}
+    load.clients = {kind: parse_output(out) for kind, out in outputs.items()}
+
+
+def _stop(proc: subprocess.Popen) -> str:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)  # wrk stops and prints its summary
+    try:
+        out, _ = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+    return out
+
+
+def closed_loop(
+    url: str, seconds: int, threads: int, connections: int, netns: str | None = None
+) -> Figures:
+    """wrk flat out for ``seconds`` (capped at 20,000 responses a second per thread)."""
+    command = wrk_command(
+        url, threads=threads, connections=connections, seconds=seconds,
+        script=THROUGHPUT_SCRIPT, script_args=(str(seconds * 20_000),), netns=netns,
+    )  # fmt: skip
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=seconds + 30, check=False
+    )
+    return parse_output(done.stdout + done.stderr)

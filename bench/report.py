@@ -1,0 +1,165 @@
+"""The result document bench/ writes (JSON) and the table it prints; pure functions.
+
+The document is what ``bench/results/latest.json`` holds: one section per benchmark, each made
+of plain numbers (seconds, requests, milliseconds) so it can be compared between runs. A section
+that could not be measured holds ``{"error": "..."}`` and its rows say so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+SCHEMA = 1
+SECTIONS = ("deploy_timings", "zero_downtime", "throughput", "multi_host")
+
+TIMING_LABELS = {
+    "local_up": "fab local.up (warm image cache)",
+    "provision_first": "fab provision, first run",
+    "provision_again": "fab provision, again (no changes)",
+    "deploy_first": "fab deploy, first release",
+    "deploy_code_change": "fab deploy, code-only change",
+    "deploy_unchanged": "fab deploy, unchanged tree",
+    "rollback": "fab rollback",
+}
+SWITCH_LABELS = {
+    "dropstack_deploy": "fab deploy (blue/green)",
+    "dropstack_rollback": "fab rollback",
+    "naive_restart": "naive: stop, reinstall, start",
+}
+CLIENT_LABELS = {"keepalive": "keep-alive", "close": "conn/request"}
+ENDPOINT_LABELS = {
+    "nginx_outside": "Nginx, from this machine",
+    "nginx": "Nginx, inside the host",
+    "direct": "Gunicorn direct, inside the host",
+}
+
+
+def document(measured_at: str, machine: Mapping, revision: str, sections: Mapping) -> dict:
+    """The whole result: when, on what, of which commit, and every section in a fixed order."""
+    return {
+        "schema": SCHEMA,
+        "measured_at": measured_at,
+        "machine": dict(machine),
+        "revision": revision,
+        **{name: sections.get(name, {"error": "not run"}) for name in SECTIONS},
+    }
+
+
+def seconds(value: float) -> str:
+    return f"{value:.1f} s"
+
+
+def timed(entry: Mapping) -> str:
+    runs = entry["runs"]
+    if len(runs) == 1:
+        return seconds(runs[0])
+    shown = ", ".join(f"{r:.1f}" for r in runs)
+    return f"{seconds(entry['median'])} (median of {len(runs)}: {shown})"
+
+
+def ms(value: float) -> str:
+    return f"{value:.0f} ms" if value >= 10 else f"{value:.1f} ms"
+
+
+def _error_rows(section: str, data: Mapping) -> list[tuple[str, str, str]] | None:
+    if "error" in data:
+        return [(section, "not measured", data["error"])]
+    return None
+
+
+def timing_rows(data: Mapping) -> list[tuple[str, str, str]]:
+    rows = []
+    for key, label in TIMING_LABELS.items():
+        if key in data:
+            rows.append(("deploy timings", label, timed(data[key])))
+    return rows
+
+
+def switch_rows(data: Mapping) -> list[tuple[str, str, str]]:
+    rows = []
+    for key, label in SWITCH_LABELS.items():
+        run = data.get(key)
+        if not run:
+            continue
+        total = run["total"]
+        kinds = ", ".join(
+            f"{CLIENT_LABELS.get(kind, kind)} {c['failed']}/{c['requests']}"
+            for kind, c in run["clients"].items()
+        )
+        rows.append(
+            ("zero downtime", f"{label}: failed / sent",
+             f"{total['failed']} / {total['requests']} ({kinds})")
+        )  # fmt: skip
+        latency = "; ".join(
+            f"{CLIENT_LABELS.get(kind, kind)} {ms(c['latency_ms']['p50'])} / "
+            f"{ms(c['latency_ms']['p99'])}"
+            for kind, c in run["clients"].items()
+        )
+        rows.append(("zero downtime", f"{label}: p50 / p99", latency))
+        rows.append(("zero downtime", f"{label}: took", seconds(run["seconds"])))
+    return rows
+
+
+def throughput_rows(data: Mapping) -> list[tuple[str, str, str]]:
+    rows = []
+    for path, figures in data.get("endpoints", {}).items():
+        for key, label in ENDPOINT_LABELS.items():
+            run = figures.get(key)
+            if run:
+                rows.append(
+                    ("throughput", f"GET {path}: {label}",
+                     f"{run['requests_per_second']:.0f} req/s, p99 {ms(run['latency_ms']['p99'])}"
+                     + (f", {run['failed']} failed" if run["failed"] else ""))
+                )  # fmt: skip
+        if figures.get("ratio") is not None:
+            rows.append(
+                ("throughput", f"GET {path}: Nginx / direct (inside the host)",
+                 f"{figures['ratio']:.2f} (target >= 0.85)")
+            )  # fmt: skip
+    return rows
+
+
+def multi_host_rows(data: Mapping) -> list[tuple[str, str, str]]:
+    count = data.get("web_count", 3)
+    labels = {
+        "local_up": f"fab local.up --web-count {count}",
+        "provision_first": f"fab provision, {count} hosts (parallel)",
+        "deploy_first": f"fab deploy, first release, {count} hosts",
+        "deploy_all": f"fab deploy, code-only, {count} hosts rolling",
+        "deploy_one": "fab deploy, code-only, --hosts web-1",
+    }
+    rows = [("multi-host", label, timed(data[key])) for key, label in labels.items() if key in data]
+    if data.get("ratio") is not None:
+        rows.append(("multi-host", f"{count} hosts / 1 host", f"{data['ratio']:.2f}x"))
+    return rows
+
+
+ROW_BUILDERS = {
+    "deploy_timings": timing_rows,
+    "zero_downtime": switch_rows,
+    "throughput": throughput_rows,
+    "multi_host": multi_host_rows,
+}
+
+
+def table_rows(doc: Mapping) -> list[tuple[str, str, str]]:
+    rows: list[tuple[str, str, str]] = []
+    for name in SECTIONS:
+        data = doc.get(name) or {"error": "not run"}
+        section = name.replace("_", " ")
+        rows += _error_rows(section, data) or ROW_BUILDERS[name](data)
+    return rows
+
+
+def render_text(rows: list[tuple[str, str, str]]) -> str:
+    """Aligned columns for a terminal."""
+    if not rows:
+        return ""
+    widths = [max(len(row[i]) for row in rows) for i in range(2)]
+    return "\n".join(f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c}".rstrip() for a, b, c in rows)
+
+
+def render_markdown(rows: list[tuple[str, str, str]]) -> str:
+    lines = ["| benchmark | measure | result |", "|---|---|---|"]
+    lines += [f"| {a} | {b} | {c.replace('|', '/')} |" for a, b, c in rows]
+    return "\n".join(lines)

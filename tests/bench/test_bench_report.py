@@ -1,0 +1,83 @@
+"""bench.report: the result document's shape and the table built from it."""
+
+import json
+
+from bench.report import SECTIONS, document, render_markdown, render_text, table_rows
+
+
+def figures(requests, failed, p50, p99, rps=100.0):
+    return {"requests": requests, "failed": failed, "requests_per_second": rps,
+            "latency_ms": {"p50": p50, "p99": p99}}  # fmt: skip
+
+
+SECTIONS_MEASURED = {
+    "deploy_timings": {
+        "local_up": {"runs": [14.2], "median": 14.2},
+        "deploy_code_change": {"runs": [9.0, 8.1, 8.5], "median": 8.5},
+    },
+    "zero_downtime": {
+        "dropstack_deploy": {
+            "seconds": 12.3,
+            "total": {"requests": 3000, "failed": 2},
+            "clients": {
+                "keepalive": figures(1500, 2, 2.1, 35.0),
+                "close": figures(1500, 0, 3.0, 9.4),
+            },
+        },
+        "naive_restart": {
+            "seconds": 6.0,
+            "total": {"requests": 2000, "failed": 900},
+            "clients": {
+                "keepalive": figures(1000, 450, 1.0, 5.0),
+                "close": figures(1000, 450, 1.2, 6.1),
+            },
+        },
+    },
+    "throughput": {
+        "endpoints": {
+            "/healthz": {
+                "nginx": figures(20000, 0, 5, 20, rps=2000.0),
+                "direct": figures(22000, 0, 5, 18, rps=2200.0),
+                "ratio": 0.909,
+            }
+        }
+    },
+    "multi_host": {"error": "local.up --web-count 3 exited 1: no space"},
+}
+
+
+def test_document_has_every_section_in_order_and_marks_the_missing():
+    doc = document("2026-01-01T00:00:00Z", {"cpus": 2}, "abc123", SECTIONS_MEASURED)
+    assert list(doc)[4:] == list(SECTIONS)
+    assert doc["schema"] == 1 and doc["revision"] == "abc123"
+    only = document("t", {}, "r", {"throughput": {"endpoints": {}}})
+    assert only["deploy_timings"] == {"error": "not run"}
+    json.dumps(doc)  # plain data only
+
+
+def test_table_rows_say_what_was_measured_and_what_was_not():
+    rows = table_rows(document("t", {}, "r", SECTIONS_MEASURED))
+    by_measure = {measure: value for _, measure, value in rows}
+    assert by_measure["fab local.up (warm image cache)"] == "14.2 s"
+    assert by_measure["fab deploy, code-only change"] == "8.5 s (median of 3: 9.0, 8.1, 8.5)"
+    assert by_measure["fab deploy (blue/green): failed / sent"] == (
+        "2 / 3000 (keep-alive 2/1500, conn/request 0/1500)"
+    )
+    assert by_measure["fab deploy (blue/green): p50 / p99"] == (
+        "keep-alive 2.1 ms / 35 ms; conn/request 3.0 ms / 9.4 ms"
+    )
+    assert by_measure["naive: stop, reinstall, start: failed / sent"].startswith("900 / 2000")
+    assert by_measure["GET /healthz: Nginx / direct (inside the host)"] == "0.91 (target >= 0.85)"
+    assert by_measure["GET /healthz: Gunicorn direct, inside the host"] == "2200 req/s, p99 18 ms"
+    assert ("multi host", "not measured", "local.up --web-count 3 exited 1: no space") in rows
+
+
+def test_renderings_hold_every_row():
+    rows = [("a", "short", "1 s"), ("bench", "a longer measure", "2 | 3")]
+    text = render_text(rows).splitlines()
+    assert text[0] == "a      short             1 s"
+    assert text[1] == "bench  a longer measure  2 | 3"
+    markdown = render_markdown(rows).splitlines()
+    assert markdown[:2] == ["| benchmark | measure | result |", "|---|---|---|"]
+    assert markdown[3] == "| bench | a longer measure | 2 / 3 |"
+    assert render_text([]) == ""
