@@ -189,6 +189,10 @@ class HostPaths:
     nginx_include_dir: str
     tmpfiles_conf: str
     runtime_dir: str
+    # The one path Nginx's upstream names: a symlink to the live slot's socket, which a deploy
+    # replaces (rename) to move traffic. Under app_root, not runtime_dir: it must survive a
+    # reboot (/run is tmpfs), so the slot enabled at boot is found without a deploy.
+    live_socket: str
     unit_dir: str = "/etc/systemd/system"
 
     @classmethod
@@ -201,6 +205,7 @@ class HostPaths:
             nginx_include_dir=f"{s.nginx_dir}/{s.app_name}",
             tmpfiles_conf=f"/etc/tmpfiles.d/{s.app_name}.conf",
             runtime_dir=s.runtime_dir,
+            live_socket=f"{s.app_root}/live.sock",
         )
 
     def socket(self, slot: str) -> str:

@@ -15,7 +15,7 @@ from invoke.exceptions import Exit
 
 from deploy import desired_state as ds
 from deploy import templates
-from deploy.host_settings import HostSettings, nameservers_from_resolv_conf
+from deploy.host_settings import SLOTS, HostSettings, nameservers_from_resolv_conf
 from deploy.inventory import Inventory
 from deploy.remote_files import RemoteFile, ValidationFailed, install_files
 from deploy.steps import HostLog, StepFailed, as_root, last_words, run_on_hosts, say
@@ -163,18 +163,33 @@ def ensure_systemd_units(c: Connection, settings: HostSettings) -> bool:
     return True
 
 
-def live_slot(c: Connection, settings: HostSettings) -> str:
-    """The slot Nginx sends traffic to now; a re-provision must not point it elsewhere."""
-    path = f"{settings.paths.nginx_include_dir}/upstream.conf"
-    current = as_root(c, f"cat {shlex.quote(path)} 2>/dev/null || true", hide=True).stdout
-    return templates.upstream_slot(current) or "blue"
+def adopt_live_slot_command(settings: HostSettings) -> str:
+    """Create the live.sock link on a host deployed before it existed, pointing it at the running
+    slot whose release is `current` (the one serving), so switching Nginx to the static upstream
+    keeps serving. Prints the slot it linked. An existing link is never touched: deploys own it.
+    With no release running nothing is linked and the site answers 503 until the first deploy."""
+    p, name = settings.paths, settings.app_name
+    link = shlex.quote(p.live_socket)
+    checks = " ".join(
+        f'[ "$(readlink {shlex.quote(f"{p.slots_dir}/{slot}")})" = "$cur" ] && '
+        f"systemctl is-active --quiet {shlex.quote(f'{name}@{slot}.service')} && "
+        f"ln -sfn {shlex.quote(p.socket(slot))} {link}.tmp && mv -T {link}.tmp {link} && "
+        f"echo {slot} && exit 0;"
+        for slot in SLOTS
+    )
+    current = shlex.quote(p.current)
+    return f"[ -L {link} ] && exit 0; cur=$(readlink {current}) || exit 0; {checks} true"
+
+
+def ensure_live_link(c: Connection, settings: HostSettings) -> bool:
+    return bool(as_root(c, adopt_live_slot_command(settings), hide=True).stdout.strip())
 
 
 def ensure_nginx_site(c: Connection, settings: HostSettings, host: str) -> bool:
     """Nginx config from templates; `nginx -t` before every reload, old config kept on failure."""
     obsolete = " ".join(shlex.quote(p) for p in templates.nginx_obsolete_paths(settings))
     changed = bool(as_root(c, f"rm -v -f {obsolete}", hide=True).stdout.strip())
-    files = templates.nginx_files(settings, live_slot(c, settings))
+    files = templates.nginx_files(settings)
     try:
         written = install_files(c, files, validate="nginx -t")
     except ValidationFailed as exc:
@@ -254,6 +269,8 @@ def provision_host(c: Connection, inv: Inventory, base: dict, log: HostLog) -> H
     )
     log.step("app environment and secrets", lambda: ensure_env_file(c, inv, settings))
     log.step("systemd units for gunicorn", lambda: ensure_systemd_units(c, settings))
+    # Before any Nginx site: the static upstream names the link, so a serving host needs it first.
+    log.step("live slot link", lambda: ensure_live_link(c, settings))
     if settings.domain and not certificate_ready(c, settings):
         # First pass: HTTP with the ACME webroot, so certbot can prove the domain; then TLS.
         http_only = replace(settings, tls_certificate_ready=False)

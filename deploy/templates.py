@@ -7,14 +7,13 @@ Every variable comes from ``HostSettings`` (deploy/host_settings.py), the one pl
 
 from __future__ import annotations
 
-import re
 import shlex
 from functools import cache
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from deploy.host_settings import HostSettings, SettingsError, check_slot
+from deploy.host_settings import HostSettings
 from deploy.remote_files import RemoteFile
 
 REPO = Path(__file__).resolve().parent.parent
@@ -43,34 +42,20 @@ def render(name: str, settings: HostSettings, **extra: object) -> str:
     return template.render(settings=settings, paths=settings.paths, **extra)
 
 
-def render_upstream(settings: HostSettings, slot: str) -> str:
-    """The upstream include pointing Nginx at ``slot``'s socket; each deploy rewrites it."""
-    return render("upstream.conf.j2", settings, slot=check_slot(slot))
+def render_upstream(settings: HostSettings) -> str:
+    """The upstream include: Nginx's one fixed path to the app, the live.sock link. Static, so
+    provisioning installs it once; deploys move traffic by replacing the link, not this file."""
+    return render("upstream.conf.j2", settings)
 
 
-_UPSTREAM_SOCKET = re.compile(r"^\s*server unix:\S+/(\w+)\.sock;", re.M)
-
-
-def upstream_slot(upstream_conf: str) -> str | None:
-    """The slot an upstream.conf points at, or None when it is not one this module wrote."""
-    match = _UPSTREAM_SOCKET.search(upstream_conf)
-    if not match:
-        return None
-    try:
-        return check_slot(match.group(1))
-    except SettingsError:
-        return None
-
-
-def nginx_files(settings: HostSettings, live_slot: str) -> list[RemoteFile]:
-    """The Nginx configuration files. ``live_slot`` is the slot upstream.conf points at: a
-    re-provision must keep the host's (``upstream_slot(text) or "blue"``), or it would route
-    traffic back to a stopped slot."""
+def nginx_files(settings: HostSettings) -> list[RemoteFile]:
+    """The Nginx configuration files. None depends on which slot is live, so a re-provision can
+    never route traffic elsewhere."""
     s, p = settings, settings.paths
     files = [
         RemoteFile(f"{s.nginx_dir}/conf.d/{s.app_name}.conf", render("http.conf.j2", s)),
         RemoteFile(f"{p.nginx_include_dir}/headers.conf", render("headers.conf.j2", s)),
-        RemoteFile(f"{p.nginx_include_dir}/upstream.conf", render_upstream(s, live_slot)),
+        RemoteFile(f"{p.nginx_include_dir}/upstream.conf", render_upstream(s)),
         RemoteFile(f"{s.nginx_dir}/sites-available/{s.app_name}", render("site.conf.j2", s)),
     ]
     if not s.catch_all:
@@ -147,10 +132,10 @@ def systemd_verify_command(settings: HostSettings, root: str | None = None) -> s
     return f"sh -c {shlex.quote(script)}"
 
 
-def render_site_files(settings: HostSettings, live_slot: str) -> dict[str, RemoteFile]:
+def render_site_files(settings: HostSettings) -> dict[str, RemoteFile]:
     """Every file provisioning installs from the templates, keyed by its path on the host.
 
     All are root:root 0644: none holds a secret (the env file is written by provisioning).
     """
-    files = nginx_files(settings, live_slot) + systemd_files(settings)
+    files = nginx_files(settings) + systemd_files(settings)
     return {f.path: f for f in files}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import shlex
 
-from deploy.release.layout import Layout
+from deploy.release.layout import Layout, other_slot
 
 q = shlex.quote
 
@@ -138,45 +138,36 @@ def journal_command(unit: str, lines: int, since_epoch: int | None = None) -> st
     return as_root(f"journalctl -u {q(unit)} -n {int(lines)}{since} --no-pager -o short-iso")
 
 
-def install_upstream_command(layout: Layout, uploaded: str) -> str:
-    """Put the new upstream in place, keep it only if `nginx -t` accepts the whole config."""
-    conf = q(layout.upstream_conf)
-    old = q(layout.upstream_conf + ".dropstack-old")
-    new = q(layout.upstream_conf + ".dropstack-new")
-    return as_root(
-        f"cp -p {conf} {old} 2>/dev/null; "
-        f"install -m 0644 -o root -g root {q(uploaded)} {new} && mv -f {new} {conf} && "
-        f"if nginx -t -q 2>&1; then rm -f {old}; else "
-        f"if [ -f {old} ]; then mv -f {old} {conf}; fi; exit 1; fi"
-    )
+def route_command(layout: Layout, slot: str) -> str:
+    """Send Nginx's new upstream connections to the slot: replace the live.sock link Nginx's
+    upstream names. connect() follows the link each time and the rename is atomic, so every
+    connection finds the old slot or the new one, never none; Nginx is not reloaded, so no
+    client connection is closed."""
+    return as_root(replace_link(layout.socket(slot), layout.live_socket))
 
 
-def nginx_workers_command() -> str:
-    """The PIDs of Nginx's current worker processes (children of the master)."""
-    return "pgrep -P \"$(cat /run/nginx.pid)\" | sort -n | tr '\\n' ' '"
+def boot_slot_command(layout: Layout, slot: str) -> str:
+    """Start the slot at boot and not the other one: after a reboot the slot live.sock names
+    comes up (the link lives on disk, the socket directory is remade by systemd-tmpfiles)."""
+    enable = f"systemctl enable --quiet {q(layout.unit(slot))}"
+    disable = f"systemctl disable --quiet {q(layout.unit(other_slot(slot)))}"
+    return as_root(f"{enable} && {disable}")
 
 
-def reload_nginx_command() -> str:
-    return as_root("systemctl reload nginx")
+def drain_wait_command(layout: Layout, slot: str, timeout: int) -> str:
+    """Wait until nothing is connected to the slot's socket, polling ``ss``.
 
-
-def wait_switched_command(old_workers: list[int], timeout: int) -> str:
-    """Wait until Nginx runs new workers and the pre-reload ones have exited.
-
-    ``systemctl reload`` returns once HUP is sent; the master then starts workers with the new
-    upstream and the old ones finish their in-flight requests and exit. Only when they are gone
-    has every request routed to the old slot been answered. Ends 0 (switched), 3 (no new
-    workers: the reload did not take) or 1 (old workers still busy when time ran out).
-    """
-    old = " ".join(str(int(p)) for p in old_workers)
+    After the switch Nginx opens no new connection to the old slot; its cached ones close after
+    a response once older than keepalive_time, or when idle for keepalive_timeout. Only then is
+    stopping the slot free of any race. Ends 0 (drained) or 1 (printing how many connections
+    were left when time ran out). Without ``ss`` (iproute2) it waits the whole timeout."""
+    count = f"ss -xH state connected src {q(layout.socket(slot))} | wc -l"
     return (
+        f"if ! command -v ss >/dev/null; then sleep {int(timeout)}; "
+        "echo 'no ss to count connections: waited'; exit 1; fi; "
         f"end=$(( $(date +%s) + {int(timeout)} )); "
-        "while :; do fresh=0; left=''; "
-        'for p in $(pgrep -P "$(cat /run/nginx.pid)"); do '
-        f'case \' {old} \' in *" $p "*) left="$left $p";; *) fresh=1;; esac; done; '
-        '[ $fresh = 1 ] && [ -z "$left" ] && exit 0; '
-        "if [ $(date +%s) -ge $end ]; then [ $fresh = 1 ] || exit 3; "
-        'echo "old nginx workers still busy:$left"; exit 1; fi; sleep 0.2; done'
+        f'while n=$({count}); [ "$n" -gt 0 ]; do '
+        f'if [ $(date +%s) -ge $end ]; then echo "$n left"; exit 1; fi; sleep 0.2; done'
     )
 
 

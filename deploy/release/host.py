@@ -2,16 +2,17 @@
 
 Each step has a human name (printed by ``HostLog``) and runs commands built in ``commands.py``.
 The switch is ordered so that traffic only ever moves to a slot that has answered ``/readyz``
-on its own socket, and the old slot is stopped only once Nginx's old workers have drained; if
-anything fails or the run is interrupted before Nginx moved, ``Switch.abandon`` stops the new
-slot and puts the upstream back, so the old release keeps serving and the new one never saw a
-request.
+on its own socket: it moves when the live.sock link Nginx connects through is replaced (no Nginx
+reload), and the old slot is stopped only once Nginx has no connection left to it. If anything
+fails or the run is interrupted before the link moved, ``Switch.abandon`` stops the new slot, so
+the old release keeps serving and the new one never saw a request; after the link moved, it
+finishes the switch instead, since the new slot is already serving.
 """
 
 from __future__ import annotations
 
-import io
 import threading
+import time
 from dataclasses import dataclass, field
 
 from fabric import Connection
@@ -49,7 +50,6 @@ class ReleaseHost:
     c: Connection
     name: str
     settings: ReleaseSettings
-    render_upstream: object  # (slot) -> upstream.conf text, from deploy.templates
     cancel: threading.Event = field(default_factory=threading.Event)
     log: HostLog = None  # type: ignore[assignment]
 
@@ -199,8 +199,10 @@ class Switch:
     live: str | None = None
     idle: str = ""
     started: bool = False  # the idle slot was (re)started with the new release
-    upstream_changed: bool = False  # upstream.conf names the idle slot
-    routed: bool = False  # Nginx's workers now all send traffic to the idle slot
+    routed: bool = False  # live.sock names the idle slot: Nginx's new connections go there
+    current_switched: bool = False
+    boot_enabled: bool = False
+    old_stopped: bool = False
     since: int = 0
 
     @classmethod
@@ -244,42 +246,46 @@ class Switch:
         )
 
     def route_nginx(self) -> bool:
-        """Rewrite the upstream, `nginx -t`, reload, and wait until the old workers are gone."""
-        h = self.h
-        tmp = h.run("umask 022 && mktemp").stdout.strip()
-        try:
-            h.c.put(io.BytesIO(h.render_upstream(self.idle).encode()), tmp)
-            installed = h.run(cmd.install_upstream_command(h.layout, tmp), warn=True)
-        finally:
-            h.run(f"rm -f {cmd.q(tmp)}", warn=True)
-        if installed.failed:
-            reason = last_words(installed.stdout + installed.stderr, 2)
-            raise h.fail("route nginx", f"nginx -t rejected the new upstream: {reason}")
-        self.upstream_changed = True
-        self.reload_nginx()
+        """Replace live.sock: from now on every new upstream connection reaches the idle slot.
+        Nginx is not reloaded, so no client connection is closed; requests already on the old
+        slot finish there."""
+        self.h.run(cmd.route_command(self.h.layout, self.idle))
         self.routed = True
         return True
 
-    def reload_nginx(self) -> None:
-        h = self.h
-        old_workers = [int(p) for p in h.run(cmd.nginx_workers_command()).stdout.split()]
-        h.run(cmd.reload_nginx_command())
-        waited = h.run(cmd.wait_switched_command(old_workers, h.settings.drain_timeout), warn=True)
-        if waited.exited == 3:
-            raise h.fail("route nginx", "nginx did not start workers with the new upstream")
-        if waited.failed:
-            # New workers route to the new slot; stragglers finish on the old one, which
-            # Gunicorn's graceful stop lets complete.
-            say(f"[{h.name}]   warning: {waited.stdout.strip()}")
-
     def switch_current(self) -> bool:
         self.h.run(cmd.switch_current_command(self.h.layout, self.release))
+        self.current_switched = True
+        return True
+
+    def enable_at_boot(self) -> bool:
+        self.h.run(cmd.boot_slot_command(self.h.layout, self.idle))
+        self.boot_enabled = True
         return True
 
     def stop_old_slot(self) -> bool:
+        """Wait until Nginx has no connection left to the old slot, then stop it gracefully.
+
+        Stopping closes the old slot's idle connections; were Nginx sending a request on one
+        at that instant, it would retry it on a fresh connection (a cached connection's error
+        costs no try) but only for idempotent methods, hence the drain first."""
         if not self.live or self.live == self.idle:
             return False
-        self.h.run(cmd.stop_slot_command(self.h.layout, self.live))
+        h = self.h
+        started = time.monotonic()
+        drain = cmd.drain_wait_command(h.layout, self.live, h.settings.drain_timeout)
+        waited = h.run(drain, warn=True)
+        took = time.monotonic() - started
+        if waited.failed:
+            say(
+                f"[{h.name}]   warning: slot {self.live} still had connections after {took:.1f}s "
+                f"({last_words(waited.stdout + waited.stderr, 1)}); stopping it anyway: "
+                "Gunicorn finishes the requests in flight"
+            )
+        else:
+            say(f"[{h.name}]   slot {self.live} drained: no connection left after {took:.1f}s")
+        h.run(cmd.stop_slot_command(h.layout, self.live))
+        self.old_stopped = True
         return True
 
     def go_live(self, migrate_first: bool) -> None:
@@ -291,24 +297,52 @@ class Switch:
         h.step(f"health gate /readyz on {self.idle}", self.health_gate)
         h.step(f"route nginx to {self.idle}", self.route_nginx)
         h.step("switch current", self.switch_current)
+        h.step(f"enable slot {self.idle} at boot", self.enable_at_boot)
         if self.live:
             h.step(f"stop old slot {self.live}", self.stop_old_slot)
 
     def abandon(self) -> None:
-        """Undo a switch that did not finish: the old slot keeps (or goes back to) serving."""
+        """Clean up a switch that did not finish.
+
+        Before live.sock moved, the old slot still serves: stop the new one, which never got a
+        request. After it moved, the new slot serves and undoing would be a second switch, so
+        finish this one instead (current, boot, the old slot's stop)."""
         h = self.h
+        if not self.routed and self.started and self.link_names_idle():
+            self.routed = True  # moved, though the run stopped before it could record that
         if self.routed:
-            return  # traffic already moved: the new release is live, nothing to undo
-        if self.upstream_changed and self.live:
-            tmp = h.run("umask 022 && mktemp").stdout.strip()
-            h.c.put(io.BytesIO(h.render_upstream(self.live).encode()), tmp)
-            h.run(cmd.install_upstream_command(h.layout, tmp), warn=True)
-            h.run(f"rm -f {cmd.q(tmp)}", warn=True)
-            h.run(cmd.reload_nginx_command(), warn=True)
-            say(f"[{h.name}]   upstream back on {self.live}")
+            say(f"[{h.name}]   traffic already on slot {self.idle}: finishing the switch")
+            self.finish_routed()
+            return
         if self.started:
             h.run(cmd.stop_slot_command(h.layout, self.idle), warn=True)
             say(f"[{h.name}]   stopped slot {self.idle}; {self.live or 'no slot'} keeps serving")
+
+    def link_names_idle(self) -> bool:
+        try:
+            found = self.h.run(f"readlink {cmd.q(self.h.layout.live_socket)}", warn=True)
+        except Exception:  # the connection is gone: nothing can be checked or changed anyway
+            return False
+        return found.stdout.strip() == self.h.layout.socket(self.idle)
+
+    def finish_routed(self) -> None:
+        """The steps after the route that have not run, each attempted once; a failure is
+        printed and the next one still runs (no step runner: cancellation is what got us here)."""
+        h = self.h
+        remaining = [
+            ("switch current", self.current_switched, self.switch_current),
+            (f"enable slot {self.idle} at boot", self.boot_enabled, self.enable_at_boot),
+            (f"stop old slot {self.live}", not self.live or self.old_stopped, self.stop_old_slot),
+        ]
+        for name, done, action in remaining:
+            if done:
+                continue
+            try:
+                action()
+                say(f"[{h.name}]   {name}: done")
+            except Exception as exc:
+                reason = last_words(exc.result.stderr) if hasattr(exc, "result") else str(exc)
+                say(f"[{h.name}]   warning: {name} failed: {reason}")
 
 
 def mark_failed(h: ReleaseHost, release: str, step: str, reason: str) -> None:

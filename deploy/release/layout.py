@@ -1,8 +1,9 @@
 """Where releases live on a host, how they are named, and the settings a release run reads.
 
 The paths mirror ``deploy.host_settings.HostPaths`` (provisioning creates them) and are derived
-from the same Fabric config keys (``dropstack.host.app_name``, ``app_root``, ``nginx_dir``,
-``config_dir``, ``app_user``), so the two cannot disagree about where a slot or socket is.
+from the same Fabric config keys (``dropstack.host.app_name``, ``app_root``, ``config_dir``,
+``app_user``, ``runtime_dir``), so the two cannot disagree about where a slot, its socket or the
+live link is.
 """
 
 from __future__ import annotations
@@ -43,7 +44,6 @@ class Layout:
 
     app_name: str = "dropstack"
     app_root: str | None = None
-    nginx_dir: str = "/etc/nginx"
     config_dir: str | None = None
     app_user: str = "app"
     runtime_dir: str | None = None  # where systemd makes the slots' sockets; /run/<app_name>
@@ -74,8 +74,9 @@ class Layout:
         return f"{self.root}/audit.log"
 
     @property
-    def upstream_conf(self) -> str:
-        return f"{self.nginx_dir}/{self.app_name}/upstream.conf"
+    def live_socket(self) -> str:
+        # Nginx's upstream names this symlink; a deploy points it at the new slot's socket.
+        return f"{self.root}/live.sock"
 
     @property
     def env_file(self) -> str:
@@ -110,7 +111,9 @@ class ReleaseSettings:
     layout: Layout = field(default_factory=Layout)
     keep: int = 5  # releases kept per host, besides the live, previous-good and slot ones
     health_timeout: int = 30  # seconds a new slot has to answer /readyz with 200
-    drain_timeout: int = 60  # seconds old Nginx workers may take to finish their requests
+    # Seconds the retired slot may keep connections from Nginx after the switch before it is
+    # stopped anyway: more than upstream.conf's keepalive_timeout (10 s), so it normally empties.
+    drain_timeout: int = 15
     lock_wait: int = 0  # default for --wait: seconds to wait for another deploy's lock
     archive_paths: tuple[str, ...] = ("app",)  # what of the tree a host gets
     requirements: str = "app/requirements.txt"
@@ -129,9 +132,9 @@ class ReleaseSettings:
         layout = Layout(
             app_name=host.get("app_name", "dropstack"),
             app_root=host.get("app_root"),
-            nginx_dir=host.get("nginx_dir", "/etc/nginx"),
             config_dir=host.get("config_dir"),
             app_user=host.get("app_user", "app"),
+            runtime_dir=host.get("runtime_dir"),
         )
         values = dict(section.get("release") or {})
         known = {f for f in cls.__dataclass_fields__ if f != "layout"}

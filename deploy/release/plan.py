@@ -20,27 +20,29 @@ DEPLOY_STEPS = (
     "database migrations",
     "start idle slot",
     "health gate /readyz",
-    "route nginx to new slot",
+    "route nginx to new slot (replace live.sock)",
     "switch current",
-    "stop old slot",
+    "enable new slot at boot",
+    "stop old slot once drained",
     "prune old releases",
 )
 ROLLBACK_STEPS = (
     "point idle slot at release",
     "start idle slot",
     "health gate /readyz",
-    "route nginx to new slot",
+    "route nginx to new slot (replace live.sock)",
     "switch current",
-    "stop old slot",
+    "enable new slot at boot",
+    "stop old slot once drained",
 )
 
 
 def slots_for(state: HostState) -> tuple[str | None, str]:
-    """(live slot or None, slot to start the release in): the one Nginx does not route to."""
+    """(live slot or None, slot to start the release in): the one live.sock does not name."""
     live = state.live_slot
     if live:
         return live, other_slot(live)
-    routed = state.upstream_slot
+    routed = state.routed_slot
     return None, other_slot(routed) if routed else SLOTS[0]
 
 

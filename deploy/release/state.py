@@ -28,7 +28,7 @@ class HostState:
     current: str | None = None  # release `current` points to
     slots: dict[str, str | None] = field(default_factory=dict)  # slot -> release
     active: dict[str, bool] = field(default_factory=dict)  # slot -> unit active
-    upstream_slot: str | None = None  # the slot Nginx's upstream names
+    routed_slot: str | None = None  # the slot live.sock names: Nginx connects to it
     nginx_active: bool = False
     releases: tuple[ReleaseInfo, ...] = ()  # oldest first
     venvs: dict[str, bool] = field(default_factory=dict)  # key -> complete
@@ -40,8 +40,8 @@ class HostState:
 
     @property
     def live_slot(self) -> str | None:
-        """The slot serving traffic: the one Nginx routes to, if it is running."""
-        slot = self.upstream_slot
+        """The slot serving traffic: the one live.sock names, if it is running."""
+        slot = self.routed_slot
         return slot if slot and self.active.get(slot) else None
 
 
@@ -51,7 +51,7 @@ def probe_command(layout: Layout) -> str:
     lines = [
         f'echo current=$(basename "$(readlink {q(layout.current)})" 2>/dev/null)',
         "echo nginx=$(systemctl is-active nginx)",
-        f"echo upstream=$(grep -o 'unix:[^;]*' {q(layout.upstream_conf)} 2>/dev/null | head -n1)",
+        f"echo live=$(readlink {q(layout.live_socket)})",
     ]
     for slot in SLOTS:
         lines += [
@@ -90,13 +90,12 @@ def parse_state(output: str, layout: Layout) -> HostState:
             locked, lock = True, parse_holder(value)
         else:
             values[key] = value
-    socket = values.get("upstream", "").removeprefix("unix:")
-    upstream_slot = next((s for s in SLOTS if layout.socket(s) == socket), None)
+    routed_slot = next((s for s in SLOTS if layout.socket(s) == values.get("live")), None)
     return HostState(
         current=values.get("current") or None,
         slots={s: values.get(f"slot.{s}") or None for s in SLOTS},
         active={s: values.get(f"active.{s}") == "active" for s in SLOTS},
-        upstream_slot=upstream_slot,
+        routed_slot=routed_slot,
         nginx_active=values.get("nginx") == "active",
         releases=tuple(sorted(releases, key=lambda r: r.name)),
         venvs=venvs,

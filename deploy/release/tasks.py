@@ -19,9 +19,7 @@ from pathlib import Path
 from fabric import Config, task
 from invoke.exceptions import Exit
 
-from deploy import templates
-from deploy.host_settings import HostSettings, SettingsError
-from deploy.inventory import Inventory, InventoryError
+from deploy.inventory import InventoryError
 from deploy.release import audit, plan
 from deploy.release import commands as cmd
 from deploy.release.build import (
@@ -74,26 +72,18 @@ def _plain(value):
     return value
 
 
-def upstream_renderer(c, inv: Inventory) -> Callable[[str], str]:
-    """upstream.conf for a slot, rendered by the same template provisioning installs."""
-    base = (_plain(c.config.get("dropstack")) or {}).get("host") or {}
-    host_settings = HostSettings.from_mapping({"vpc_cidr": inv["vpc_cidr"], **base})
-    return lambda slot: templates.render_upstream(host_settings, slot)
-
-
 def open_hosts(c, stack: str, inventory: str, hosts: str, cancel: threading.Event):
     """The selected hosts, connected, in rollout order."""
     settings = settings_of(c)
     try:
         inv = resolve_inventory(stack, inventory)
         selected = select_hosts(inv, hosts)
-        render = upstream_renderer(c, inv)
         connected = []
         for host in selected:
             conn = connect(inv, host, c.config if isinstance(c.config, Config) else None)
-            connected.append(ReleaseHost(conn, host.name, settings, render, cancel))
+            connected.append(ReleaseHost(conn, host.name, settings, cancel))
         return connected
-    except (InventoryError, HostUnreachable, ReleaseError, SettingsError) as exc:
+    except (InventoryError, HostUnreachable, ReleaseError) as exc:
         raise Exit(f"dropstack: {exc}", code=1) from None
 
 
@@ -455,13 +445,15 @@ def status(c, stack="", inventory="", hosts=""):
         say(f"[{h.name}] current release: {state.current or '(none)'}")
         for slot, rel in state.slots.items():
             running = "active" if state.active.get(slot) else "inactive"
-            serving = "  <- nginx" if state.upstream_slot == slot else ""
+            serving = "  <- nginx (live.sock)" if state.routed_slot == slot else ""
             say(f"[{h.name}]   slot {slot:<5} {running:<8} {rel or '(no release)'}{serving}")
         if live:
             probe = h.run(cmd.health_wait_command(h.layout, live, "/readyz", 0), warn=True)
             say(f"[{h.name}]   /readyz on {live}: {' '.join(probe.stdout.split()) or 'no answer'}")
         else:
-            say(f"[{h.name}]   no live slot: nginx routes to a slot that is not running")
+            where = f"slot {state.routed_slot}, which is not running" if state.routed_slot else (
+                "no slot: no release deployed yet")  # fmt: skip
+            say(f"[{h.name}]   no live slot: live.sock names {where}")
         say(f"[{h.name}]   nginx: {'active' if state.nginx_active else 'NOT active'}")
         if state.locked:
             who = state.lock.describe() if state.lock else "unreadable holder record"

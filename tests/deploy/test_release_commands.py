@@ -61,3 +61,18 @@ def test_db_revision_is_read_with_the_env_file_not_argv():
     assert "-p EnvironmentFile=/etc/dropstack/app.env" in line and "-p User=app" in line
     assert "DATABASE_URL" not in line
     assert line.endswith("-m app.manage current'")
+
+
+def test_traffic_moves_by_replacing_the_live_link_without_an_nginx_reload():
+    line = cmd.route_command(LAYOUT, "green")
+    assert line == cmd.as_root(
+        "ln -sfn /run/dropstack/green.sock /srv/dropstack/live.sock.tmp && "
+        "mv -T /srv/dropstack/live.sock.tmp /srv/dropstack/live.sock"
+    )
+    assert "nginx" not in line
+
+
+def test_drain_counts_connections_to_the_old_slots_socket_for_a_bounded_time():
+    line = cmd.drain_wait_command(LAYOUT, "blue", 15)
+    assert "ss -xH state connected src /run/dropstack/blue.sock | wc -l" in line
+    assert "end=$(( $(date +%s) + 15 ))" in line and "sleep 15;" in line

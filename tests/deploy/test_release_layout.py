@@ -4,7 +4,9 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
+from deploy.host_settings import HostSettings
 from deploy.release.layout import (
+    SLOTS,
     Layout,
     ReleaseError,
     ReleaseSettings,
@@ -55,7 +57,7 @@ def test_layout_paths_follow_the_provisioned_host():
     assert layout.socket("blue") == "/run/dropstack/blue.sock"
     assert layout.unit("blue") == "dropstack@blue.service"
     assert layout.migrate_unit("green") == "dropstack-migrate@green.service"
-    assert layout.upstream_conf == "/etc/nginx/dropstack/upstream.conf"
+    assert layout.live_socket == "/srv/dropstack/live.sock"
     assert layout.lock == "/srv/dropstack/deploy.lock"
     assert layout.audit_log == "/srv/dropstack/audit.log"
     assert layout.env_file == "/etc/dropstack/app.env"
@@ -66,6 +68,18 @@ def test_layout_follows_app_name_and_root():
     assert layout.current == "/opt/shop/current"
     assert layout.socket("green") == "/run/shop/green.sock"
     assert layout.env_file == "/etc/shop/app.env"
+
+
+@pytest.mark.parametrize(
+    "host",
+    [{}, {"app_name": "shop"}, {"app_root": "/opt/d", "runtime_dir": "/run/d"}],
+)
+def test_layout_and_provisioning_agree_on_the_link_and_the_sockets(host):
+    # Nginx's upstream (provisioning) names paths.live_socket; deploys point it at layout.socket.
+    layout = ReleaseSettings.from_config({"host": host}).layout
+    paths = HostSettings(vpc_cidr="10.0.0.0/20", **host).paths
+    assert layout.live_socket == paths.live_socket
+    assert [layout.socket(s) for s in SLOTS] == [paths.socket(s) for s in SLOTS]
 
 
 def test_other_slot():

@@ -10,7 +10,7 @@ R1, R2, R3, R4, R5, R6, R7 = (f"2026112115000{i}-000000{i}" for i in range(1, 8)
 
 
 def host(
-    current=None, releases=(), failed=(), slots=None, active=None, upstream=None, venvs=None,
+    current=None, releases=(), failed=(), slots=None, active=None, routed=None, venvs=None,
     unserved=(),
 ):  # fmt: skip
     infos = tuple(ReleaseInfo(n, n in failed, "v1", n not in unserved) for n in releases)
@@ -18,7 +18,7 @@ def host(
         current=current,
         slots=slots or {"blue": None, "green": None},
         active=active or {"blue": False, "green": False},
-        upstream_slot=upstream,
+        routed_slot=routed,
         nginx_active=True,
         releases=infos,
         venvs={"v1": True} if venvs is None else venvs,
@@ -26,17 +26,17 @@ def host(
 
 
 @pytest.mark.parametrize(
-    ("upstream", "active", "expected"),
+    ("routed", "active", "expected"),
     [
         ("blue", {"blue": True, "green": False}, ("blue", "green")),
         ("green", {"blue": False, "green": True}, ("green", "blue")),
-        # First deploy: provisioning pointed Nginx at blue, nothing runs; start in the other.
+        # The link names a slot that is not running: start in the other.
         ("blue", {"blue": False, "green": False}, (None, "green")),
         (None, {"blue": False, "green": False}, (None, "blue")),
     ],
 )
-def test_new_release_starts_in_the_slot_nginx_does_not_route_to(upstream, active, expected):
-    assert plan.slots_for(host(upstream=upstream, active=active)) == expected
+def test_new_release_starts_in_the_slot_live_sock_does_not_name(routed, active, expected):
+    assert plan.slots_for(host(routed=routed, active=active)) == expected
 
 
 def test_rollback_goes_to_the_newest_good_release_before_current():
@@ -77,7 +77,7 @@ def test_rollback_skips_releases_whose_venv_is_gone():
 )
 def test_requested_rollback_target_is_checked(requested, message):
     state = host(current=R2, releases=(R1, R2, R3), failed=(R3,),
-                 upstream="blue", active={"blue": True, "green": False})  # fmt: skip
+                 routed="blue", active={"blue": True, "green": False})  # fmt: skip
     with pytest.raises(ReleaseError, match=message):
         plan.rollback_target(state, requested)
 
@@ -126,7 +126,7 @@ def test_batch_size_must_be_positive():
 
 def test_dry_run_plan_lists_hosts_slots_and_steps_with_migrations_once():
     groups = [
-        [plan.host_plan("web-1", host(current=R1, releases=(R1,), upstream="blue",
+        [plan.host_plan("web-1", host(current=R1, releases=(R1,), routed="blue",
                                       active={"blue": True, "green": False}), "v1")],
         [plan.host_plan("web-2", None, None)],
     ]  # fmt: skip

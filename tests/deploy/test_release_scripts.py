@@ -1,10 +1,11 @@
 """The release's shell scripts run for real against a temporary tree: atomic links, unpacking,
-the health wait, the upstream swap, waiting for Nginx, the deploy lock and the state probe.
-`sudo`, `systemctl` (and where needed `nginx`, `pgrep`) are small shims on PATH."""
+the health wait, the live.sock switch, draining the old slot, the deploy lock and the state
+probe. `sudo` and `systemctl` are small shims on PATH; sockets and `ss` are real."""
 
 import http.server
 import json
 import os
+import socket
 import socketserver
 import subprocess
 import tarfile
@@ -50,10 +51,7 @@ def layout(tmp_path) -> Layout:
     (root / "releases").mkdir(parents=True)
     (root / "slots").mkdir()
     (tmp_path / "run").mkdir()
-    (tmp_path / "nginx" / "dropstack").mkdir(parents=True)
-    return Layout(
-        app_root=str(root), nginx_dir=str(tmp_path / "nginx"), runtime_dir=str(tmp_path / "run")
-    )
+    return Layout(app_root=str(root), runtime_dir=str(tmp_path / "run"))
 
 
 def test_unpack_makes_the_release_appear_whole_with_metadata(shell, layout, tmp_path):
@@ -87,31 +85,6 @@ def test_slot_and_current_links_point_at_the_release(shell, layout):
     assert os.readlink(layout.current) == layout.release("R2")
     assert Path(layout.release("R2"), ".dropstack-served").exists()
     assert not Path(layout.current + ".tmp").exists()
-
-
-def test_upstream_is_kept_only_when_nginx_accepts_it(shell, layout, tmp_path):
-    conf = Path(layout.upstream_conf)
-    conf.write_text("old\n")
-    new = tmp_path / "new.conf"
-    new.write_text("new\n")
-    nginx = tmp_path / "bin" / "nginx"
-    nginx.write_text(
-        '#!/bin/sh\ngrep -q new "$0.conf" 2>/dev/null && exit 0; echo "emerg: bad"; exit 1\n'
-    )
-    nginx.chmod(0o755)
-    install = cmd.install_upstream_command(layout, str(new)).replace(
-        "install -m 0644 -o root -g root", "cp"
-    )
-
-    Path(f"{nginx}.conf").write_text("")  # this nginx -t rejects everything
-    rejected = shell(install)
-    assert rejected.returncode == 1 and "emerg: bad" in rejected.stdout
-    assert conf.read_text() == "old\n"
-
-    Path(f"{nginx}.conf").write_text("new")  # and this one accepts
-    assert shell(install).returncode == 0
-    assert conf.read_text() == "new\n"
-    assert not Path(layout.upstream_conf + ".dropstack-old").exists()
 
 
 class ReadyAfter(http.server.BaseHTTPRequestHandler):
@@ -166,25 +139,103 @@ def test_health_gate_stops_waiting_when_the_unit_dies(shell, layout):
     assert done.returncode == 2  # no socket, unit inactive: no 30 s wait
 
 
-def test_switch_waits_for_old_workers_and_needs_new_ones(shell, tmp_path):
-    old = subprocess.Popen(["sleep", "30"])
-    try:
-        # pgrep -P "$(cat /run/nginx.pid)": the shim lists the "workers" instead.
-        workers = tmp_path / "workers"
-        pgrep = tmp_path / "bin" / "pgrep"
-        pgrep.write_text(f"#!/bin/sh\ncat {workers}\n")
-        pgrep.chmod(0o755)
-        command = cmd.wait_switched_command([old.pid], 1)
-        workers.write_text(f"{old.pid}\n")
-        assert shell(command).returncode == 3  # reload never took: no new workers
-        workers.write_text(f"{old.pid}\n999999\n")
-        busy = shell(command)
-        assert busy.returncode == 1 and str(old.pid) in busy.stdout
-        workers.write_text("999999\n")
-        assert shell(command).returncode == 0
-    finally:
-        old.kill()
-        old.wait()
+# --- the switch: the live.sock link, draining, boot ---
+
+
+class SlotName(socketserver.BaseRequestHandler):
+    """Answers with the name of the slot whose socket the connection reached, then holds the
+    connection until the client closes it (like a keep-alive upstream connection)."""
+
+    def handle(self):
+        self.request.sendall(self.server.slot.encode())
+        while self.request.recv(64):
+            pass
+
+
+@pytest.fixture
+def slots(layout):
+    """A server on each slot's socket, as systemd's socket units provide them."""
+    servers = []
+    for slot in ("blue", "green"):
+        server = socketserver.ThreadingUnixStreamServer(layout.socket(slot), SlotName)
+        server.daemon_threads = True
+        server.slot = slot
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+    yield
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def reached(path: str) -> str:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+        client.connect(path)
+        return client.recv(64).decode()
+
+
+def test_route_moves_new_connections_through_the_link_without_touching_old_ones(
+    shell, layout, slots
+):
+    assert shell(cmd.route_command(layout, "blue")).returncode == 0
+    assert reached(layout.live_socket) == "blue"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as kept:
+        kept.connect(layout.live_socket)  # a cached upstream connection to blue
+        assert kept.recv(64) == b"blue"
+        done = shell(cmd.route_command(layout, "green"))
+        assert done.returncode == 0, done.stderr
+        # connect() follows the link anew: the next connection reaches green...
+        assert reached(layout.live_socket) == "green"
+        # ...while the one already open stays on blue until its owner closes it.
+        kept.sendall(b"still here")
+    assert os.readlink(layout.live_socket) == layout.socket("green")
+    assert not Path(layout.live_socket + ".tmp").exists()
+
+
+def test_drain_waits_for_the_last_connection_to_the_old_slot(shell, layout, slots):
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as kept:
+        kept.connect(layout.socket("blue"))
+        assert kept.recv(64) == b"blue"
+        busy = shell(cmd.drain_wait_command(layout, "blue", 1))
+        assert busy.returncode == 1 and busy.stdout.strip() == "1 left", busy.stdout
+        assert shell(cmd.drain_wait_command(layout, "green", 1)).returncode == 0
+    # Closed by the client (Nginx), then by the server: nothing left, the wait ends by itself.
+    done = shell(cmd.drain_wait_command(layout, "blue", 10))
+    assert done.returncode == 0, done.stdout
+
+
+def test_boot_starts_the_live_slot_and_not_the_retired_one(shell, layout):
+    assert shell(cmd.boot_slot_command(layout, "green")).returncode == 0
+    assert (shell.units / "calls").read_text().splitlines() == [
+        "enable --quiet dropstack@green.service",
+        "disable --quiet dropstack@blue.service",
+    ]
+
+
+def test_provisioning_links_the_slot_that_serves_current_once(shell, layout, tmp_path):
+    from deploy.host_settings import HostSettings
+    from deploy.provision import adopt_live_slot_command
+
+    settings = HostSettings(
+        vpc_cidr="10.0.0.0/20", app_root=layout.root, runtime_dir=str(tmp_path / "run")
+    )
+    adopt = adopt_live_slot_command(settings)
+    assert shell(adopt).stdout == ""  # nothing deployed: no link, the site answers 503
+    for name in ("R1", "R2"):
+        Path(layout.release(name)).mkdir()
+    os.symlink(layout.release("R1"), layout.slot("blue"))
+    os.symlink(layout.release("R2"), layout.slot("green"))
+    os.symlink(layout.release("R2"), layout.current)
+    (shell.units / "dropstack@blue.service").touch()
+    assert shell(adopt).stdout == ""  # blue runs, but green's release is current: not serving
+    (shell.units / "dropstack@green.service").touch()
+    assert shell(adopt).stdout == "green\n"
+    assert os.readlink(layout.live_socket) == layout.socket("green")
+    # A link that exists belongs to the deploys: never moved, not even to the serving slot.
+    os.remove(layout.current)
+    os.symlink(layout.release("R1"), layout.current)
+    assert shell(adopt).returncode == 0
+    assert os.readlink(layout.live_socket) == layout.socket("green")
 
 
 # --- the deploy lock ---
@@ -258,9 +309,7 @@ def test_probe_reads_releases_slots_units_and_lock(shell, layout):
     os.symlink(layout.release("20261121140000-aaaaaaa"), layout.slot("blue"))
     (shell.units / "dropstack@blue.service").touch()
     (shell.units / "nginx").touch()
-    Path(layout.upstream_conf).write_text(
-        f"upstream x {{\n  server unix:{layout.socket('blue')};\n}}\n"
-    )
+    os.symlink(layout.socket("blue"), layout.live_socket)
     shell(lock.acquire_command(layout.lock, holder("cccc")))
 
     out = shell(probe_command(layout))
@@ -269,7 +318,7 @@ def test_probe_reads_releases_slots_units_and_lock(shell, layout):
     assert state.current == "20261121140000-aaaaaaa"
     assert state.slots == {"blue": "20261121140000-aaaaaaa", "green": None}
     assert state.active == {"blue": True, "green": False}
-    assert state.upstream_slot == "blue" and state.live_slot == "blue"
+    assert state.routed_slot == "blue" and state.live_slot == "blue"
     assert state.nginx_active
     assert [(r.name, r.failed, r.venv, r.served) for r in state.releases] == [
         ("20261121140000-aaaaaaa", False, "v1", True),

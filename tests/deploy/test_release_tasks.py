@@ -28,7 +28,7 @@ def test_release_listing_marks_current_slots_and_failures():
         current="20261121150000-bbbbbbb",
         slots={"blue": "20261121140000-aaaaaaa", "green": "20261121150000-bbbbbbb"},
         active={"blue": False, "green": True},
-        upstream_slot="green",
+        routed_slot="green",
         releases=(
             ReleaseInfo("20261121140000-aaaaaaa", False, "v1", True),
             ReleaseInfo("20261121150000-bbbbbbb", False, "v1", True),

@@ -33,7 +33,6 @@ from deploy.templates import (
     render_upstream,
     systemd_verify_command,
     template_environment,
-    upstream_slot,
 )
 
 VPC = "10.110.0.0/20"
@@ -90,7 +89,7 @@ def build_nginx_tree(root: Path, settings: HostSettings) -> HostSettings:
         acme_webroot=str(root / "acme"),
         tls_cert_dir=str(root / "certs") if settings.domain else None,
     )
-    for path, file in render_site_files(settings, "blue").items():
+    for path, file in render_site_files(settings).items():
         target = Path(path)
         assert target.is_relative_to(etc) or path.startswith(("/etc/systemd/", "/etc/tmpfiles.d/"))
         if target.is_relative_to(etc):
@@ -149,16 +148,6 @@ def test_nginx_accepts_the_rendered_site(tmp_path: Path, case: str) -> None:
     assert "test is successful" in result.stderr
 
 
-@pytest.mark.parametrize("slot", SLOTS)
-def test_nginx_accepts_each_slots_upstream(tmp_path: Path, slot: str) -> None:
-    settings = build_nginx_tree(tmp_path, settings_for("domain-tls"))
-    Path(settings.paths.nginx_include_dir, "upstream.conf").write_text(
-        render_upstream(settings, slot)
-    )
-    result = nginx_t(tmp_path)
-    assert result.returncode == 0, result.stderr
-
-
 def test_nginx_rejects_a_broken_upstream(tmp_path: Path) -> None:
     # The validator is real: one missing semicolon fails the whole tree.
     settings = build_nginx_tree(tmp_path, settings_for("defaults"))
@@ -189,7 +178,7 @@ def test_nginx_rejects_tls_before_the_certificate_exists(tmp_path: Path) -> None
 
 
 def test_dh_parameters_are_rfc7919_ffdhe2048(tmp_path: Path) -> None:
-    files = render_site_files(settings_for("domain-tls"), "blue")
+    files = render_site_files(settings_for("domain-tls"))
     pem = files["/etc/nginx/dropstack/ffdhe2048.pem"]
     (tmp_path / "dh.pem").write_text(pem.content)
     result = run(["openssl", "pkeyparam", "-in", str(tmp_path / "dh.pem"), "-text", "-noout"])
@@ -206,7 +195,7 @@ def build_systemd_root(root: Path, settings: HostSettings, deployed: bool = True
     the slot's gunicorn and python are stand-ins (absent when not ``deployed``, as on a host
     before its first deploy), while /usr/bin/kill is the real one."""
     shutil.copytree(SYSTEM_UNITS, root / SYSTEM_UNITS.relative_to("/"), symlinks=True)
-    for path, file in render_site_files(settings, "blue").items():
+    for path, file in render_site_files(settings).items():
         if path.startswith(("/etc/systemd/", "/etc/tmpfiles.d/")):
             target = root / path.lstrip("/")
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -342,7 +331,7 @@ def www_data_gid() -> int:
 
 @pytest.mark.parametrize("case", CASES)
 def test_every_file_renders_completely(case: str) -> None:
-    for path, file in render_site_files(settings_for(case), "green").items():
+    for path, file in render_site_files(settings_for(case)).items():
         assert file.content.endswith("\n"), path
         assert "{{" not in file.content and "{%" not in file.content, path
         assert (file.mode, file.owner, file.group) == ("0644", "root", "root"), path
@@ -383,14 +372,14 @@ def test_a_misspelt_template_variable_is_an_error() -> None:
     ],
 )
 def test_the_file_list(case: str, expected: set[str]) -> None:
-    base = set(render_site_files(settings_for("defaults"), "blue"))
+    base = set(render_site_files(settings_for("defaults")))
     added = {p[1:] for p in expected if p.startswith("+")}
     want = (base | added) if added else expected
-    assert set(render_site_files(settings_for(case), "blue")) == want
+    assert set(render_site_files(settings_for(case))) == want
 
 
 def test_the_file_list_follows_app_name() -> None:
-    paths = set(render_site_files(settings_for("everything-changed"), "blue"))
+    paths = set(render_site_files(settings_for("everything-changed")))
     assert "/etc/systemd/system/task-api@.service" in paths
     assert "/etc/nginx/sites-available/task-api" in paths
     assert not any("dropstack" in p for p in paths)
@@ -462,25 +451,17 @@ def test_socket_is_for_nginx_only() -> None:
 # --- upstream ---
 
 
-@pytest.mark.parametrize("slot", SLOTS)
-def test_upstream_points_at_the_slot_and_reads_back(slot: str) -> None:
-    settings = settings_for("defaults")
-    upstream = render_upstream(settings, slot)
-    assert f"server unix:/run/dropstack/{slot}.sock;" in upstream
-    assert "upstream dropstack_app {" in upstream and "keepalive 32;" in upstream
-    assert upstream_slot(upstream) == slot
-
-
-@pytest.mark.parametrize(
-    "text", ["", "upstream x { server 127.0.0.1:8000; }", "server unix:/run/x/red.sock;"]
-)
-def test_upstream_slot_of_foreign_text_is_none(text: str) -> None:
-    assert upstream_slot(text) is None
-
-
-def test_render_upstream_refuses_an_unknown_slot() -> None:
-    with pytest.raises(SettingsError, match=r"^slot: 'purple' is not one of blue, green$"):
-        render_upstream(settings_for("defaults"), "purple")
+@pytest.mark.parametrize("case", CASES)
+def test_upstream_is_the_live_link_whatever_slot_serves(case: str) -> None:
+    settings = settings_for(case)
+    upstream = render_upstream(settings)
+    servers = re.findall(r"^\s*server (\S+);", upstream, re.M)
+    # One fixed path: deploys replace the link, so neither slot's socket is ever named here.
+    assert servers == [f"unix:{settings.paths.live_socket}"]
+    assert f"upstream {settings.nginx_id}_app {{" in upstream
+    assert f"keepalive {settings.upstream_keepalive};" in upstream
+    # Connections to a retired slot end soon after a switch, busy or idle (under drain_timeout).
+    assert "keepalive_time 5s;" in upstream and "keepalive_timeout 10s;" in upstream
 
 
 # --- settings ---
@@ -543,6 +524,7 @@ def test_defaults() -> None:
         "/srv/dropstack/current/app/static/",
     )
     assert p.socket("green") == "/run/dropstack/green.sock"
+    assert p.live_socket == "/srv/dropstack/live.sock"
     assert p.tmpfiles_conf == "/etc/tmpfiles.d/dropstack.conf"
 
 
