@@ -112,7 +112,8 @@ class ReleaseSettings:
     keep: int = 5  # releases kept per host, besides the live, previous-good and slot ones
     health_timeout: int = 30  # seconds a new slot has to answer /readyz with 200
     # Seconds the retired slot may keep connections from Nginx after the switch before it is
-    # stopped anyway: more than upstream.conf's keepalive_timeout (10 s), so it normally empties.
+    # stopped anyway: well above upstream.conf's keepalive_time and keepalive_timeout (5 s), after
+    # which Nginx has closed every connection to it, busy or idle.
     drain_timeout: int = 15
     lock_wait: int = 0  # default for --wait: seconds to wait for another deploy's lock
     archive_paths: tuple[str, ...] = ("app",)  # what of the tree a host gets

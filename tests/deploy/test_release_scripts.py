@@ -207,8 +207,9 @@ def test_drain_waits_for_the_last_connection_to_the_old_slot(shell, layout, slot
 def test_boot_starts_the_live_slot_and_not_the_retired_one(shell, layout):
     assert shell(cmd.boot_slot_command(layout, "green")).returncode == 0
     assert (shell.units / "calls").read_text().splitlines() == [
-        "enable --quiet dropstack@green.service",
-        "disable --quiet dropstack@blue.service",
+        "enable --quiet --no-reload dropstack@green.service",
+        "disable --quiet --no-reload dropstack@blue.service",
+        "daemon-reload",
     ]
 
 
