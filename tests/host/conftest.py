@@ -20,14 +20,13 @@ import pytest
 import testinfra
 from fabric import Config
 
-from deploy.host_settings import HostSettings
+from deploy.host_settings import SLOTS, HostSettings
 from deploy.inventory import Inventory, InventoryError, WebHost
 from deploy.provision import host_settings as provision_host_settings
 from deploy.release.commands import as_root
 from deploy.release.layout import ReleaseSettings
 from deploy.release.state import HostState, parse_state, probe_command
 from deploy.targets import resolve_inventory
-from deploy.templates import upstream_slot
 from tests.host.probes import Site, SshTarget
 
 HERE = Path(__file__).resolve().parent
@@ -208,11 +207,12 @@ def site(web_host: WebHost, settings: HostSettings) -> Site:
 
 @pytest.fixture
 def live_slot(host, settings: HostSettings) -> str:
-    """The slot Nginx routes to now (upstream.conf), read fresh: every deploy switches it."""
-    path = f"{settings.paths.nginx_include_dir}/upstream.conf"
-    slot = upstream_slot(host.run(f"cat {shlex.quote(path)}").stdout)
+    """The slot Nginx routes to now (the live.sock link), read fresh: every deploy switches it."""
+    path = settings.paths.live_socket
+    target = host.run(f"readlink {shlex.quote(path)}").stdout.strip()
+    slot = next((s for s in SLOTS if settings.paths.socket(s) == target), None)
     if slot is None:
-        pytest.fail(f"{path} names no blue/green slot; run `fab provision`", pytrace=False)
+        pytest.fail(f"{path} names no blue/green slot's socket; run `fab deploy`", pytrace=False)
     return slot
 
 

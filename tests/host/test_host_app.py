@@ -27,8 +27,8 @@ def unit_processes(host, settings, live_slot) -> list[tuple[str, int, str]]:
 
 
 def test_live_slot_running(host, settings, live_slot):
-    """The slot upstream.conf names is up. (Deploys start slots without enabling them: the
-    live one is active, the idle one stopped.)"""
+    """The slot live.sock names is up. (The idle one is stopped; deploys enable the live one
+    at boot and disable the other.)"""
     unit = unit_name(settings, live_slot)
     state = host.run(f"systemctl show -p ActiveState -p SubState -p UnitFileState {unit}").stdout
     props = dict(line.split("=", 1) for line in state.splitlines() if "=" in line)
