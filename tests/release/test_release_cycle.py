@@ -46,23 +46,15 @@ def audit_tail(c, n: int = 1) -> list[dict]:
 
 
 def assert_no_failures(load) -> None:
-    """No failed request. Clients that open a connection per request see no error at all.
-
-    Clients that reuse connections see no error response either, but Debian 12's Nginx (1.22)
-    closes *idle* keep-alive connections when a reload retires its old workers; a request a
-    client sends onto one at that instant is reset before Nginx reads it (nginx/nginx#456,
-    `keepalive_min_timeout` in Nginx 1.27.4+, fixes this). Browsers and most HTTP clients retry
-    that case; wrk counts it as a read error. A bare `systemctl reload nginx` does the same, so
-    these are bounded by the reloads a switch makes, not a deploy failure.
-    """
-    close, keepalive = load.results["close"], load.results["keepalive"]
-    for r in (close, keepalive):
-        assert r["requests"] > 100, r
-    errors = {k: close[k] for k in ("non2xx", "connect", "read", "write", "timeout")}
-    assert errors == dict.fromkeys(errors, 0), close
-    errors = {k: keepalive[k] for k in ("non2xx", "connect", "write", "timeout")}
-    assert errors == dict.fromkeys(errors, 0), keepalive
-    assert keepalive["read"] <= 4, keepalive
+    """No failed request, for clients that open a connection per request and for clients that
+    keep theirs alive alike: no non-2xx answer, no socket error of any kind. (Switching by
+    reloading Nginx cost keep-alive clients a few read errors per reload, as Nginx 1.22 closes
+    the idle client connections of the workers a reload retires; the live.sock switch never
+    reloads Nginx.)"""
+    for kind, r in load.results.items():
+        assert r["requests"] > 100, (kind, r)
+        errors = {k: r[k] for k in ("non2xx", "connect", "read", "write", "timeout")}
+        assert errors == dict.fromkeys(errors, 0), (kind, r)
 
 
 def releases_answering(load) -> set[str]:
@@ -86,7 +78,21 @@ def requests_seen_by(c, slot: str, since: int) -> list[str]:
 
 
 def upstream(c) -> str:
-    return on_host(c, "grep -o 'unix:[^;]*' /etc/nginx/dropstack/upstream.conf").strip()
+    """The socket Nginx connects to now: where the live.sock link points."""
+    return on_host(c, "readlink /srv/dropstack/live.sock").strip()
+
+
+def nginx_workers(c) -> list[str]:
+    """Nginx's worker PIDs: a reload replaces them all."""
+    return sorted(on_host(c, 'pgrep -P "$(cat /run/nginx.pid)"').split())
+
+
+def enabled_slots(c) -> set[str]:
+    return {
+        slot
+        for slot in ("blue", "green")
+        if on_host(c, f"systemctl is-enabled dropstack@{slot}.service").strip() == "enabled"
+    }
 
 
 def host_clock(c) -> int:
@@ -109,11 +115,21 @@ def test_code_change_redeploys_under_load_reusing_the_venv(source, hosts, web):
     revision = source.commit(
         "a code-only change", {"app/static/robots.txt": "User-agent: *\nDisallow: /api/\n"}
     )
+    c = next(iter(hosts.values()))
+    workers = nginx_workers(c)
     with steady_load(web, seconds=90) as load:
         run = fab(source, "deploy")
     assert run.code == 0
     name = released(run.out)
     assert name.endswith(revision[:7])
+    # The switch replaced the link only: Nginx was not reloaded (same workers), and the slot
+    # the link names is the one that starts at boot.
+    assert nginx_workers(c) == workers
+    # Nginx let go of the old slot by itself (keepalive_time) before it was stopped.
+    assert "drained: no connection left" in run.out
+    live, retired = ("blue", "green") if upstream(c).endswith("/blue.sock") else ("green", "blue")
+    assert enabled_slots(c) == {live}
+    assert on_host(c, f"systemctl is-active dropstack@{retired}").strip() != "active"
     assert re.search(r"python environment \w+ +ok", run.out)  # same dependency set: reused
     assert_no_failures(load)
     assert releases_answering(load) >= {STATE["good"][-1], name}
@@ -249,6 +265,27 @@ def test_interrupted_deploy_cleans_up_and_the_old_release_keeps_serving(source, 
     # The interrupted release never took traffic, so it is no rollback target.
     refused = fab(source, "rollback", "--release", released(run.out), "--dry-run")
     assert refused.code == 1 and "never went live" in refused.out
+
+
+def test_interrupt_after_the_switch_finishes_it(source, hosts, web):
+    """Once live.sock names the new slot it serves: an interrupt then completes the switch
+    (current, boot, the old slot's stop) rather than switching back."""
+    c = next(iter(hosts.values()))
+    proc = fab_background(source, "deploy")
+    read_until(proc, "route nginx to")  # printed once the link has moved
+    proc.send_signal(signal.SIGTERM)
+    run = finish(proc)
+    assert run.code == 130
+    assert "finishing the switch" in run.out
+    name = released(run.out)
+    assert serving_release(web) == name
+    assert on_host(c, "readlink /srv/dropstack/current").strip().endswith(name)
+    live, retired = ("blue", "green") if upstream(c).endswith("/blue.sock") else ("green", "blue")
+    assert enabled_slots(c) == {live}
+    assert on_host(c, f"systemctl is-active dropstack@{retired}").strip() != "active"
+    assert not on_host(c, "ls -d /srv/dropstack/deploy.lock 2>/dev/null").strip()
+    assert not on_host(c, f"ls /srv/dropstack/releases/{name}/.dropstack-failed 2>/dev/null")
+    STATE["good"].append(name)
 
 
 def test_killed_deploy_leaves_a_lock_the_next_deploy_takes_over(source, hosts, web):
