@@ -43,13 +43,20 @@ def provision_changes(out: str) -> dict[str, int]:
     return {m["host"]: int(m["changed"]) for m in PROVISION_SUMMARY.finditer(out)}
 
 
+# The steps of deploy.release.host.Switch.go_live: from pointing the idle slot at the release
+# to stopping the old slot once Nginx has drained from it.
+SWITCH_STEPS = (
+    "point slot", "database migrations", "start slot", "health gate", "route nginx",
+    "switch current", "enable slot", "stop old slot",
+)  # fmt: skip
+
+
 def switch_seconds(out: str) -> dict[str, float]:
-    """Per host, the seconds from starting the idle slot to stopping the old one: the part of a
-    deploy or rollback during which traffic moves."""
-    moving = ("start slot", "health gate", "route nginx", "switch current", "stop old slot")
+    """Per host, the seconds of the switch itself (the idle slot started, checked, routed to,
+    the old one drained and stopped), without building, uploading and unpacking."""
     totals: dict[str, float] = {}
     for step in steps(out):
-        if step.name.startswith(moving):
+        if step.name.startswith(SWITCH_STEPS):
             totals[step.host] = round(totals.get(step.host, 0.0) + step.seconds, 1)
     return totals
 

@@ -13,7 +13,9 @@ release 20261121150405-0123456: revision 0123456789ab, archive 41 KiB, 14 wheels
 [web-1] health gate /readyz on green                  ok         0.9s
 [web-1] route nginx to green                          changed    0.4s
 [web-1] switch current                                changed    0.1s
-[web-1] stop old slot blue                            changed    0.5s
+[web-1] enable slot green at boot                     changed    1.1s
+[web-1]   slot blue drained: no connection left after 5.2s
+[web-1] stop old slot blue                            changed    5.5s
 [web-1] prune old releases (keep 5)                   ok         0.2s
 deploy of 20261121150405-0123456 done in 7.9s
 """
@@ -21,14 +23,14 @@ deploy of 20261121150405-0123456 done in 7.9s
 
 def test_steps_are_read_with_host_status_and_seconds():
     found = steps(DEPLOY)
-    assert len(found) == 10
+    assert len(found) == 11
     assert found[0].host == "web-1" and found[0].name == "upload release" and found[0].changed
     assert found[2].name == "python environment 9f2c1e0d5a4b3c2d" and not found[2].changed
     assert found[5].name == "health gate /readyz on green" and found[5].seconds == 0.9
 
 
-def test_switch_seconds_add_up_from_starting_the_slot_to_stopping_the_old_one():
-    assert switch_seconds(DEPLOY) == {"web-1": 1.2 + 0.9 + 0.4 + 0.1 + 0.5}
+def test_switch_seconds_add_up_from_pointing_the_slot_to_stopping_the_old_one():
+    assert switch_seconds(DEPLOY) == {"web-1": round(0.1 + 1.2 + 0.9 + 0.4 + 0.1 + 1.1 + 5.5, 1)}
     assert switch_seconds("nothing here") == {}
 
 
