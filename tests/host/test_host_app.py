@@ -38,6 +38,17 @@ def test_live_slot_running(host, settings, live_slot):
     )
 
 
+def test_live_slot_starts_at_boot(host, settings, live_slot):
+    """Deploys enable the live slot and disable the other: after a reboot the live release
+    serves again instead of Nginx's 503."""
+    unit = unit_name(settings, live_slot)
+    state = host.run(f"systemctl is-enabled {unit}").stdout.strip()
+    assert state == "enabled", (
+        f"{unit} is live but {state or 'unknown'} at boot: after a reboot the site answers 503 "
+        "until the next deploy; `systemctl enable` it"
+    )
+
+
 def test_live_slot_sandbox_exposure(host, settings, live_slot):
     unit = unit_name(settings, live_slot)
     out = host.run(f"sudo -n systemd-analyze security --no-pager {unit}").stdout
