@@ -18,6 +18,7 @@ import paramiko
 CONNECT_TIMEOUT_SECONDS = 3.0
 
 ACCEPTED = "accepted"
+NOT_OFFERED = "method not offered"
 
 
 def tcp_outcome(address: str, port: int, timeout: float = CONNECT_TIMEOUT_SECONDS) -> str:
@@ -134,11 +135,13 @@ class SshTarget:
         return client
 
     def login_outcome(self, user: str, **auth) -> str:
-        """``ACCEPTED`` when the login succeeds, else why sshd refused it."""
+        """``ACCEPTED`` when the login succeeds, else how sshd refused it: ``NOT_OFFERED`` when
+        it does not even offer the method (the answer to a password attempt on a keys-only
+        server), else the credentials were tried and rejected."""
         try:
             self.connect(user, **auth).close()
             return ACCEPTED
         except paramiko.BadAuthenticationType as exc:
-            return f"refused; sshd offers only: {', '.join(exc.allowed_types)}"
+            return f"{NOT_OFFERED}; sshd offers only: {', '.join(exc.allowed_types)}"
         except paramiko.AuthenticationException as exc:
-            return f"refused: {exc}"
+            return f"method offered, credentials rejected: {exc}"

@@ -7,7 +7,7 @@ import secrets
 
 import pytest
 
-from tests.host.probes import ACCEPTED
+from tests.host.probes import ACCEPTED, NOT_OFFERED
 
 NO_LOGIN_SHELLS = ("/usr/sbin/nologin", "/bin/false", "/usr/bin/false")
 PRIVILEGED_GROUPS = {"sudo", "adm", "wheel", "root", "systemd-journal", "docker", "lxd"}
@@ -92,14 +92,16 @@ def test_root_login_refused(ssh_target):
     )
 
 
-def test_password_login_refused(ssh_target, inventory):
-    """A real password attempt as the deploy user (a random password, so it is one failed
-    login in fail2ban's count; provisioning puts the operator's address in ignoreip)."""
+def test_password_login_not_offered(ssh_target, inventory):
+    """A real password attempt as the deploy user: sshd must not even offer password
+    authentication (a wrong password merely rejected would mean the door is there to guess at).
+    It is one failed login in fail2ban's count; provisioning puts the operator's address in
+    ignoreip."""
     password = secrets.token_urlsafe(16)
     outcome = ssh_target.login_outcome(inventory["ssh_user"], password=password)
-    assert outcome != ACCEPTED, (
-        f"{inventory['ssh_user']} logged in with a password at {ssh_target.address}; "
-        "PasswordAuthentication must be no"
+    assert outcome.startswith(NOT_OFFERED), (
+        f"sshd at {ssh_target.address} takes password logins for {inventory['ssh_user']} "
+        f"({outcome}); PasswordAuthentication must be no and AuthenticationMethods publickey"
     )
 
 

@@ -91,6 +91,6 @@ def test_live_slot_socket_permissions(host, settings, live_slot):
         owner = (sock.user, sock.group, sock.mode) if exists else None
     assert exists and is_socket, f"{path} is missing or not a socket: the live slot cannot serve"
     assert owner == ("root", settings.web_group, 0o660), (
-        f"{path} is {owner[0]}:{owner[1]} {oct(owner[2])}; must be root:{settings.web_group} "
+        f"{path} is {owner[0]}:{owner[1]} {owner[2]:04o}; must be root:{settings.web_group} "
         "0660 so only Nginx can reach Gunicorn"
     )

@@ -97,8 +97,12 @@ def test_static_file_never_reaches_gunicorn(host, site, live_slot):
     """Nginx serves /static/ from disk: a request for it never shows up in the app's log,
     while an app request sent at the same time does (so the log is really being read)."""
     static_id, app_id = request_id("static"), request_id("app")
-    assert site.get("/static/robots.txt", {"X-Request-ID": static_id}).status == 200
-    assert site.get("/healthz", {"X-Request-ID": app_id}).status == 200
+    static = site.get("/static/robots.txt", {"X-Request-ID": static_id}).status
+    app = site.get("/healthz", {"X-Request-ID": app_id}).status
+    assert (static, app) == (200, 200), (
+        f"/static/robots.txt answered {static} and /healthz {app}; both must be 200 to tell "
+        "who served them"
+    )
     unit = f"dropstack@{live_slot}.service"
     grep = (
         f"sudo -n journalctl --no-pager -o cat -u {unit} --since -5min "

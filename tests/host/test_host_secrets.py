@@ -82,10 +82,10 @@ def test_env_file_readable_only_by_root_and_app(host, settings):
         f"{settings.env_file} is owned by {user}:{group}; must be root:{settings.app_user}"
     )
     assert mode == 0o640, (
-        f"{settings.env_file} is {oct(mode)}; must be 0640 so only root and "
+        f"{settings.env_file} is {mode:04o}; must be 0640 so only root and "
         f"{settings.app_user} can read the secrets"
     )
-    assert not mode & 0o007, f"{settings.env_file} is world-accessible ({oct(mode)})"
+    assert not mode & 0o007, f"{settings.env_file} is world-accessible ({mode:04o})"
 
 
 @pytest.mark.parametrize("where", PLACES)
