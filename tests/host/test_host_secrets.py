@@ -7,28 +7,21 @@ JUnit XML nor any command line ever carries a secret value.
 
 from __future__ import annotations
 
+import inspect
 import json
 import shlex
 
 import pytest
 
-# Runs on the host under sudo: argv[1] is the env file, argv[2] where to look.
-FIND_SECRETS = r"""
-import json, os, subprocess, sys, urllib.parse
+from deploy.desired_state import parse_env_file
 
-def parse(path):
-    values = {}
-    for line in open(path, encoding="utf-8"):
-        line = line.rstrip("\n")
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        key, _, value = line.partition("=")
-        if len(value) >= 2 and value[0] == value[-1] == '"':
-            value = value[1:-1].replace('\\"', '"').replace("\\\\", "\\")
-        values[key] = value
-    return values
-
-env = parse(sys.argv[1])
+# Runs on the host under sudo: argv[1] is the env file, argv[2] where to look. The env file is
+# read with provisioning's own parser, its source shipped inside the script.
+FIND_SECRETS = (
+    "import json, os, subprocess, sys, urllib.parse\n\n"
+    + inspect.getsource(parse_env_file)
+    + r"""
+env = parse_env_file(open(sys.argv[1], encoding="utf-8").read())
 secrets = {}
 if env.get("SECRET_KEY"):
     secrets["SECRET_KEY"] = env["SECRET_KEY"]
@@ -68,6 +61,7 @@ else:
             hits[name].append(f"journal: {where} ({count} lines)")
 print(json.dumps({"checked": sorted(secrets), "hits": hits}))
 """
+)
 EXPECTED_SECRETS = ["SECRET_KEY", "the DATABASE_URL password"]
 PLACES = {"cmdline": "process command lines", "journal": "the journal"}
 
