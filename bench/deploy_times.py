@@ -9,7 +9,7 @@ median. Leaves one provisioned host serving a release.
 from __future__ import annotations
 
 from bench import fab_output
-from bench.drive import Source, fab, note
+from bench.drive import BenchFailed, Source, fab, note
 from bench.stats import median, timing
 
 
@@ -29,17 +29,33 @@ def bring_up(web_count: int = 1) -> dict:
     return {**timing([up.seconds]), "cold_cache_seconds_first": cold or None}
 
 
+def retried(action, failures: list[str]):
+    """Run ``action``; if it fails, record why and run it once more (a second failure ends the
+    benchmark). A failed deploy leaves the old release serving, so trying again is what an
+    operator would do; the failure is reported with the figures, never hidden."""
+    try:
+        return action()
+    except BenchFailed as exc:
+        note(f"FAILED, trying once more: {exc}")
+        failures.append(str(exc))
+        return action()
+
+
 def deploy_runs(source: Source, label: str, runs: int, *extra: str, change: bool) -> dict:
-    seconds, switches = [], []
+    seconds, switches, failures = [], [], []
     for n in range(1, runs + 1):
         if change:
             source.commit_trivial(f"{label} {n}")
-        run = fab("deploy", *extra, source=source)
+        run = retried(lambda: fab("deploy", *extra, source=source), failures)
         note(f"fab deploy {' '.join(extra)} ({label} {n}/{runs}): {run.seconds:.1f} s, "
              f"release {fab_output.release_built(run.out)}")  # fmt: skip
         seconds.append(run.seconds)
         switches += list(fab_output.switch_seconds(run.out).values())
-    return {**timing(seconds), "switch_median": round(median(switches), 1) if switches else None}
+    return {
+        **timing(seconds),
+        "switch_median": round(median(switches), 1) if switches else None,
+        "failed_attempts": failures,
+    }
 
 
 def run(source: Source, runs: int) -> dict:
@@ -60,14 +76,15 @@ def run(source: Source, runs: int) -> dict:
     result["deploy_first"] = deploy_runs(source, "first deploy", 1, change=False)
     result["deploy_code_change"] = deploy_runs(source, "code change", runs, change=True)
     result["deploy_unchanged"] = deploy_runs(source, "unchanged", runs, change=False)
-    seconds, switches = [], []
+    seconds, switches, failures = [], [], []
     for n in range(1, runs + 1):
-        back = fab("rollback", source=source)
+        back = retried(lambda: fab("rollback", source=source), failures)
         note(f"fab rollback ({n}/{runs}): {back.seconds:.1f} s")
         seconds.append(back.seconds)
         switches += list(fab_output.switch_seconds(back.out).values())
     result["rollback"] = {
         **timing(seconds),
         "switch_median": round(median(switches), 1) if switches else None,
+        "failed_attempts": failures,
     }
     return result

@@ -51,10 +51,12 @@ def seconds(value: float) -> str:
 
 def timed(entry: Mapping) -> str:
     runs = entry["runs"]
+    failed = len(entry.get("failed_attempts") or [])
+    retries = f"; {failed} failed attempt{'s' * (failed > 1)}, retried" if failed else ""
     if len(runs) == 1:
-        return seconds(runs[0])
+        return seconds(runs[0]) + (f" ({retries[2:]})" if retries else "")
     shown = ", ".join(f"{r:.1f}" for r in runs)
-    return f"{seconds(entry['median'])} (median of {len(runs)}: {shown})"
+    return f"{seconds(entry['median'])} (median of {len(runs)}: {shown}{retries})"
 
 
 def ms(value: float) -> str:
@@ -105,12 +107,17 @@ def throughput_rows(data: Mapping) -> list[tuple[str, str, str]]:
     for path, figures in data.get("endpoints", {}).items():
         for key, label in ENDPOINT_LABELS.items():
             run = figures.get(key)
-            if run:
-                rows.append(
-                    ("throughput", f"GET {path}: {label}",
-                     f"{run['requests_per_second']:.0f} req/s, p99 {ms(run['latency_ms']['p99'])}"
-                     + (f", {run['failed']} failed" if run["failed"] else ""))
-                )  # fmt: skip
+            if not run:
+                continue
+            rows.append(
+                ("throughput", f"GET {path}: {label}",
+                 f"{run['requests_per_second']:.0f} req/s, p99 {ms(run['latency_ms']['p99'])}"
+                 + (f", {run['failed']} failed" if run["failed"] else ""))
+            )  # fmt: skip
+            used = run.get("cpu_ms_per_request")
+            if used and key != "nginx_outside":
+                parts = ", ".join(f"{part} {value:.2f}" for part, value in used.items())
+                rows.append(("throughput", f"GET {path}: {label}, CPU ms/request", parts))
         if figures.get("ratio") is not None:
             rows.append(
                 ("throughput", f"GET {path}: Nginx / direct (inside the host)",

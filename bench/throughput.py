@@ -5,18 +5,25 @@ exec ds-web-1 wrk``), so neither pays for a network hop the other does not: Ngin
 public address, and a third instance of the app's own unit, ``dropstack@bench``, started with
 the live release, the same unit settings (environment file, workers, sandbox) and its socket
 moved to 127.0.0.1:8001 by a runtime drop-in. The same load through Nginx from this machine
-is measured too. wrk runs flat out for a bounded time; a short run before each one is discarded.
+is measured too. wrk runs flat out for a bounded time, Nginx and direct alternating for a few
+rounds (medians reported), after a discarded warm-up. Each run also records the CPU time Nginx,
+Gunicorn and wrk spent per request: the host has two cores that all three share, so that is
+what the ratio comes down to.
 """
 
 from __future__ import annotations
 
 import json
+import resource
 import time
 import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
 
+from bench import cpu
 from bench.drive import BenchFailed, WebHost, inventory, note
 from bench.load import closed_loop
-from bench.stats import ratio
+from bench.stats import median, ratio
 from bench.wrk import check_target
 from deploy.local.network import plan_stack
 from deploy.release import commands as cmd
@@ -27,8 +34,9 @@ DIRECT_INSTANCE = "bench"
 DIRECT_PORT = 8001
 PATHS = ("/healthz", "/api/tasks?limit=20")
 TASK_ROWS = 20
-SECONDS = 10
+SECONDS = 8
 WARMUP_SECONDS = 2
+ROUNDS = 5
 THREADS, CONNECTIONS = 2, 16
 
 
@@ -106,10 +114,75 @@ def seed_tasks(base_url: str, rows: int) -> int:
     return max(have, rows)
 
 
-def measure(url: str, netns: str | None) -> dict:
-    closed_loop(url, WARMUP_SECONDS, THREADS, CONNECTIONS, netns)
+@dataclass
+class Sampler:
+    """CPU use around one wrk run: the host's Nginx and Gunicorn, wrk, the whole machine."""
+
+    host: WebHost
+    units: list[str]
+
+    def sample(self) -> tuple[dict[str, float], tuple[int, int]]:
+        probe = cpu.parse_probe(self.host.root(cpu.probe_command(self.units)).stdout)
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        probe["wrk"] = children.ru_utime + children.ru_stime
+        return probe, cpu.machine_ticks(Path("/proc/stat").read_text())
+
+
+def measure(url: str, netns: str | None, sampler: Sampler, gunicorn_unit: str) -> dict:
+    """One closed-loop run, with the CPU each part used per request."""
+    before, machine_before = sampler.sample()
     figures = closed_loop(url, SECONDS, THREADS, CONNECTIONS, netns)
-    return figures.to_json()
+    after, machine_after = sampler.sample()
+    used = cpu.per_request_ms(before, after, figures.requests)
+    return {
+        **figures.to_json(),
+        "cpu_ms_per_request": {
+            "nginx": used["nginx"], "gunicorn": used[gunicorn_unit], "wrk": used["wrk"],
+        },
+        "machine_busy": cpu.busy_share(machine_before, machine_after),
+    }  # fmt: skip
+
+
+def summarize(runs: list[dict]) -> dict:
+    """Medians over the rounds of one side, and every run."""
+    return {
+        "requests_per_second": round(median([r["requests_per_second"] for r in runs]), 1),
+        "latency_ms": {"p50": round(median([r["latency_ms"]["p50"] for r in runs]), 2),
+                       "p99": round(median([r["latency_ms"]["p99"] for r in runs]), 2)},
+        "failed": sum(r["failed"] for r in runs),
+        "cpu_ms_per_request": {
+            part: round(median([r["cpu_ms_per_request"][part] for r in runs]), 3)
+            for part in runs[0]["cpu_ms_per_request"]
+        },
+        "machine_busy": round(median([r["machine_busy"] for r in runs]), 3),
+        "runs": runs,
+    }  # fmt: skip
+
+
+def endpoint(path: str, urls: dict[str, tuple[str, str | None]], sampler: Sampler,
+             units: dict[str, str]) -> dict:  # fmt: skip
+    """Nginx and direct, alternating which goes first, ROUNDS times; Nginx from this machine
+    once. Each side is warmed up once before its first run."""
+    for key in ("nginx", "direct"):
+        url, ns = urls[key]
+        closed_loop(url + path, WARMUP_SECONDS, THREADS, CONNECTIONS, ns)
+    runs: dict[str, list[dict]] = {"nginx": [], "direct": []}
+    for n in range(ROUNDS):
+        for key in ("nginx", "direct") if n % 2 == 0 else ("direct", "nginx"):
+            url, ns = urls[key]
+            runs[key].append(measure(url + path, ns, sampler, units[key]))
+            last = runs[key][-1]
+            note(f"GET {path} {key} ({n + 1}/{ROUNDS}): {last['requests_per_second']} req/s, "
+                 f"p99 {last['latency_ms']['p99']} ms, failed {last['failed']}")  # fmt: skip
+    url, ns = urls["nginx_outside"]
+    outside = measure(url + path, ns, sampler, units["nginx"])
+    note(f"GET {path} nginx_outside: {outside['requests_per_second']} req/s")
+    result = {key: summarize(found) for key, found in runs.items()}
+    result["nginx_outside"] = summarize([outside])
+    result["ratio"] = ratio(
+        result["nginx"]["requests_per_second"], result["direct"]["requests_per_second"]
+    )
+    return result
 
 
 def run() -> dict:
@@ -117,12 +190,12 @@ def run() -> dict:
     web = inv.web_hosts[0]
     netns = plan_stack(len(inv.web_hosts)).host(web.name).netns
     nginx_url = f"http://{web.public_ip}"
-    direct_url = f"http://127.0.0.1:{DIRECT_PORT}"
     layout = Layout()
     rows = seed_tasks(nginx_url, TASK_ROWS)
     host = WebHost(inv, web.name)
     result: dict = {
-        "wrk": f"-t{THREADS} -c{CONNECTIONS} -d{SECONDS}s after a {WARMUP_SECONDS}s warm-up",
+        "wrk": f"-t{THREADS} -c{CONNECTIONS} -d{SECONDS}s, {ROUNDS} rounds alternating Nginx "
+        f"and direct, after a {WARMUP_SECONDS}s warm-up of each",
         "task_rows": rows,
         "vantage": f"inside {netns} (ip netns exec) for nginx and direct; this machine for "
         "nginx_outside",
@@ -144,21 +217,19 @@ def run() -> dict:
             unit: int(host.root(workers_command(layout.unit(unit))).stdout.strip() or 0)
             for unit in (state.live_slot, DIRECT_INSTANCE)
         }
+        units = {
+            "nginx": layout.unit(state.live_slot),
+            "direct": layout.unit(DIRECT_INSTANCE),
+            "nginx_outside": layout.unit(state.live_slot),
+        }
+        urls = {
+            "nginx": (nginx_url, netns),
+            "direct": (f"http://127.0.0.1:{DIRECT_PORT}", netns),
+            "nginx_outside": (nginx_url, None),
+        }
+        sampler = Sampler(host, sorted(set(units.values())))
         for path in PATHS:
-            figures = {}
-            for key, url, ns in (
-                ("nginx_outside", nginx_url, None),
-                ("nginx", nginx_url, netns),
-                ("direct", direct_url, netns),
-            ):
-                figures[key] = measure(url + path, ns)
-                run = figures[key]
-                note(f"GET {path} {key}: {run['requests_per_second']} req/s, "
-                     f"p99 {run['latency_ms']['p99']} ms, failed {run['failed']}")  # fmt: skip
-            figures["ratio"] = ratio(
-                figures["nginx"]["requests_per_second"], figures["direct"]["requests_per_second"]
-            )
-            result["endpoints"][path] = figures
+            result["endpoints"][path] = endpoint(path, urls, sampler, units)
     finally:
         host.root(direct_stop_script(layout), warn=True)
         host.close()

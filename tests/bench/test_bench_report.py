@@ -14,6 +14,7 @@ SECTIONS_MEASURED = {
     "deploy_timings": {
         "local_up": {"runs": [14.2], "median": 14.2},
         "deploy_code_change": {"runs": [9.0, 8.1, 8.5], "median": 8.5},
+        "rollback": {"runs": [3.5], "median": 3.5, "failed_attempts": ["start slot green: 219"]},
     },
     "zero_downtime": {
         "dropstack_deploy": {
@@ -60,6 +61,7 @@ def test_table_rows_say_what_was_measured_and_what_was_not():
     by_measure = {measure: value for _, measure, value in rows}
     assert by_measure["fab local.up (warm image cache)"] == "14.2 s"
     assert by_measure["fab deploy, code-only change"] == "8.5 s (median of 3: 9.0, 8.1, 8.5)"
+    assert by_measure["fab rollback"] == "3.5 s (1 failed attempt, retried)"
     assert by_measure["fab deploy (blue/green): failed / sent"] == (
         "2 / 3000 (keep-alive 2/1500, conn/request 0/1500)"
     )
