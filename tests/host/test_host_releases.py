@@ -1,4 +1,4 @@
-"""The release layout `fab deploy` leaves (deploy/release, docs/releases.md): `current` into
+"""The release layout `fab deploy` leaves (deploy/release, README "Releases"): `current` into
 releases/, old releases pruned to `dropstack.release.keep`, every deploy in the audit log."""
 
 from __future__ import annotations
