@@ -26,14 +26,18 @@ DEPLOY_STEPS = (
     "stop old slot once drained",
     "prune old releases",
 )
-ROLLBACK_STEPS = (
-    "point idle slot at release",
-    "start idle slot",
-    "health gate /readyz",
-    "route nginx to new slot (replace live.sock)",
-    "switch current",
-    "enable new slot at boot",
-    "stop old slot once drained",
+# A rollback reuses a release already on the host: nothing to upload, build, migrate or prune.
+ROLLBACK_STEPS = tuple(
+    step
+    for step in DEPLOY_STEPS
+    if step
+    not in (
+        "upload release",
+        "unpack release",
+        "python environment",
+        "database migrations",
+        "prune old releases",
+    )
 )
 
 

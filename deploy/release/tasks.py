@@ -195,6 +195,18 @@ def finish(action: str, failures: list[str], started: float) -> None:
 # --- deploy ---
 
 
+def record_audit(
+    h: ReleaseHost, holder: Holder, action: str, release: str, revision: str,
+    result: str, started: float, detail: str,
+) -> None:  # fmt: skip
+    """Append one deploy or rollback to the host's audit log, timed from ``started``."""
+    entry = audit.record(
+        f"{holder.user}@{holder.machine}", action, release, revision,
+        result, time.monotonic() - started, detail,
+    )  # fmt: skip
+    append_audit(h, entry.to_line())
+
+
 def deploy_host(h: ReleaseHost, art: Artifact, first: bool, holder: Holder) -> str:
     """Every deploy step on one host; on failure or interruption, the old release serves on."""
     started = time.monotonic()
@@ -225,12 +237,7 @@ def deploy_host(h: ReleaseHost, art: Artifact, first: bool, holder: Holder) -> s
             mark_failed(h, art.name, exc.step, exc.reason)
         raise
     finally:
-        took = time.monotonic() - started
-        entry = audit.record(
-            f"{holder.user}@{holder.machine}", "deploy", art.name, art.source.revision,
-            result, took, detail,
-        )  # fmt: skip
-        append_audit(h, entry.to_line())
+        record_audit(h, holder, "deploy", art.name, art.source.revision, result, started, detail)
 
 
 @task(
@@ -343,11 +350,7 @@ def rollback_host(h: ReleaseHost, target: str, holder: Holder) -> str:
         switch.abandon()
         raise
     finally:
-        entry = audit.record(
-            f"{holder.user}@{holder.machine}", "rollback", target, holder.revision,
-            result, time.monotonic() - started, detail,
-        )  # fmt: skip
-        append_audit(h, entry.to_line())
+        record_audit(h, holder, "rollback", target, holder.revision, result, started, detail)
 
 
 @task(
