@@ -19,15 +19,15 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from shlex import quote as q
 
 from bench import cpu
 from bench.drive import BenchFailed, WebHost, inventory, note
 from bench.load import closed_loop
 from bench.stats import median, ratio
 from bench.wrk import check_target
+from deploy.host_model import HostLayout, HostSettings
 from deploy.local.network import plan_stack
-from deploy.release import commands as cmd
-from deploy.release.layout import Layout
 from deploy.release.state import parse_state, probe_command
 
 DIRECT_INSTANCE = "bench"
@@ -40,7 +40,7 @@ ROUNDS = 5
 THREADS, CONNECTIONS = 2, 16
 
 
-def socket_dropin_dir(layout: Layout) -> str:
+def socket_dropin_dir(layout: HostLayout) -> str:
     """Runtime (/run) drop-ins vanish at reboot: the host's installed units are not touched."""
     return f"/run/systemd/system/{layout.app_name}@{DIRECT_INSTANCE}.socket.d"
 
@@ -51,31 +51,31 @@ def socket_dropin(port: int) -> str:
     return f"[Socket]\nListenStream=\nListenStream=127.0.0.1:{int(port)}\n"
 
 
-def direct_start_script(layout: Layout, live_slot: str, port: int) -> str:
+def direct_start_script(layout: HostLayout, live_slot: str, port: int) -> str:
     """As root: point the bench slot at the live slot's release and environment, drop in the TCP
     socket, start the instance (Type=notify: returns once Gunicorn's arbiter is up)."""
     slot, env = layout.slot(DIRECT_INSTANCE), layout.slot_env(DIRECT_INSTANCE)
     dropin = socket_dropin_dir(layout)
     return " && ".join([
-        f"ln -sfn \"$(readlink {cmd.q(layout.slot(live_slot))})\" {cmd.q(slot)}",
-        f"cp {cmd.q(layout.slot_env(live_slot))} {cmd.q(env)}",
-        f"mkdir -p {cmd.q(dropin)}",
-        f"printf %s {cmd.q(socket_dropin(port))} > {cmd.q(dropin + '/tcp.conf')}",
+        f"ln -sfn \"$(readlink {q(layout.slot(live_slot))})\" {q(slot)}",
+        f"cp {q(layout.slot_env(live_slot))} {q(env)}",
+        f"mkdir -p {q(dropin)}",
+        f"printf %s {q(socket_dropin(port))} > {q(dropin + '/tcp.conf')}",
         "systemctl daemon-reload",
-        f"systemctl start {cmd.q(layout.unit(DIRECT_INSTANCE))}",
+        f"systemctl start {q(layout.unit(DIRECT_INSTANCE))}",
     ])  # fmt: skip
 
 
-def direct_stop_script(layout: Layout) -> str:
+def direct_stop_script(layout: HostLayout) -> str:
     """As root: undo everything ``direct_start_script`` did, each step whatever the others do."""
     unit = layout.unit(DIRECT_INSTANCE)
     socket = unit.removesuffix(".service") + ".socket"
     return "; ".join([
-        f"systemctl stop {cmd.q(unit)} {cmd.q(socket)}",
-        f"rm -rf {cmd.q(socket_dropin_dir(layout))}",
+        f"systemctl stop {q(unit)} {q(socket)}",
+        f"rm -rf {q(socket_dropin_dir(layout))}",
         "systemctl daemon-reload",
-        f"systemctl reset-failed {cmd.q(unit)} {cmd.q(socket)} 2>/dev/null",
-        f"rm -f {cmd.q(layout.slot(DIRECT_INSTANCE))} {cmd.q(layout.slot_env(DIRECT_INSTANCE))}",
+        f"systemctl reset-failed {q(unit)} {q(socket)} 2>/dev/null",
+        f"rm -f {q(layout.slot(DIRECT_INSTANCE))} {q(layout.slot_env(DIRECT_INSTANCE))}",
         "true",
     ])  # fmt: skip
 
@@ -89,7 +89,7 @@ def wait_ready_command(port: int, seconds: int = 30) -> str:
 
 def workers_command(unit: str) -> str:
     """How many worker processes a Gunicorn unit's arbiter has."""
-    return f'pgrep -c -P "$(systemctl show -p MainPID --value {cmd.q(unit)})" || true'
+    return f'pgrep -c -P "$(systemctl show -p MainPID --value {q(unit)})" || true'
 
 
 def _open(request: urllib.request.Request | str, timeout: float = 5):
@@ -190,7 +190,7 @@ def run() -> dict:
     web = inv.web_hosts[0]
     netns = plan_stack(len(inv.web_hosts)).host(web.name).netns
     nginx_url = f"http://{web.public_ip}"
-    layout = Layout()
+    layout = HostSettings().paths
     rows = seed_tasks(nginx_url, TASK_ROWS)
     host = WebHost(inv, web.name)
     result: dict = {
@@ -210,7 +210,7 @@ def run() -> dict:
             raise BenchFailed(
                 f"{web.name}: dropstack@{DIRECT_INSTANCE} on :{DIRECT_PORT} not ready"
             )
-        env = host.root(f"systemctl show -p Environment {cmd.q(layout.unit(state.live_slot))}")
+        env = host.root(f"systemctl show -p Environment {q(layout.unit(state.live_slot))}")
         result["live_unit_environment"] = env.stdout.strip().removeprefix("Environment=")
         result["cpus_on_host"] = int(host.run("nproc").stdout.strip())
         result["gunicorn_workers"] = {

@@ -10,36 +10,38 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from shlex import quote as q
 
 from bench import fab_output
 from bench.drive import BenchFailed, Source, WebHost, fab, inventory, note
 from bench.load import CLIENT_KINDS, CONNECTIONS_PER_CLIENT, PAUSE_MS, SwitchLoad, steady_load
 from bench.wrk import combined
+from deploy.host_model import HostLayout, HostSettings
 from deploy.release import commands as cmd
 from deploy.release.build import WHEELHOUSE_TAR, parse_target, target_probe_command, wheelhouse_key
-from deploy.release.layout import Layout, ReleaseSettings
+from deploy.release.settings import ReleaseSettings
 from deploy.release.state import parse_state, probe_command
+from deploy.shell import join
 
 # In the deploy user's home: SFTP and commands start there, and nothing else uses the name.
 WHEELS_ON_HOST = "dropstack-bench-wheels"
 
 
-def naive_restart_command(layout: Layout, slot: str, venv: str, wheels: str) -> str:
+def naive_restart_command(layout: HostLayout, slot: str, venv: str, wheels: str) -> str:
     """Stop the serving Gunicorn, reinstall every package into its venv from the wheels, start
     it again: what a deploy looks like without a second slot. Runs as the deploy user (who owns
     the venvs); the unit changes go through sudo like the release commands."""
     pip = (
-        f"{cmd.q(venv)}/bin/pip install --quiet --force-reinstall --no-index --no-cache-dir "
-        f"--disable-pip-version-check --find-links {cmd.q(wheels)} {cmd.q(wheels)}/*.whl"
+        f"{q(venv)}/bin/pip install --quiet --force-reinstall --no-index --no-cache-dir "
+        f"--disable-pip-version-check --find-links {q(wheels)} {q(wheels)}/*.whl"
     )
-    return " && ".join(
-        [cmd.stop_slot_command(layout, slot), pip, cmd.start_slot_command(layout, slot)]
-    )
+    stop, start = (join(c(layout, slot)) for c in (cmd.stop_slot_command, cmd.start_slot_command))
+    return " && ".join([stop, pip, start])
 
 
 def unpack_wheels_command(tarball: str, wheels: str) -> str:
-    w = cmd.q(wheels)
-    return f"rm -rf {w} && mkdir -p {w} && tar -xf {cmd.q(tarball)} -C {w}"
+    w = q(wheels)
+    return f"rm -rf {w} && mkdir -p {w} && tar -xf {q(tarball)} -C {w}"
 
 
 def switch_result(seconds: float, load: SwitchLoad, out: str = "") -> dict:
@@ -68,12 +70,12 @@ def local_wheelhouse(source: Source, host: WebHost) -> Path:
 
 
 def naive_restart(source: Source, host: WebHost, url: str) -> dict:
-    layout = Layout()
+    layout = HostSettings().paths
     state = parse_state(host.run(probe_command(layout)).stdout, layout)
     slot = state.live_slot
     if not slot:
         raise BenchFailed(f"{host.name}: no live slot to restart")
-    venv = host.run(f"readlink -f {cmd.q(layout.slot(slot) + '/.venv')}").stdout.strip()
+    venv = host.run(f"readlink -f {q(layout.slot(slot) + '/.venv')}").stdout.strip()
     tarball = local_wheelhouse(source, host)
     host.c.put(str(tarball), WHEELS_ON_HOST + ".tar")
     host.run(unpack_wheels_command(WHEELS_ON_HOST + ".tar", WHEELS_ON_HOST))

@@ -37,9 +37,15 @@ SECRET_KEYS = frozenset({"db_uri"})
 # Pulumi drops outputs whose value is None, so the program exports "" for these; read both as None.
 OPTIONAL_KEYS = ("load_balancer_ip", "domain")
 
-DEFAULT_LOCAL_INVENTORY = (
-    Path(os.environ.get("DROPSTACK_STATE_DIR", "/var/lib/dropstack/local")) / "inventory.json"
-)
+DEFAULT_STATE_DIR = "/var/lib/dropstack/local"
+
+
+def local_state_dir() -> Path:
+    """Where the local droplet keeps its state, its inventory among it ($DROPSTACK_STATE_DIR)."""
+    return Path(os.environ.get("DROPSTACK_STATE_DIR") or DEFAULT_STATE_DIR)
+
+
+DEFAULT_LOCAL_INVENTORY = local_state_dir() / "inventory.json"
 
 
 class InventoryError(Exception):

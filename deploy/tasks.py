@@ -8,10 +8,11 @@ import functools
 from invoke import Collection, task
 from invoke.exceptions import Exit
 
-from deploy import provision as provisioning
-from deploy.host_settings import SettingsError
+from deploy.host_model import SettingsError
 from deploy.inventory import InventoryError
 from deploy.local import tasks as local_tasks
+from deploy.provision import runner as provisioning
+from deploy.release import reports
 from deploy.release import tasks as release_tasks
 from deploy.targets import HostUnreachable
 
@@ -35,20 +36,27 @@ def one_line_errors(func):
     return wrapper
 
 
-@task(help={**TARGET_HELP, "serial": "one host at a time instead of all in parallel"})
+@task(
+    help={
+        **TARGET_HELP,
+        "serial": "one host at a time instead of all in parallel",
+        "check": "print what would change (diffs, packages, units, rules), change nothing, "
+        "exit 1 if anything would: drift detection",
+    }
+)
 @one_line_errors
-def provision(c, stack=None, inventory=None, hosts=None, serial=False):
+def provision(c, stack=None, inventory=None, hosts=None, serial=False, check=False):
     """Bring web hosts to the desired state; prints each step as changed/ok. Idempotent."""
-    provisioning.provision_targets(c, stack, inventory, hosts, serial)
+    provisioning.provision_targets(c, stack, inventory, hosts, serial, check)
 
 
 namespace = Collection(
     provision,
     release_tasks.deploy,
     release_tasks.rollback,
-    release_tasks.releases,
-    release_tasks.status,
-    release_tasks.logs,
-    release_tasks.unlock,
+    reports.releases,
+    reports.status,
+    reports.logs,
+    reports.unlock,
 )
 namespace.add_collection(Collection.from_module(local_tasks), name="local")

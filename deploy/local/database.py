@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from deploy.shell import Raw
 from infra.firewall_rules import POSTGRES_PORT
 
 PG_VERSION = "15"
@@ -181,14 +182,34 @@ def db_uri(host: str, password: str, port: int = POSTGRES_PORT) -> str:
     )
 
 
-def configure_commands() -> list[str]:
+def configure_commands() -> list[list[str]]:
     """Run on the database host (as root) after the files are in place: restart, then wait."""
     return [
-        f"chown -R postgres:postgres {TLS_DIR}",
-        f"chmod 0700 {TLS_DIR}",
-        f"systemctl restart {SERVICE}",
+        ["chown", "-R", "postgres:postgres", TLS_DIR],
+        ["chmod", "0700", TLS_DIR],
+        ["systemctl", "restart", SERVICE],
     ]
 
 
-def ready_command(db_address: str, port: int = POSTGRES_PORT) -> str:
-    return f"pg_isready --quiet --host={db_address} --port={port} --timeout=2"
+def ready_command(db_address: str, port: int = POSTGRES_PORT) -> list[str]:
+    return ["pg_isready", "--quiet", f"--host={db_address}", f"--port={port}", "--timeout=2"]
+
+
+# $1...: the readiness command. Up to 30 s for PostgreSQL to accept connections after a restart.
+WAIT_READY_SCRIPT = 'for i in $(seq 60); do "$@" && exit 0; sleep 0.5; done; "$@"'
+
+
+def wait_ready_command(db_address: str, port: int = POSTGRES_PORT) -> list[str]:
+    return ["sh", "-c", WAIT_READY_SCRIPT, "wait-ready", *ready_command(db_address, port)]
+
+
+def install_file_command(staged: str, path: str, mode: str) -> list[str]:
+    return ["sudo", "-n", "install", "-D", "-m", mode, "-o", "postgres", "-g", "postgres",
+            staged, path]  # fmt: skip
+
+
+def run_sql_command(sql_file: str, port: int = POSTGRES_PORT) -> list[str]:
+    """psql as postgres reading SQL from a file the deploy user's shell opens (stdin), so
+    the passwords in it are on no command line."""
+    return ["sudo", "-n", "-u", "postgres", "psql", "--no-psqlrc", "--quiet", f"--port={port}",
+            "--dbname=postgres", Raw("<"), sql_file]  # fmt: skip

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from deploy.release.layout import ReleaseError, ReleaseSettings, release_name
+from deploy.release.settings import ReleaseError, ReleaseSettings, release_name
 
 # Asked of one host; the answer decides which wheels pip downloads.
 TARGET_PROBE = (
@@ -50,8 +50,8 @@ class Target:
         return f"{self.abi}-{self.machine}-glibc{self.glibc}"
 
 
-def target_probe_command() -> str:
-    return f'python3 -c "{TARGET_PROBE}"'
+def target_probe_command() -> list[str]:
+    return ["python3", "-c", TARGET_PROBE]
 
 
 def parse_target(output: str) -> Target:

@@ -1,144 +1,169 @@
-"""The shell commands a release runs on a host, built as strings by small pure functions.
+"""The commands a release runs on a host, built as token lists by small pure functions.
 
-Nothing here touches a host: ``host.py`` runs these over a Fabric connection and the unit tests
-compare the strings. Commands that need root are wrapped whole in ``as_root`` because Invoke's
-``sudo`` prefixes only the first word, so ``sudo a && b`` would run ``b`` as the deploy user.
+Nothing here touches a host: ``host.py`` runs these over a Fabric connection (``shell.join``
+quotes them, once) and the unit tests run the real scripts against a temporary tree. Paths come
+from the one host model (``deploy.host_model.HostLayout``); commands that need root are
+wrapped whole in ``shell.as_root``. Shell programs with loops are fixed scripts whose values
+arrive as ``$1``, ``$2``...
 """
 
 from __future__ import annotations
 
 import json
-import shlex
 
-from deploy.release.layout import Layout, other_slot
-
-q = shlex.quote
-
-
-def as_root(script: str) -> str:
-    """The whole script as root, non-interactively (the deploy user has passwordless sudo)."""
-    return f"sudo -n sh -c {q(script)}"
+from deploy import shell
+from deploy.host_model import HostLayout, other_slot
+from deploy.shell import as_root, chain, script
 
 
-def staging_dir(layout: Layout, name: str) -> str:
+def staging_dir(layout: HostLayout, name: str) -> str:
     """Where a release is uploaded and unpacked before it appears under its own name."""
-    return f"{layout.releases}/.incoming-{name}"
+    return f"{layout.releases_dir}/.incoming-{name}"
 
 
-def prepare_staging_command(layout: Layout, name: str) -> str:
-    stage = q(staging_dir(layout, name))
-    return f"rm -rf {stage} && mkdir -p {stage}/tree"
+def prepare_staging_command(layout: HostLayout, name: str) -> list[str]:
+    stage = staging_dir(layout, name)
+    return chain(["rm", "-rf", stage], ["mkdir", "-p", f"{stage}/tree"])
 
 
-def unpack_command(layout: Layout, name: str, archive: str, metadata: dict) -> str:
+def unpack_command(layout: HostLayout, name: str, archive: str, metadata: dict) -> list[str]:
     """Unpack, byte-compile (the app user may not write __pycache__), then appear atomically.
 
     The staging directory stays: the wheelhouse in it is still needed for the venv step."""
-    stage = staging_dir(layout, name)
-    tree = q(f"{stage}/tree")
-    record = q(json.dumps(metadata, sort_keys=True))
-    return (
-        f"test ! -e {q(layout.release(name))} && "
-        f"tar -xzf {q(archive)} -C {tree} && "
-        f"python3 -m compileall -q -j 0 {tree} >/dev/null && "
-        f"printf '%s\\n' {record} > {tree}/.dropstack-release.json && "
-        f"mv -T {tree} {q(layout.release(name))}"
+    tree = f"{staging_dir(layout, name)}/tree"
+    record = json.dumps(metadata, sort_keys=True)
+    return chain(
+        ["test", "!", "-e", layout.release(name)],
+        ["tar", "-xzf", archive, "-C", tree],
+        ["python3", "-m", "compileall", "-q", "-j", "0", tree, shell.Raw(">/dev/null")],
+        ["printf", "%s\\n", record, shell.Raw(">"), f"{tree}/.dropstack-release.json"],
+        ["mv", "-T", tree, layout.release(name)],
     )
 
 
-def venvs_dir_command(layout: Layout, owner: str) -> str:
+def exists_command(path: str) -> list[str]:
+    return ["test", "-e", path]
+
+
+def venvs_dir_command(layout: HostLayout, owner: str) -> list[str]:
     """The shared venvs directory (under root-owned /srv/<app>), owned by the deploy user."""
-    return as_root(f"install -d -m 0755 -o {q(owner)} {q(layout.venvs)}")
+    return as_root(["install", "-d", "-m", "0755", "-o", owner, layout.venvs_dir])
 
 
-def venv_ready_command(layout: Layout, key: str) -> str:
-    return f"test -f {q(layout.venv(key) + '/.complete')}"
+def venv_ready_command(layout: HostLayout, key: str) -> list[str]:
+    return ["test", "-f", layout.venv(key) + "/.complete"]
 
 
-def build_venv_command(layout: Layout, key: str, wheelhouse_tar: str) -> str:
+BUILD_VENV_SCRIPT = """\
+venv=$1; wheels=$1.wheels; tarball=$2
+rm -rf "$venv" "$wheels" && mkdir "$wheels" && tar -xf "$tarball" -C "$wheels" &&
+python3 -m venv "$venv" &&
+"$venv/bin/pip" install --quiet --no-index --no-cache-dir --disable-pip-version-check \
+  --find-links "$wheels" "$wheels"/*.whl &&
+rm -rf "$wheels" && touch "$venv/.complete"
+"""
+
+
+def build_venv_command(layout: HostLayout, key: str, wheelhouse_tar: str) -> list[str]:
     """A venv from the uploaded wheels only; marked complete last, so a half-built one is redone.
 
     Built in place rather than renamed into place: a venv's scripts carry its absolute path.
     """
-    venv = layout.venv(key)
-    wheels = f"{venv}.wheels"
-    return (
-        f"rm -rf {q(venv)} {q(wheels)} && mkdir {q(wheels)} && "
-        f"tar -xf {q(wheelhouse_tar)} -C {q(wheels)} && "
-        f"python3 -m venv {q(venv)} && "
-        f"{q(venv)}/bin/pip install --quiet --no-index --no-cache-dir "
-        f"--disable-pip-version-check --find-links {q(wheels)} {q(wheels)}/*.whl && "
-        f"rm -rf {q(wheels)} && touch {q(venv + '/.complete')}"
-    )
+    return script(BUILD_VENV_SCRIPT, layout.venv(key), wheelhouse_tar)
 
 
-def link_venv_command(layout: Layout, name: str, key: str) -> str:
-    return f"ln -sfn {q(layout.venv(key))} {q(layout.release(name) + '/.venv')}"
+def link_venv_command(layout: HostLayout, name: str, key: str) -> list[str]:
+    return ["ln", "-sfn", layout.venv(key), layout.release(name) + "/.venv"]
 
 
-def replace_link(target: str, link: str) -> str:
+def replace_link(target: str, link: str) -> list[str]:
     """Point a symlink elsewhere atomically: readers see the old target or the new, never none."""
-    return f"ln -sfn {q(target)} {q(link + '.tmp')} && mv -T {q(link + '.tmp')} {q(link)}"
+    return chain(["ln", "-sfn", target, link + ".tmp"], ["mv", "-T", link + ".tmp", link])
 
 
-def point_slot_command(layout: Layout, slot: str, name: str) -> str:
-    """The slot's release and the DROPSTACK_RELEASE its unit reads, both replaced atomically."""
-    env = layout.slot_env(slot)
-    return as_root(
-        f"{replace_link(layout.release(name), layout.slot(slot))} && "
-        f"printf 'DROPSTACK_RELEASE=%s\\n' {q(name)} > {q(env + '.tmp')} && "
-        f"chmod 0644 {q(env + '.tmp')} && mv -f {q(env + '.tmp')} {q(env)}"
+def write_file(path: str, content: str, mode: str = "0644") -> list[str]:
+    """Replace a small file atomically (temp file, then rename)."""
+    return chain(
+        ["printf", "%s", content, shell.Raw(">"), path + ".tmp"],
+        ["chmod", mode, path + ".tmp"],
+        ["mv", "-f", path + ".tmp", path],
     )
 
 
-def switch_current_command(layout: Layout, name: str) -> str:
+def point_slot_command(layout: HostLayout, slot: str, name: str) -> list[str]:
+    """The slot's release and the DROPSTACK_RELEASE its unit reads, both replaced atomically."""
+    return as_root(
+        chain(
+            replace_link(layout.release(name), layout.slot(slot)),
+            write_file(layout.slot_env(slot), f"DROPSTACK_RELEASE={name}\n"),
+        )
+    )
+
+
+def switch_current_command(layout: HostLayout, name: str) -> list[str]:
     """Point `current` at the release and mark it as one that served traffic: only such
     releases are rollback targets (an interrupted one never passed the whole switch)."""
-    served = q(layout.release(name) + "/.dropstack-served")
-    return as_root(f"{replace_link(layout.release(name), layout.current)} && touch {served}")
+    served = layout.release(name) + "/.dropstack-served"
+    return as_root(chain(replace_link(layout.release(name), layout.current), ["touch", served]))
 
 
-def migrate_command(layout: Layout, slot: str) -> str:
+def migrate_command(layout: HostLayout, slot: str) -> list[str]:
     """The oneshot migration unit: `start` returns when it has finished, non-zero if it failed."""
-    return as_root(f"systemctl start {q(layout.migrate_unit(slot))}")
+    return as_root(["systemctl", "start", layout.migrate_unit(slot)])
 
 
-def start_slot_command(layout: Layout, slot: str) -> str:
+def start_slot_command(layout: HostLayout, slot: str) -> list[str]:
     """(Re)start a slot. Type=notify: systemctl returns once Gunicorn's arbiter is up."""
-    unit = q(layout.unit(slot))
-    return as_root(f"systemctl reset-failed {unit} 2>/dev/null; systemctl restart {unit}")
-
-
-def stop_slot_command(layout: Layout, slot: str) -> str:
-    """Graceful: systemd sends SIGTERM and Gunicorn lets in-flight requests finish."""
-    return as_root(f"systemctl stop {q(layout.unit(slot))}")
-
-
-def health_wait_command(layout: Layout, slot: str, path: str, timeout: int) -> str:
-    """Ask the slot's own socket (not Nginx) until it answers 200, the unit dies, or time is up.
-
-    Prints the last response and ends 0 (healthy), 1 (timed out) or 2 (the unit stopped).
-    """
-    unit = q(layout.unit(slot))
-    curl = (
-        f"curl -s --max-time 3 --unix-socket {q(layout.socket(slot))} "
-        f"-w ' [HTTP %{{http_code}}]' http://localhost{path}"
-    )
+    unit = layout.unit(slot)
     return as_root(
-        f"end=$(( $(date +%s) + {int(timeout)} )); "
-        f"while :; do out=$({curl}); "
-        f'case "$out" in *\' [HTTP 200]\') echo "$out"; exit 0;; esac; '
-        f'systemctl is-active --quiet {unit} || {{ echo "$out"; exit 2; }}; '
-        f'[ $(date +%s) -ge $end ] && {{ echo "$out"; exit 1; }}; sleep 0.5; done'
+        shell.sequence(
+            ["systemctl", "reset-failed", unit, shell.NO_STDERR], ["systemctl", "restart", unit]
+        )
     )
 
 
-def journal_command(unit: str, lines: int, since_epoch: int | None = None) -> str:
-    since = f" --since @{int(since_epoch)}" if since_epoch else ""
-    return as_root(f"journalctl -u {q(unit)} -n {int(lines)}{since} --no-pager -o short-iso")
+def stop_slot_command(layout: HostLayout, slot: str) -> list[str]:
+    """Graceful: systemd sends SIGTERM and Gunicorn lets in-flight requests finish."""
+    return as_root(["systemctl", "stop", layout.unit(slot)])
 
 
-def route_command(layout: Layout, slot: str) -> str:
+# $1 socket, $2 path, $3 timeout (s), $4 unit. Prints the last response; exits 0 (healthy),
+# 1 (timed out) or 2 (the unit stopped).
+HEALTH_WAIT_SCRIPT = """\
+end=$(( $(date +%s) + $3 ))
+while :; do
+  out=$(curl -s --max-time 3 --unix-socket "$1" -w ' [HTTP %{http_code}]' "http://localhost$2")
+  case "$out" in *' [HTTP 200]') echo "$out"; exit 0;; esac
+  systemctl is-active --quiet "$4" || { echo "$out"; exit 2; }
+  [ "$(date +%s)" -ge "$end" ] && { echo "$out"; exit 1; }
+  sleep 0.5
+done
+"""
+
+
+def health_wait_command(layout: HostLayout, slot: str, path: str, timeout: int) -> list[str]:
+    """Ask the slot's own socket (not Nginx) until it answers 200, the unit dies, or time is up."""
+    args = (layout.socket(slot), path, int(timeout), layout.unit(slot))
+    return as_root(script(HEALTH_WAIT_SCRIPT, *args, name="health-wait"))
+
+
+def journal_command(units: list[str], lines: int, since: str = "", follow: bool = False):
+    """The journal of some units, as root (the deploy user is not in systemd-journal)."""
+    command = ["journalctl", "--no-pager", "-o", "short-iso", "-n", str(int(lines))]
+    for unit in units:
+        command += ["-u", unit]
+    if since:
+        command += ["--since", since]
+    if follow:
+        command.append("-f")
+    return as_root(command)
+
+
+def tail_command(paths: list[str], lines: int, follow: bool = False) -> list[str]:
+    return as_root(["tail", "-n", str(int(lines)), *(["-F"] if follow else []), *paths])
+
+
+def route_command(layout: HostLayout, slot: str) -> list[str]:
     """Send Nginx's new upstream connections to the slot: replace the live.sock link Nginx's
     upstream names. connect() follows the link each time and the rename is atomic, so every
     connection finds the old slot or the new one, never none; Nginx is not reloaded, so no
@@ -146,72 +171,88 @@ def route_command(layout: Layout, slot: str) -> str:
     return as_root(replace_link(layout.socket(slot), layout.live_socket))
 
 
-def boot_slot_command(layout: Layout, slot: str) -> str:
+def read_link_command(path: str) -> list[str]:
+    return ["readlink", path]
+
+
+def boot_slot_command(layout: HostLayout, slot: str) -> list[str]:
     """Start the slot at boot and not the other one: after a reboot the slot live.sock names
     comes up (the link lives on disk, the socket directory is remade by systemd-tmpfiles)."""
     # One daemon-reload for both (each costs about a second on a busy host), so that systemctl
     # status shows the new state at once; boot itself needs only the symlinks.
-    enable = f"systemctl enable --quiet --no-reload {q(layout.unit(slot))}"
-    disable = f"systemctl disable --quiet --no-reload {q(layout.unit(other_slot(slot)))}"
-    return as_root(f"{enable} && {disable} && systemctl daemon-reload")
+    return as_root(
+        chain(
+            ["systemctl", "enable", "--quiet", "--no-reload", layout.unit(slot)],
+            ["systemctl", "disable", "--quiet", "--no-reload", layout.unit(other_slot(slot))],
+            ["systemctl", "daemon-reload"],
+        )
+    )
 
 
-def drain_wait_command(layout: Layout, slot: str, timeout: int) -> str:
+# $1 socket, $2 timeout (s). Ends 0 (drained) or 1, printing how many connections were left.
+DRAIN_WAIT_SCRIPT = """\
+if ! command -v ss >/dev/null; then
+  sleep "$2"; echo 'no ss to count connections: waited'; exit 1
+fi
+end=$(( $(date +%s) + $2 ))
+while n=$(ss -xH state connected src "$1" | wc -l); [ "$n" -gt 0 ]; do
+  if [ "$(date +%s)" -ge "$end" ]; then echo "$n left"; exit 1; fi
+  sleep 0.2
+done
+"""
+
+
+def drain_wait_command(layout: HostLayout, slot: str, timeout: int) -> list[str]:
     """Wait until nothing is connected to the slot's socket, polling ``ss``.
 
     After the switch Nginx opens no new connection to the old slot; its cached ones close after
     a response once older than keepalive_time, or when idle for keepalive_timeout. Only then is
-    stopping the slot free of any race. Ends 0 (drained) or 1 (printing how many connections
-    were left when time ran out). Without ``ss`` (iproute2) it waits the whole timeout."""
-    count = f"ss -xH state connected src {q(layout.socket(slot))} | wc -l"
-    return (
-        f"if ! command -v ss >/dev/null; then sleep {int(timeout)}; "
-        "echo 'no ss to count connections: waited'; exit 1; fi; "
-        f"end=$(( $(date +%s) + {int(timeout)} )); "
-        f'while n=$({count}); [ "$n" -gt 0 ]; do '
-        f'if [ $(date +%s) -ge $end ]; then echo "$n left"; exit 1; fi; sleep 0.2; done'
-    )
+    stopping the slot free of any race. Without ``ss`` (iproute2) it waits the whole timeout."""
+    return script(DRAIN_WAIT_SCRIPT, layout.socket(slot), int(timeout), name="drain-wait")
 
 
-def mark_failed_command(layout: Layout, name: str, reason: dict) -> str:
-    path = q(layout.release(name) + "/.dropstack-failed")
-    return f"printf '%s\\n' {q(json.dumps(reason, sort_keys=True))} > {path}"
+def mark_failed_command(layout: HostLayout, name: str, reason: dict) -> list[str]:
+    path = layout.release(name) + "/.dropstack-failed"
+    return ["printf", "%s\\n", json.dumps(reason, sort_keys=True), shell.Raw(">"), path]
 
 
-def remove_paths_command(paths: list[str]) -> str:
-    return as_root("rm -rf " + " ".join(q(p) for p in paths)) if paths else "true"
+def remove_paths_command(paths: list[str]) -> list[str]:
+    return as_root(["rm", "-rf", *paths]) if paths else ["true"]
 
 
-def clean_incoming_command(layout: Layout) -> str:
+def clean_incoming_command(layout: HostLayout) -> list[str]:
     """Remove upload directories that interrupted deploys left behind (ours is gone by now)."""
-    return f"find {q(layout.releases)} -maxdepth 1 -name '.incoming-*' -exec rm -rf {{}} +"
+    return ["find", layout.releases_dir, "-maxdepth", "1", "-name", ".incoming-*",
+            "-exec", "rm", "-rf", "{}", "+"]  # fmt: skip
 
 
-def audit_append_command(layout: Layout, line: str) -> str:
-    log = q(layout.audit_log)
-    return as_root(f"printf '%s\\n' {q(line)} >> {log} && chmod 0644 {log}")
+def audit_append_command(layout: HostLayout, line: str) -> list[str]:
+    log = layout.audit_log
+    return as_root(chain(["printf", "%s\\n", line, shell.Raw(">>"), log], ["chmod", "0644", log]))
 
 
-def audit_tail_command(layout: Layout, lines: int) -> str:
-    return f"tail -n {int(lines)} {q(layout.audit_log)} 2>/dev/null || true"
+def audit_tail_command(layout: HostLayout, lines: int) -> list[str]:
+    tail = ["tail", "-n", str(int(lines)), layout.audit_log, shell.NO_STDERR]
+    return shell.either(tail, ["true"])
 
 
-def now_command() -> str:
-    return "date +%s"
+def now_command() -> list[str]:
+    return ["date", "+%s"]
 
 
-def migration_revisions_command(layout: Layout, name: str) -> str:
+def migration_revisions_command(layout: HostLayout, name: str) -> list[str]:
     """The revision lines of a release's migrations, one `path:line` each."""
-    versions = q(layout.release(name) + "/app/migrations/versions")
-    return f"grep -HE '^(revision|down_revision)\\b' {versions}/*.py 2>/dev/null || true"
+    versions = layout.release(name) + "/app/migrations/versions"
+    return script('grep -HE "^(revision|down_revision)\\b" "$1"/*.py 2>/dev/null || true', versions)
 
 
-def db_revision_command(layout: Layout, slot: str, env_file: str, app_user: str) -> str:
-    """Ask the database its schema revision through the live slot's release, as the app user
-    with the app's environment file: the database URL never appears on a command line."""
+def db_revision_command(layout: HostLayout, slot: str) -> list[str]:
+    """Ask the database its schema revision through the slot's release, as the app user with
+    the app's environment file: the database URL never appears on a command line."""
     slot_dir = layout.slot(slot)
     return as_root(
-        f"systemd-run --quiet --wait --pipe --collect -p User={q(app_user)} "
-        f"-p EnvironmentFile={q(env_file)} -p WorkingDirectory={q(slot_dir)} "
-        f"{q(slot_dir + '/.venv/bin/python')} -m app.manage current"
-    )
+        ["systemd-run", "--quiet", "--wait", "--pipe", "--collect",
+         "-p", f"User={layout.app_user}", "-p", f"EnvironmentFile={layout.env_file}",
+         "-p", f"WorkingDirectory={slot_dir}",
+         f"{slot_dir}/.venv/bin/python", "-m", "app.manage", "current"]
+    )  # fmt: skip

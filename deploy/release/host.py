@@ -13,18 +13,21 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from fabric import Connection
 from invoke.exceptions import UnexpectedExit
 from invoke.runners import Result
 
+from deploy import shell
+from deploy.host_model import HostLayout, HostSettings
 from deploy.release import commands as cmd
 from deploy.release import lock
 from deploy.release.build import Artifact
-from deploy.release.layout import Layout, ReleaseSettings
 from deploy.release.lock import Holder
 from deploy.release.plan import prune_selection, slots_for, unused_venvs
+from deploy.release.settings import ReleaseSettings
 from deploy.release.state import HostState, parse_state, probe_command
 from deploy.steps import HostLog, StepFailed, last_words, say
 
@@ -50,19 +53,21 @@ class ReleaseHost:
     c: Connection
     name: str
     settings: ReleaseSettings
+    host: HostSettings  # the one host model: paths, units, sockets, users
     cancel: threading.Event = field(default_factory=threading.Event)
     log: HostLog = None  # type: ignore[assignment]
+    task: str = "deploy"
 
     def __post_init__(self) -> None:
-        self.log = self.log or HostLog(self.name)
+        self.log = self.log or HostLog(self.name, self.task)
 
     @property
-    def layout(self) -> Layout:
-        return self.settings.layout
+    def layout(self) -> HostLayout:
+        return self.host.paths
 
-    def run(self, command: str, warn: bool = False) -> Result:
+    def run(self, command: shell.Command, warn: bool = False) -> Result:
         # No stdin: a deploy run from CI or a test has none, and nothing here asks for input.
-        return self.c.run(command, hide=True, warn=warn, in_stream=False)
+        return self.c.run(shell.join(command), hide=True, warn=warn, in_stream=False)
 
     def step(self, name: str, action) -> bool:
         if self.cancel.is_set():
@@ -86,7 +91,8 @@ class ReleaseHost:
 
     def journal(self, unit: str, since: int | None) -> str:
         lines = self.settings.journal_lines
-        return self.run(cmd.journal_command(unit, lines, since), warn=True).stdout
+        command = cmd.journal_command([unit], lines, f"@{since}" if since else "")
+        return self.run(command, warn=True).stdout
 
 
 # --- the deploy lock ---
@@ -139,7 +145,7 @@ def unpack_release(h: ReleaseHost, art: Artifact, deployer: str) -> bool:
         cmd.unpack_command(h.layout, art.name, f"{stage}/source.tar.gz", metadata), warn=True
     )
     if result.failed:
-        if h.run(f"test -e {cmd.q(h.layout.release(art.name))}", warn=True).ok:
+        if h.run(cmd.exists_command(h.layout.release(art.name)), warn=True).ok:
             raise StepFailed(h.name, "unpack release", f"{art.name} already exists on the host")
         raise StepFailed(h.name, "unpack release", last_words(result.stderr or result.stdout))
     return True
@@ -155,7 +161,7 @@ def ensure_venv(h: ReleaseHost, art: Artifact) -> bool:
         h.run(cmd.build_venv_command(h.layout, key, f"{stage}/wheelhouse.tar"))
         changed = True
     h.run(cmd.link_venv_command(h.layout, art.name, key))
-    h.run(f"rm -rf {cmd.q(cmd.staging_dir(h.layout, art.name))}")
+    h.run(["rm", "-rf", cmd.staging_dir(h.layout, art.name)])
     return changed
 
 
@@ -288,18 +294,22 @@ class Switch:
         self.old_stopped = True
         return True
 
-    def go_live(self, migrate_first: bool) -> None:
+    def steps(self, migrate_first: bool) -> list[tuple[str, Callable[[], bool]]]:
+        """The switch's steps, named as they print; a dry-run lists these very steps."""
         h = self.h
-        h.step(f"point slot {self.idle} at the release", self.point_idle_slot)
+        steps = [(f"point slot {self.idle} at the release", self.point_idle_slot)]
         if migrate_first:
-            h.step("database migrations", lambda: migrate(h, self.idle))
-        h.step(f"start slot {self.idle}", self.start_idle_slot)
-        h.step(f"health gate /readyz on {self.idle}", self.health_gate)
-        h.step(f"route nginx to {self.idle}", self.route_nginx)
-        h.step("switch current", self.switch_current)
-        h.step(f"enable slot {self.idle} at boot", self.enable_at_boot)
+            steps.append(("database migrations", lambda: migrate(h, self.idle)))
+        steps += [
+            (f"start slot {self.idle}", self.start_idle_slot),
+            (f"health gate /readyz on {self.idle}", self.health_gate),
+            (f"route nginx to {self.idle}", self.route_nginx),
+            ("switch current", self.switch_current),
+            (f"enable slot {self.idle} at boot", self.enable_at_boot),
+        ]
         if self.live:
-            h.step(f"stop old slot {self.live}", self.stop_old_slot)
+            steps.append((f"stop old slot {self.live}", self.stop_old_slot))
+        return steps
 
     def abandon(self) -> None:
         """Clean up a switch that did not finish.
@@ -320,7 +330,7 @@ class Switch:
 
     def link_names_idle(self) -> bool:
         try:
-            found = self.h.run(f"readlink {cmd.q(self.h.layout.live_socket)}", warn=True)
+            found = self.h.run(cmd.read_link_command(self.h.layout.live_socket), warn=True)
         except Exception:  # the connection is gone: nothing can be checked or changed anyway
             return False
         return found.stdout.strip() == self.h.layout.socket(self.idle)

@@ -12,12 +12,11 @@ from __future__ import annotations
 import getpass
 import json
 import os
-import shlex
 import socket
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
-from deploy.release.commands import as_root
+from deploy.shell import as_root, script
 
 HOLDER_FILE = "holder.json"
 # Exit codes of the acquire script, so one round trip says what happened.
@@ -93,48 +92,42 @@ def is_stale(holder: Holder, machine: str, alive=pid_alive) -> bool:
     return holder.machine == machine and holder.pid != os.getpid() and not alive(holder.pid)
 
 
-def acquire_command(lock_dir: str, holder: Holder) -> str:
+# $1 lock dir, $2 holder record.
+ACQUIRE_SCRIPT = (
+    'if mkdir "$1"; then printf "%s\\n" "$2" > "$1/holder.json"; '
+    'elif [ -d "$1" ]; then cat "$1/holder.json" 2>/dev/null; exit 3; else exit 1; fi'
+)
+# $1 lock dir, $2 the stale holder's token line, $3 our record. A second mutex directory makes
+# the check-and-replace atomic against another deploy doing the same takeover at the same moment.
+TAKEOVER_SCRIPT = (
+    'mkdir "$1.takeover" 2>/dev/null || exit 3; '
+    'if grep -qF "$2" "$1/holder.json" 2>/dev/null; then '
+    'printf "%s\\n" "$3" > "$1/holder.json.new" && mv -f "$1/holder.json.new" "$1/holder.json"; '
+    'rc=$?; else rc=3; fi; rmdir "$1.takeover"; exit $rc'
+)
+# $1 lock dir, $2 our token line: remove the lock only if it is still ours.
+RELEASE_SCRIPT = 'if grep -qF "$2" "$1/holder.json" 2>/dev/null; then rm -rf "$1"; fi'
+
+
+def _token_line(holder: Holder) -> str:
+    return f'"token": "{holder.token}"'
+
+
+def acquire_command(lock_dir: str, holder: Holder) -> list[str]:
     """Make the lock and write the holder; if it exists, print the holder and exit HELD."""
-    d = shlex.quote(lock_dir)
-    record = shlex.quote(holder.to_json())
-    return as_root(
-        f"if mkdir {d}; then printf '%s\\n' {record} > {d}/{HOLDER_FILE}; "
-        f"elif [ -d {d} ]; then cat {d}/{HOLDER_FILE} 2>/dev/null; exit {HELD}; "
-        "else exit 1; fi"
-    )
+    return as_root(script(ACQUIRE_SCRIPT, lock_dir, holder.to_json(), name="lock"))
 
 
-def takeover_command(lock_dir: str, stale: Holder, holder: Holder) -> str:
-    """Replace a stale holder with ours, only if the lock still belongs to that stale holder.
-
-    A second mutex directory makes the check-and-replace atomic against another deploy doing
-    the same takeover at the same moment.
-    """
-    d = shlex.quote(lock_dir)
-    guard = shlex.quote(lock_dir + ".takeover")
-    token = shlex.quote(f'"token": "{stale.token}"')
-    record = shlex.quote(holder.to_json())
-    return as_root(
-        f"mkdir {guard} 2>/dev/null || exit {HELD}; "
-        f"if grep -qF {token} {d}/{HOLDER_FILE} 2>/dev/null; then "
-        f"printf '%s\\n' {record} > {d}/{HOLDER_FILE}.new && "
-        f"mv -f {d}/{HOLDER_FILE}.new {d}/{HOLDER_FILE}; rc=$?; else rc={HELD}; fi; "
-        f"rmdir {guard}; exit $rc"
-    )
+def takeover_command(lock_dir: str, stale: Holder, holder: Holder) -> list[str]:
+    """Replace a stale holder with ours, only if the lock still belongs to that stale holder."""
+    args = (lock_dir, _token_line(stale), holder.to_json())
+    return as_root(script(TAKEOVER_SCRIPT, *args, name="lock"))
 
 
-def release_command(lock_dir: str, holder: Holder) -> str:
+def release_command(lock_dir: str, holder: Holder) -> list[str]:
     """Remove the lock if it is still ours (a takeover may have replaced it)."""
-    d = shlex.quote(lock_dir)
-    token = shlex.quote(f'"token": "{holder.token}"')
-    return as_root(f"if grep -qF {token} {d}/{HOLDER_FILE} 2>/dev/null; then rm -rf {d}; fi")
+    return as_root(script(RELEASE_SCRIPT, lock_dir, _token_line(holder), name="lock"))
 
 
-def read_command(lock_dir: str) -> str:
-    d = shlex.quote(lock_dir)
-    return f"if [ -d {d} ]; then cat {d}/{HOLDER_FILE} 2>/dev/null || echo '{{}}'; fi"
-
-
-def force_remove_command(lock_dir: str) -> str:
-    d = shlex.quote(lock_dir)
-    return as_root(f"rm -rf {d} {shlex.quote(lock_dir + '.takeover')}")
+def force_remove_command(lock_dir: str) -> list[str]:
+    return as_root(["rm", "-rf", lock_dir, lock_dir + ".takeover"])

@@ -5,40 +5,12 @@ which hosts go together, and the plan that ``--dry-run`` prints.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from deploy.release.layout import SLOTS, ReleaseError, other_slot
+from deploy.host_model import SLOTS, other_slot
+from deploy.release.settings import ReleaseError
 from deploy.release.state import HostState
-
-# The human names of the steps, printed as they run and listed by --dry-run, in order.
-DEPLOY_STEPS = (
-    "upload release",
-    "unpack release",
-    "python environment",
-    "point idle slot at release",
-    "database migrations",
-    "start idle slot",
-    "health gate /readyz",
-    "route nginx to new slot (replace live.sock)",
-    "switch current",
-    "enable new slot at boot",
-    "stop old slot once drained",
-    "prune old releases",
-)
-# A rollback reuses a release already on the host: nothing to upload, build, migrate or prune.
-ROLLBACK_STEPS = tuple(
-    step
-    for step in DEPLOY_STEPS
-    if step
-    not in (
-        "upload release",
-        "unpack release",
-        "python environment",
-        "database migrations",
-        "prune old releases",
-    )
-)
 
 
 def slots_for(state: HostState) -> tuple[str | None, str]:
@@ -136,24 +108,20 @@ def render_plan(
     release: str,
     revision: str,
     groups: list[list[HostPlan]],
-    steps: Sequence[str],
+    steps: Mapping[str, Sequence[str]],
     notes: Sequence[str] = (),
 ) -> str:
-    """What a run would do, host by host, without doing it."""
+    """What a run would do, host by host, without doing it: ``steps`` are each host's step
+    names, from the list a run executes."""
     lines = [f"{action} {release} (revision {revision[:12]}), {sum(map(len, groups))} host(s)"]
     lines += [f"  note: {note}" for note in notes]
-    first = True
     for number, group in enumerate(groups, 1):
         lines.append(f"  batch {number}: {', '.join(p.host for p in group)}")
         for p in group:
             live = f"{p.live} ({p.current})" if p.live else "nothing live"
             env = {True: "reuse venv", False: "build venv", None: "venv: unknown"}[p.venv_reused]
             lines.append(f"    [{p.host}] now: {live}; new release goes to slot {p.idle}; {env}")
-            for step in steps:
-                if step == "database migrations" and not first:
-                    continue
-                lines.append(f"      - {step}")
-            first = False
+            lines += [f"      - {step}" for step in steps.get(p.host, ())]
     return "\n".join(lines)
 
 

@@ -6,13 +6,12 @@ command (one SSH round trip), as ``key=value`` lines that ``parse_state`` turns 
 
 from __future__ import annotations
 
-import shlex
 from dataclasses import dataclass, field
 
-from deploy.release.layout import SLOTS, Layout, is_release_name
+from deploy.host_model import SLOTS, HostLayout
 from deploy.release.lock import Holder, parse_holder
-
-q = shlex.quote
+from deploy.release.settings import is_release_name
+from deploy.shell import script
 
 
 @dataclass(frozen=True)
@@ -45,32 +44,37 @@ class HostState:
         return slot if slot and self.active.get(slot) else None
 
 
-def probe_command(layout: Layout) -> str:
-    """Print the host's release state; read-only, and needs root only to read the lock."""
-    rel = q(layout.releases)
-    lines = [
-        f'echo current=$(basename "$(readlink {q(layout.current)})" 2>/dev/null)',
-        "echo nginx=$(systemctl is-active nginx)",
-        f"echo live=$(readlink {q(layout.live_socket)})",
-    ]
-    for slot in SLOTS:
-        lines += [
-            f'echo slot.{slot}=$(basename "$(readlink {q(layout.slot(slot))})" 2>/dev/null)',
-            f"echo active.{slot}=$(systemctl is-active {q(layout.unit(slot))})",
-        ]
-    lines += [
-        f'for r in {rel}/*/; do [ -d "$r" ] || continue; n=$(basename "$r"); '
-        'f=0; [ -e "$r.dropstack-failed" ] && f=1; s=0; [ -e "$r.dropstack-served" ] && s=1; '
-        'echo "release=$n $f $s $(basename "$(readlink "$r.venv")" 2>/dev/null)"; done',
-        f'for v in {q(layout.venvs)}/*/; do [ -d "$v" ] || continue; '
-        f'c=0; [ -f "$v.complete" ] && c=1; echo "venv=$(basename "$v") $c"; done',
-        f'if [ -d {q(layout.lock)} ]; then echo "lock=$(cat {q(layout.lock)}/holder.json '
-        f"2>/dev/null | tr -d '\\n')\"; fi",
-    ]
-    return "; ".join(lines)
+# $1 current, $2 live.sock, $3 releases dir, $4 venvs dir, $5 lock dir, then per slot:
+# name, slot link, unit.
+PROBE_SCRIPT = """\
+echo current=$(basename "$(readlink "$1")" 2>/dev/null)
+echo nginx=$(systemctl is-active nginx)
+echo live=$(readlink "$2")
+rel=$3; venvs=$4; lock=$5; shift 5
+while [ $# -ge 3 ]; do
+  echo "slot.$1=$(basename "$(readlink "$2")" 2>/dev/null)"
+  echo "active.$1=$(systemctl is-active "$3")"
+  shift 3
+done
+for r in "$rel"/*/; do [ -d "$r" ] || continue; n=$(basename "$r")
+  f=0; [ -e "$r.dropstack-failed" ] && f=1; s=0; [ -e "$r.dropstack-served" ] && s=1
+  echo "release=$n $f $s $(basename "$(readlink "$r.venv")" 2>/dev/null)"; done
+for v in "$venvs"/*/; do [ -d "$v" ] || continue
+  c=0; [ -f "$v.complete" ] && c=1; echo "venv=$(basename "$v") $c"; done
+if [ -d "$lock" ]; then echo "lock=$(cat "$lock/holder.json" 2>/dev/null | tr -d '\\n')"; fi
+"""
 
 
-def parse_state(output: str, layout: Layout) -> HostState:
+def probe_command(layout: HostLayout) -> list[str]:
+    """Print the host's release state; read-only, as the deploy user (everything it reads,
+    the lock's holder record included, is world-readable)."""
+    slots = [a for slot in SLOTS for a in (slot, layout.slot(slot), layout.unit(slot))]
+    args = (layout.current, layout.live_socket, layout.releases_dir, layout.venvs_dir,
+            layout.lock, *slots)  # fmt: skip
+    return script(PROBE_SCRIPT, *args, name="release-state")
+
+
+def parse_state(output: str, layout: HostLayout) -> HostState:
     values: dict[str, str] = {}
     releases, venvs = [], {}
     lock, locked = None, False

@@ -1,27 +1,24 @@
-"""The release tasks: ``fab deploy``, ``rollback``, ``releases``, ``status``, ``logs``, ``unlock``.
+"""The release tasks: ``fab deploy`` and ``fab rollback``.
 
-Thin on purpose: they resolve the target, open connections and call the steps in ``host.py``;
-every decision is a pure function in ``plan.py``, ``lock.py`` or ``build.py``. Host selection
-is the same as provisioning's: ``--stack``, ``--inventory``, ``--hosts web-1,web-2``.
+Thin on purpose: they resolve the target, open connections and run the steps in ``host.py``;
+every decision is a pure function in ``plan.py``, ``lock.py`` or ``build.py``. A dry-run prints
+the very step list a run would execute, per host, without running it.
 """
 
 from __future__ import annotations
 
-import signal
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from fabric import Config, task
+from fabric import task
 from invoke.exceptions import Exit
 
-from deploy.inventory import InventoryError
-from deploy.release import audit, plan
 from deploy.release import commands as cmd
+from deploy.release import plan
 from deploy.release.build import (
     Artifact,
     build_artifact,
@@ -33,178 +30,64 @@ from deploy.release.build import (
 )
 from deploy.release.host import (
     Interrupted,
-    LockHeld,
     ReleaseHost,
     Switch,
-    acquire_lock,
-    append_audit,
     ensure_venv,
     mark_failed,
     prune,
     release_lock,
-    take_over_lock,
     unpack_release,
     upload_release,
 )
-from deploy.release.layout import RELEASE_NAME, ReleaseError, ReleaseSettings, release_name
-from deploy.release.lock import Holder, is_stale, new_holder
+from deploy.release.lock import Holder, new_holder
+from deploy.release.rollout import (
+    INTERRUPTED_EXIT,
+    TARGET_HELP,
+    finish,
+    interrupts_cancel,
+    lock_all,
+    open_hosts,
+    record_audit,
+    rollout,
+    run_rollout,
+    settings_of,
+)
+from deploy.release.settings import RELEASE_NAME, ReleaseError, release_name
 from deploy.release.state import HostState
-from deploy.steps import StepFailed, last_words, run_on_hosts, say
-from deploy.targets import HostUnreachable, connect, resolve_inventory, select_hosts
+from deploy.steps import StepFailed, last_words, say
 
-TARGET_HELP = {
-    "stack": "Pulumi stack whose outputs name the hosts (default: the local droplet)",
-    "inventory": "inventory JSON file instead of a stack",
-    "hosts": "comma-separated web host names (default: all, in inventory order)",
-}
-LOCK_POLL_SECONDS = 2
-INTERRUPTED_EXIT = 130
-
-
-def settings_of(c) -> ReleaseSettings:
-    return ReleaseSettings.from_config(_plain(c.config.get("dropstack")))
-
-
-def _plain(value):
-    """Invoke's config proxies as plain dicts."""
-    if hasattr(value, "items"):
-        return {k: _plain(v) for k, v in value.items()}
-    return value
-
-
-def open_hosts(c, stack: str, inventory: str, hosts: str, cancel: threading.Event):
-    """The selected hosts, connected, in rollout order."""
-    settings = settings_of(c)
-    try:
-        inv = resolve_inventory(stack, inventory)
-        selected = select_hosts(inv, hosts)
-        connected = []
-        for host in selected:
-            conn = connect(inv, host, c.config if isinstance(c.config, Config) else None)
-            connected.append(ReleaseHost(conn, host.name, settings, cancel))
-        return connected
-    except (InventoryError, HostUnreachable, ReleaseError) as exc:
-        raise Exit(f"dropstack: {exc}", code=1) from None
-
-
-@contextmanager
-def interrupts_cancel(cancel: threading.Event) -> Iterator[None]:
-    """Ctrl-C and SIGTERM become ``Interrupted`` in the main thread and set ``cancel`` for the
-    hosts a batch runs in threads. A second signal while cleaning up is ignored, so the cleanup
-    (stop the half-started slot, release the locks) always gets to finish."""
-
-    def handler(signum, frame):
-        if cancel.is_set():
-            return
-        cancel.set()
-        raise Interrupted(signal.Signals(signum).name)
-
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for s, old in previous.items():
-            signal.signal(s, old)
-
-
-def lock_all(hosts: list[ReleaseHost], holder: Holder, wait: int) -> list[ReleaseHost]:
-    """Take every host's lock, in order, or none: a second deploy fails before changing any."""
-    taken: list[ReleaseHost] = []
-    try:
-        for h in hosts:
-            take_lock(h, holder, wait)
-            taken.append(h)
-    except BaseException:
-        for h in taken:
-            release_lock(h, holder)
-        raise
-    return taken
-
-
-def take_lock(h: ReleaseHost, holder: Holder, wait: int) -> None:
-    deadline = time.monotonic() + max(wait, 0)
-    told = False
-    while True:
-        try:
-            return acquire_lock(h, holder)
-        except LockHeld as held:
-            other = held.holder
-            if other and is_stale(other, holder.machine):
-                say(
-                    f"[{h.name}] warning: taking over the lock of a deploy that is gone: "
-                    f"{other.describe()}; its process no longer exists on this machine"
-                )
-                if take_over_lock(h, other, holder):
-                    return None
-                continue
-            who = other.describe() if other else "a deploy that has not written its record yet"
-            if time.monotonic() < deadline:
-                if not told:
-                    say(f"[{h.name}] waiting up to {wait}s for the deploy lock held by: {who}")
-                    told = True
-                if h.cancel.wait(LOCK_POLL_SECONDS):
-                    raise Interrupted() from None
-                continue
-            raise Exit(
-                f"dropstack: {h.name}: another deploy holds the lock: {who}. Wait for it "
-                f"(--wait SECONDS), or if it is dead: fab unlock --hosts {h.name}",
-                code=1,
-            ) from None
-
-
-def rollout(names: list[str], batch: int) -> list[list[str]]:
-    """The first host alone (it runs the migrations, and a bad release stops there), then
-    batches of ``batch`` hosts."""
-    return plan.batches(names[:1], 1) + plan.batches(names[1:], batch) if names else []
-
-
-def run_rollout(
-    hosts: list[ReleaseHost], batch: int, work: Callable[[ReleaseHost, bool], object]
-) -> list[str]:
-    """Run ``work(host, first)`` group by group; stop after the first group with a failure.
-
-    Returns the failure messages; hosts after the failing group are left untouched.
-    """
-    by_name = {h.name: h for h in hosts}
-    first = hosts[0].name
-    for group in rollout([h.name for h in hosts], batch):
-        outcomes = run_on_hosts(
-            group, lambda n: work(by_name[n], n == first), parallel=len(group) > 1
-        )
-        interrupted = [o for o in outcomes.values() if isinstance(o, KeyboardInterrupt)]
-        if interrupted:
-            raise interrupted[0]
-        failures = [str(o) for o in outcomes.values() if isinstance(o, BaseException)]
-        if failures:
-            left = [n for n in by_name if n not in outcomes]
-            if left:
-                failures.append(f"not touched: {', '.join(left)}")
-            return failures
-    return []
-
-
-def finish(action: str, failures: list[str], started: float) -> None:
-    took = time.monotonic() - started
-    if failures:
-        for line in failures:
-            say(f"FAILED {line}")
-        raise Exit(f"dropstack: {action} failed after {took:.1f}s", code=1)
-    say(f"{action} done in {took:.1f}s")
+# A step's name, what it does, and whether the run fails with it (pruning is housekeeping:
+# the release is live by then).
+Steps = list[tuple[str, Callable[[], bool], bool]]
 
 
 # --- deploy ---
 
 
-def record_audit(
-    h: ReleaseHost, holder: Holder, action: str, release: str, revision: str,
-    result: str, started: float, detail: str,
-) -> None:  # fmt: skip
-    """Append one deploy or rollback to the host's audit log, timed from ``started``."""
-    entry = audit.record(
-        f"{holder.user}@{holder.machine}", action, release, revision,
-        result, time.monotonic() - started, detail,
-    )  # fmt: skip
-    append_audit(h, entry.to_line())
+def deploy_steps(
+    h: ReleaseHost, switch: Switch, first: bool, venv: str | None, reuse: bool | None,
+    art: Artifact | None = None, holder: Holder | None = None,
+) -> Steps:  # fmt: skip
+    """Every deploy step on one host, in order. ``--dry-run`` prints these names; a run runs
+    them (``art`` and ``holder`` are needed only then)."""
+    deployer = f"{holder.user}@{holder.machine}" if holder else ""
+    return [
+        ("upload release", lambda: upload_release(h, art, with_wheels=not reuse), True),
+        ("unpack release", lambda: unpack_release(h, art, deployer), True),
+        (f"python environment {venv or '(to build)'}", lambda: ensure_venv(h, art), True),
+        *((name, action, True) for name, action in switch.steps(migrate_first=first)),
+        (f"prune old releases (keep {h.settings.keep})", lambda: prune(h, [art.name]), False),
+    ]
+
+
+def run_steps(h: ReleaseHost, steps: Steps) -> None:
+    for name, action, required in steps:
+        try:
+            h.step(name, action)
+        except StepFailed as exc:
+            if required:
+                raise
+            say(f"[{h.name}]   warning: {name} failed, the release is live: {exc.reason}")
 
 
 def deploy_host(h: ReleaseHost, art: Artifact, first: bool, holder: Holder) -> str:
@@ -212,18 +95,12 @@ def deploy_host(h: ReleaseHost, art: Artifact, first: bool, holder: Holder) -> s
     started = time.monotonic()
     state = h.state()
     switch = Switch.plan(h, art.name, state)
-    reuse = state.venvs.get(art.wheelhouse.venv_key, False)
+    key = art.wheelhouse.venv_key
+    steps = deploy_steps(h, switch, first, key, state.venvs.get(key, False), art, holder)
     result, detail = "failed", ""
     try:
-        h.step("upload release", lambda: upload_release(h, art, with_wheels=not reuse))
-        h.step("unpack release", lambda: unpack_release(h, art, f"{holder.user}@{holder.machine}"))
-        h.step(f"python environment {art.wheelhouse.venv_key}", lambda: ensure_venv(h, art))
-        switch.go_live(migrate_first=first)
+        run_steps(h, steps)
         result, detail = "ok", f"slot {switch.idle}"
-        try:
-            h.step(f"prune old releases (keep {h.settings.keep})", lambda: prune(h, [art.name]))
-        except StepFailed as exc:
-            say(f"[{h.name}]   warning: pruning failed, the release is live: {exc.reason}")
         return art.name
     except KeyboardInterrupt:
         result, detail = "interrupted", "cleaned up"
@@ -262,7 +139,7 @@ def deploy(c, stack="", inventory="", hosts="", batch=1, dry_run=False, allow_di
             f"{src.revision[:7]}; the release is named -dirty")  # fmt: skip
     cancel = threading.Event()
     with interrupts_cancel(cancel):
-        hosts = open_hosts(c, stack, inventory, hosts, cancel)
+        hosts = open_hosts(c, stack, inventory, hosts, cancel, task="deploy")
         try:
             target = parse_target(hosts[0].run(target_probe_command()).stdout)
             if dry_run:
@@ -302,16 +179,22 @@ def print_deploy_plan(settings, src, target, hosts, batch) -> None:
     wheels = sorted(p.name for p in cached.glob("*.whl")) if (cached / ".complete").exists() else []
     vkey = venv_key(wheels, target) if wheels else None
     states = {h.name: h.state() for h in hosts}
+    name = release_name(datetime.now(UTC), src.revision, src.dirty)
+    first = hosts[0].name
+    steps = {}
+    for h in hosts:
+        reuse = states[h.name].venvs.get(vkey, False) if vkey else None
+        switch = Switch.plan(h, name, states[h.name])
+        steps[h.name] = [s[0] for s in deploy_steps(h, switch, h.name == first, vkey, reuse)]
     groups = [
         [plan.host_plan(n, states[n], vkey) for n in group]
         for group in rollout([h.name for h in hosts], batch)
     ]
-    name = release_name(datetime.now(UTC), src.revision, src.dirty)
     notes = [f"wheelhouse {key} for {target.tag}: {'cached' if wheels else 'to download'}"]
     notes += [
         f"{n}: locked by {s.lock.describe()}" for n, s in states.items() if s.locked and s.lock
     ]
-    print(plan.render_plan("deploy", name, src.revision, groups, plan.DEPLOY_STEPS, notes))
+    say(plan.render_plan("deploy", name, src.revision, groups, steps, notes))
 
 
 # --- rollback ---
@@ -325,7 +208,7 @@ def schema_note(h: ReleaseHost, state: HostState, target: str) -> str | None:
     if not state.live_slot:
         return None
     answer = h.run(
-        cmd.db_revision_command(h.layout, state.live_slot, h.layout.env_file, h.layout.app_user),
+        cmd.db_revision_command(h.layout, state.live_slot),
         warn=True,
     )
     if answer.failed:
@@ -333,12 +216,17 @@ def schema_note(h: ReleaseHost, state: HostState, target: str) -> str | None:
     return plan.schema_warning(plan.parse_db_revision(answer.stdout), revisions, heads, target)
 
 
+def rollback_steps(switch: Switch) -> Steps:
+    """A rollback reuses a release already on the host: no upload, build, migration or prune."""
+    return [(name, action, True) for name, action in switch.steps(migrate_first=False)]
+
+
 def rollback_host(h: ReleaseHost, target: str, holder: Holder) -> str:
     started = time.monotonic()
     switch = Switch.plan(h, target, h.state())
     result, detail = "failed", ""
     try:
-        switch.go_live(migrate_first=False)
+        run_steps(h, rollback_steps(switch))
         result, detail = "ok", f"slot {switch.idle}"
         return target
     except KeyboardInterrupt:
@@ -368,7 +256,7 @@ def rollback(c, release="", stack="", inventory="", hosts="", batch=1, dry_run=F
     settings = settings_of(c)
     cancel = threading.Event()
     with interrupts_cancel(cancel):
-        hosts = open_hosts(c, stack, inventory, hosts, cancel)
+        hosts = open_hosts(c, stack, inventory, hosts, cancel, task="rollback")
         try:
             states = {h.name: h.state() for h in hosts}
             target = plan.rollback_target(states[hosts[0].name], release or None)
@@ -383,8 +271,11 @@ def rollback(c, release="", stack="", inventory="", hosts="", batch=1, dry_run=F
                     [plan.host_plan(n, states[n], None) for n in group]
                     for group in rollout([h.name for h in hosts], batch)
                 ]
-                print(plan.render_plan("rollback to", target, revision, groups,
-                                       plan.ROLLBACK_STEPS))  # fmt: skip
+                steps = {
+                    h.name: [s[0] for s in rollback_steps(Switch.plan(h, target, states[h.name]))]
+                    for h in hosts
+                }
+                say(plan.render_plan("rollback to", target, revision, groups, steps))
                 return
             holder = new_holder("rollback", revision, target)
             locked = lock_all(hosts, holder, settings.lock_wait if wait < 0 else wait)
@@ -400,121 +291,3 @@ def rollback(c, release="", stack="", inventory="", hosts="", batch=1, dry_run=F
         except (ReleaseError, StepFailed) as exc:
             raise Exit(f"dropstack: {exc}", code=1) from None
     finish(f"rollback to {target}", failures, started)
-
-
-# --- looking at hosts ---
-
-
-def release_lines(state: HostState) -> list[str]:
-    """The host's releases, newest first, with live / slot / failed markers."""
-    lines = []
-    by_slot = {release: slot for slot, release in state.slots.items() if release}
-    for info in reversed(state.releases):
-        marks = []
-        if info.name == state.current:
-            marks.append("current")
-        slot = by_slot.get(info.name)
-        if slot:
-            running = "live" if state.live_slot == slot else (
-                "running" if state.active.get(slot) else "stopped")  # fmt: skip
-            marks.append(f"slot {slot} ({running})")
-        if info.failed:
-            marks.append("FAILED")
-        star = "*" if info.name == state.current else " "
-        lines.append(f"{star} {info.name}  venv {info.venv or '-':<16}  {', '.join(marks)}")
-    return lines or ["(no releases)"]
-
-
-@task(help={**TARGET_HELP, "last": "how many audit log entries to show (default 10)"})
-def releases(c, stack="", inventory="", hosts="", last=10):
-    """List each host's releases (current, slots, failed) and its recent deploys."""
-    for h in open_hosts(c, stack, inventory, hosts, threading.Event()):
-        state = h.state()
-        say(f"[{h.name}] releases, newest first:")
-        for line in release_lines(state):
-            say(f"[{h.name}]   {line}")
-        say(f"[{h.name}] recent deploys and rollbacks:")
-        records = audit.parse_lines(h.run(cmd.audit_tail_command(h.layout, last)).stdout)
-        for line in audit.render(records):
-            say(f"[{h.name}]   {line}")
-
-
-@task(help=TARGET_HELP)
-def status(c, stack="", inventory="", hosts=""):
-    """Per host: the live release and slot, both slots' state, /readyz, Nginx, any lock."""
-    for h in open_hosts(c, stack, inventory, hosts, threading.Event()):
-        state = h.state()
-        live = state.live_slot
-        say(f"[{h.name}] current release: {state.current or '(none)'}")
-        for slot, rel in state.slots.items():
-            running = "active" if state.active.get(slot) else "inactive"
-            serving = "  <- nginx (live.sock)" if state.routed_slot == slot else ""
-            say(f"[{h.name}]   slot {slot:<5} {running:<8} {rel or '(no release)'}{serving}")
-        if live:
-            probe = h.run(cmd.health_wait_command(h.layout, live, "/readyz", 0), warn=True)
-            say(f"[{h.name}]   /readyz on {live}: {' '.join(probe.stdout.split()) or 'no answer'}")
-        else:
-            where = f"slot {state.routed_slot}, which is not running" if state.routed_slot else (
-                "no slot: no release deployed yet")  # fmt: skip
-            say(f"[{h.name}]   no live slot: live.sock names {where}")
-        say(f"[{h.name}]   nginx: {'active' if state.nginx_active else 'NOT active'}")
-        if state.locked:
-            who = state.lock.describe() if state.lock else "unreadable holder record"
-            say(f"[{h.name}]   deploy lock held: {who}")
-
-
-@task(
-    help={
-        **TARGET_HELP,
-        "follow": "keep printing new lines (one host at a time)",
-        "since": "journalctl --since, e.g. '10 min ago' or '2026-11-21 15:00'",
-        "lines": "lines to show per host (default 100)",
-        "nginx": "Nginx's journal and the site's access and error logs instead of the app's",
-    }
-)
-def logs(c, stack="", inventory="", hosts="", follow=False, since="", lines=100, nginx=False):
-    """The app's journal (both slots and migrations), or Nginx's with --nginx."""
-    selected = open_hosts(c, stack, inventory, hosts, threading.Event())
-    if follow and len(selected) > 1:
-        raise Exit("dropstack: --follow reads one host; pick it with --hosts", code=1)
-    for h in selected:
-        app = h.layout.app_name
-        units = ["nginx"] if nginx else [f"{app}@blue", f"{app}@green", f"{app}-migrate@*"]
-        say(f"[{h.name}] journal of {', '.join(units)}:")
-        command = cmd.as_root(logs_command(units, lines, since, follow))
-        if nginx:
-            command += "; " + cmd.as_root(nginx_files_command(app, lines, follow))
-        h.c.run(command, warn=True, in_stream=False, pty=follow)
-
-
-def logs_command(units: list[str], lines: int, since: str, follow: bool) -> str:
-    parts = ["journalctl", "--no-pager", "-o", "short-iso", "-n", str(int(lines))]
-    for unit in units:
-        parts += ["-u", unit]
-    if since:
-        parts += ["--since", since]
-    if follow:
-        parts.append("-f")
-    return " ".join(cmd.q(p) for p in parts)
-
-
-def nginx_files_command(app: str, lines: int, follow: bool) -> str:
-    files = [f"/var/log/nginx/{app}.access.log", f"/var/log/nginx/{app}.error.log"]
-    flag = "-F" if follow else ""
-    return f"tail -n {int(lines)} {flag} " + " ".join(cmd.q(f) for f in files)
-
-
-@task(help=TARGET_HELP)
-def unlock(c, stack="", inventory="", hosts=""):
-    """Remove a deploy lock left behind by a deploy that died, showing whose it was."""
-    from deploy.release import lock
-
-    for h in open_hosts(c, stack, inventory, hosts, threading.Event()):
-        state = h.state()
-        if not state.locked:
-            say(f"[{h.name}] not locked")
-            continue
-        who = state.lock.describe() if state.lock else "unreadable holder record"
-        say(f"[{h.name}] warning: removing the deploy lock held by {who}; if that deploy is "
-            "still running it is no longer protected from another one")  # fmt: skip
-        h.run(lock.force_remove_command(h.layout.lock))

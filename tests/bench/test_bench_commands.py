@@ -10,11 +10,12 @@ from bench.throughput import (
     workers_command,
 )
 from bench.zero_downtime import naive_restart_command, unpack_wheels_command
-from deploy.release.layout import Layout
+from deploy.host_model import HostSettings
 
 
 def test_naive_restart_stops_reinstalls_offline_and_starts_the_same_slot_in_that_order():
-    command = naive_restart_command(Layout(), "blue", "/srv/dropstack/venvs/abc", "wheels")
+    layout = HostSettings().paths
+    command = naive_restart_command(layout, "blue", "/srv/dropstack/venvs/abc", "wheels")
     stop = command.index("systemctl stop dropstack@blue.service")
     pip = command.index("/srv/dropstack/venvs/abc/bin/pip install")
     start = command.index("systemctl restart dropstack@blue.service")
@@ -37,7 +38,7 @@ def test_socket_dropin_replaces_the_unix_socket_with_loopback_tcp():
 
 
 def test_direct_instance_copies_the_live_slot_and_is_undone_completely():
-    layout = Layout()
+    layout = HostSettings().paths
     start = direct_start_script(layout, "green", 8001)
     assert 'ln -sfn "$(readlink /srv/dropstack/slots/green)" /srv/dropstack/slots/bench' in start
     assert "cp /srv/dropstack/slots/green.env /srv/dropstack/slots/bench.env" in start

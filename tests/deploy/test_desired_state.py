@@ -2,7 +2,7 @@
 
 import pytest
 
-from deploy import desired_state as ds
+from deploy.provision import desired as ds
 
 UFW_OK = """\
 Status: active
@@ -44,7 +44,7 @@ def test_ufw_status_is_compared_rule_by_rule(case, status, expected):
 
 
 def test_ufw_commands_deny_inbound_then_enable():
-    commands = ds.ufw_commands()
+    commands = [" ".join(c) for c in ds.ufw_commands()]
     assert commands[0] == "ufw --force reset"
     assert "ufw default deny incoming" in commands
     assert commands[-1] == "ufw --force enable"

@@ -16,7 +16,7 @@ from deploy.release.build import (
     venv_key,
     wheelhouse_key,
 )
-from deploy.release.layout import ReleaseError
+from deploy.release.settings import ReleaseError
 
 DEBIAN_12 = Target("cpython", "3.11", "x86_64", "2.36")
 

@@ -4,14 +4,11 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from deploy.host_settings import HostSettings
-from deploy.release.layout import (
-    SLOTS,
-    Layout,
+from deploy.host_model import HostSettings, other_slot
+from deploy.release.settings import (
     ReleaseError,
     ReleaseSettings,
     is_release_name,
-    other_slot,
     release_name,
 )
 
@@ -50,7 +47,7 @@ def test_names_sort_by_build_time():
 
 
 def test_layout_paths_follow_the_provisioned_host():
-    layout = Layout()
+    layout = HostSettings().paths
     assert layout.release("R") == "/srv/dropstack/releases/R"
     assert layout.slot("green") == "/srv/dropstack/slots/green"
     assert layout.slot_env("green") == "/srv/dropstack/slots/green.env"
@@ -64,22 +61,10 @@ def test_layout_paths_follow_the_provisioned_host():
 
 
 def test_layout_follows_app_name_and_root():
-    layout = Layout(app_name="shop", app_root="/opt/shop")
+    layout = HostSettings(app_name="shop", app_root="/opt/shop").paths
     assert layout.current == "/opt/shop/current"
     assert layout.socket("green") == "/run/shop/green.sock"
     assert layout.env_file == "/etc/shop/app.env"
-
-
-@pytest.mark.parametrize(
-    "host",
-    [{}, {"app_name": "shop"}, {"app_root": "/opt/d", "runtime_dir": "/run/d"}],
-)
-def test_layout_and_provisioning_agree_on_the_link_and_the_sockets(host):
-    # Nginx's upstream (provisioning) names paths.live_socket; deploys point it at layout.socket.
-    layout = ReleaseSettings.from_config({"host": host}).layout
-    paths = HostSettings(vpc_cidr="10.0.0.0/20", **host).paths
-    assert layout.live_socket == paths.live_socket
-    assert [layout.socket(s) for s in SLOTS] == [paths.socket(s) for s in SLOTS]
 
 
 def test_other_slot():
@@ -94,7 +79,6 @@ def test_settings_come_from_the_dropstack_config_section():
             "release": {"keep": 3, "archive_paths": ["app", "bin"]},
         }
     )
-    assert settings.layout.app_name == "shop"
     assert settings.keep == 3
     assert settings.archive_paths == ("app", "bin")
     assert ReleaseSettings.from_config(None) == ReleaseSettings()

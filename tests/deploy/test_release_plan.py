@@ -2,9 +2,12 @@
 
 import pytest
 
+from deploy.host_model import HostSettings
 from deploy.release import plan
-from deploy.release.layout import ReleaseError
+from deploy.release.host import ReleaseHost, Switch
+from deploy.release.settings import ReleaseError, ReleaseSettings
 from deploy.release.state import HostState, ReleaseInfo
+from deploy.release.tasks import deploy_steps
 
 R1, R2, R3, R4, R5, R6, R7 = (f"2026112115000{i}-000000{i}" for i in range(1, 8))
 
@@ -130,15 +133,25 @@ def test_dry_run_plan_lists_hosts_slots_and_steps_with_migrations_once():
                                       active={"blue": True, "green": False}), "v1")],
         [plan.host_plan("web-2", None, None)],
     ]  # fmt: skip
-    text = plan.render_plan("deploy", R2, "0123456789abcdef", groups, plan.DEPLOY_STEPS,
+    steps = {}
+    for name, state in (("web-1", groups[0][0]), ("web-2", None)):
+        h = ReleaseHost(None, name, ReleaseSettings(), HostSettings())
+        live = host(current=R1, releases=(R1,), routed="blue", active={"blue": True})
+        st = live if state else HostState()
+        switch = Switch.plan(h, R2, st)
+        steps[name] = [s[0] for s in deploy_steps(h, switch, name == "web-1", "v1", True)]
+    text = plan.render_plan("deploy", R2, "0123456789abcdef", groups, steps,
                             ["wheelhouse k: cached"])  # fmt: skip
     lines = text.splitlines()
     assert lines[0] == f"deploy {R2} (revision 0123456789ab), 2 host(s)"
     assert "  note: wheelhouse k: cached" in lines
     assert f"    [web-1] now: blue ({R1}); new release goes to slot green; reuse venv" in lines
     assert "    [web-2] now: nothing live; new release goes to slot idle; venv: unknown" in lines
+    # The dry-run prints the step list a run executes: migrations on the first host only.
     assert text.count("- database migrations") == 1
-    assert text.count("- health gate /readyz") == 2
+    assert text.count("- health gate /readyz on green") == 1
+    assert text.count("- stop old slot blue") == 1
+    assert "      - prune old releases (keep 5)" in lines
 
 
 GREP = """\

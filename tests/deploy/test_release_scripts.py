@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from deploy.host_model import HostLayout, HostSettings
 from deploy.release import commands as cmd
-from deploy.release.layout import Layout
+from deploy.shell import join
 
 
 @pytest.fixture
@@ -38,20 +39,21 @@ def shell(tmp_path, monkeypatch):
         shim.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
 
-    def run(command: str) -> subprocess.CompletedProcess:
-        return subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=30)
+    def run(command) -> subprocess.CompletedProcess:
+        line = command if isinstance(command, str) else join(command)
+        return subprocess.run(["sh", "-c", line], capture_output=True, text=True, timeout=30)
 
     run.units = units
     return run
 
 
 @pytest.fixture
-def layout(tmp_path) -> Layout:
+def layout(tmp_path) -> HostLayout:
     root = tmp_path / "srv"
     (root / "releases").mkdir(parents=True)
     (root / "slots").mkdir()
     (tmp_path / "run").mkdir()
-    return Layout(app_root=str(root), runtime_dir=str(tmp_path / "run"))
+    return HostSettings(app_root=str(root), runtime_dir=str(tmp_path / "run")).paths
 
 
 def test_unpack_makes_the_release_appear_whole_with_metadata(shell, layout, tmp_path):
@@ -213,32 +215,6 @@ def test_boot_starts_the_live_slot_and_not_the_retired_one(shell, layout):
     ]
 
 
-def test_provisioning_links_the_slot_that_serves_current_once(shell, layout, tmp_path):
-    from deploy.host_settings import HostSettings
-    from deploy.provision import adopt_live_slot_command
-
-    settings = HostSettings(
-        vpc_cidr="10.0.0.0/20", app_root=layout.root, runtime_dir=str(tmp_path / "run")
-    )
-    adopt = adopt_live_slot_command(settings)
-    assert shell(adopt).stdout == ""  # nothing deployed: no link, the site answers 503
-    for name in ("R1", "R2"):
-        Path(layout.release(name)).mkdir()
-    os.symlink(layout.release("R1"), layout.slot("blue"))
-    os.symlink(layout.release("R2"), layout.slot("green"))
-    os.symlink(layout.release("R2"), layout.current)
-    (shell.units / "dropstack@blue.service").touch()
-    assert shell(adopt).stdout == ""  # blue runs, but green's release is current: not serving
-    (shell.units / "dropstack@green.service").touch()
-    assert shell(adopt).stdout == "green\n"
-    assert os.readlink(layout.live_socket) == layout.socket("green")
-    # A link that exists belongs to the deploys: never moved, not even to the serving slot.
-    os.remove(layout.current)
-    os.symlink(layout.release("R1"), layout.current)
-    assert shell(adopt).returncode == 0
-    assert os.readlink(layout.live_socket) == layout.socket("green")
-
-
 # --- the deploy lock ---
 
 
@@ -269,7 +245,7 @@ def test_only_one_of_many_simultaneous_deploys_gets_the_lock(shell, layout):
     from deploy.release import lock
 
     commands = [lock.acquire_command(layout.lock, holder(f"t{i:03d}", pid=i)) for i in range(20)]
-    procs = [subprocess.Popen(["sh", "-c", c], stdout=subprocess.PIPE) for c in commands]
+    procs = [subprocess.Popen(["sh", "-c", join(c)], stdout=subprocess.PIPE) for c in commands]
     codes = [p.wait() for p in procs]
     for p in procs:
         p.stdout.close()
@@ -301,7 +277,7 @@ def test_probe_reads_releases_slots_units_and_lock(shell, layout):
         os.symlink(layout.venv(venv), layout.release(name) + "/.venv")
     Path(layout.release("20261121150000-bbbbbbb"), ".dropstack-failed").write_text("{}\n")
     Path(layout.release("20261121140000-aaaaaaa"), ".dropstack-served").touch()
-    Path(layout.releases, ".incoming-20261121160000-ccccccc").mkdir()
+    Path(layout.releases_dir, ".incoming-20261121160000-ccccccc").mkdir()
     for key, complete in [("v1", True), ("v2", False)]:
         Path(layout.venv(key)).mkdir(parents=True)
         if complete:
@@ -350,4 +326,4 @@ def test_left_over_uploads_are_cleaned(shell, layout):
     Path(layout.release("R")).mkdir()
     Path(cmd.staging_dir(layout, "OLD"), "tree").mkdir(parents=True)
     assert shell(cmd.clean_incoming_command(layout)).returncode == 0
-    assert sorted(p.name for p in Path(layout.releases).iterdir()) == ["R"]
+    assert sorted(p.name for p in Path(layout.releases_dir).iterdir()) == ["R"]

@@ -2,8 +2,9 @@
 
 import pytest
 
+from deploy.release.reports import release_lines
+from deploy.release.rollout import rollout
 from deploy.release.state import HostState, ReleaseInfo
-from deploy.release.tasks import logs_command, release_lines, rollout
 
 
 @pytest.mark.parametrize(
@@ -41,11 +42,3 @@ def test_release_listing_marks_current_slots_and_failures():
         "  20261121140000-aaaaaaa  venv v1                slot blue (stopped)",
     ]
     assert release_lines(HostState()) == ["(no releases)"]
-
-
-def test_logs_read_the_journal_of_the_units_with_options_quoted():
-    line = logs_command(["dropstack@blue", "dropstack-migrate@*"], 50, "10 min ago", follow=True)
-    assert line == (
-        "journalctl --no-pager -o short-iso -n 50 -u dropstack@blue -u 'dropstack-migrate@*' "
-        "--since '10 min ago' -f"
-    )

@@ -18,14 +18,14 @@ from pathlib import Path
 
 import pytest
 
-from deploy.host_settings import (
+from deploy.host_model import (
     SLOTS,
     HostSettings,
     SettingsError,
-    nameservers_from_resolv_conf,
     settings_docs,
 )
-from deploy.templates import (
+from deploy.provision.facts import nameservers
+from deploy.provision.templates import (
     nginx_obsolete_paths,
     nginx_symlinks,
     render,
@@ -248,7 +248,7 @@ def test_verify_command_passes_on_a_host_before_its_first_deploy(tmp_path: Path,
     # release is linked into the slots yet.
     settings = settings_for(case)
     build_systemd_root(tmp_path, settings, deployed=False)
-    result = run(["sh", "-c", systemd_verify_command(settings, root=str(tmp_path))])
+    result = run(systemd_verify_command(settings, root=str(tmp_path)))
     assert result.returncode == 0, result.stderr
 
 
@@ -271,7 +271,7 @@ def test_verify_command_fails_on_any_other_complaint(
     build_systemd_root(tmp_path, settings, deployed=False)
     path = tmp_path / "etc/systemd/system" / unit
     path.write_text(path.read_text().replace(old, new))
-    result = run(["sh", "-c", systemd_verify_command(settings, root=str(tmp_path))])
+    result = run(systemd_verify_command(settings, root=str(tmp_path)))
     assert result.returncode == 1
     assert complaint in result.stderr
 
@@ -280,7 +280,7 @@ def test_verify_command_fails_when_a_program_outside_the_slots_is_missing(tmp_pa
     settings = settings_for("defaults")
     build_systemd_root(tmp_path, settings, deployed=False)
     (tmp_path / "usr/bin/kill").unlink()
-    result = run(["sh", "-c", systemd_verify_command(settings, root=str(tmp_path))])
+    result = run(systemd_verify_command(settings, root=str(tmp_path)))
     assert result.returncode == 1
     assert "/bin/kill is not executable" in result.stderr
 
@@ -555,12 +555,16 @@ def test_from_mapping_reads_fabric_config() -> None:
     ("values", "message"),
     [
         ({"vpc_cidr": VPC, "domian": "example.com"}, r"^domian: not a setting; known: "),
-        ({"domain": "example.com"}, r"^vpc_cidr: required"),
     ],
 )
-def test_from_mapping_refuses_typos_and_missing_keys(values: dict, message: str) -> None:
+def test_from_mapping_refuses_typos(values: dict, message: str) -> None:
     with pytest.raises(SettingsError, match=message):
         HostSettings.from_mapping(values)
+
+
+def test_templates_need_the_vpc_from_the_inventory() -> None:
+    with pytest.raises(SettingsError, match=r"^vpc_cidr: required to render"):
+        render_site_files(HostSettings(domain="example.com"))
 
 
 @pytest.mark.parametrize(
@@ -590,11 +594,11 @@ def test_nameservers_from_resolv_conf() -> None:
     text = (
         "# DO\nnameserver 67.207.67.2\nnameserver 127.0.0.53\nnameserver fe80::1%eth0\nsearch x\n"
     )
-    assert nameservers_from_resolv_conf(text) == ("67.207.67.2", "fe80::1")
+    assert nameservers(text) == ("67.207.67.2", "fe80::1")
 
 
 def test_every_setting_is_documented() -> None:
     rows = settings_docs()
     assert len(rows) == len(HostSettings.__dataclass_fields__)
     assert all(doc.strip() for _, _, doc in rows)
-    assert ("vpc_cidr", "required") in {(name, default) for name, default, _ in rows}
+    assert ("vpc_cidr", "None") in {(name, default) for name, default, _ in rows}

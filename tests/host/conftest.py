@@ -20,12 +20,13 @@ import pytest
 import testinfra
 from fabric import Config
 
-from deploy.host_settings import SLOTS, HostSettings
+from deploy import host_model
+from deploy.host_model import SLOTS, HostSettings
 from deploy.inventory import Inventory, InventoryError, WebHost
-from deploy.provision import host_settings as provision_host_settings
-from deploy.release.commands import as_root
-from deploy.release.layout import ReleaseSettings
+from deploy.provision.facts import nameservers
+from deploy.release.settings import ReleaseSettings
 from deploy.release.state import HostState, parse_state, probe_command
+from deploy.shell import join
 from deploy.targets import resolve_inventory
 from tests.host.probes import Site, SshTarget
 
@@ -186,17 +187,15 @@ def host(inventory: Inventory, web_host: WebHost, ssh_target: SshTarget):
 
 @pytest.fixture(scope="session")
 def settings(host, inventory: Inventory, web_host: WebHost, fabric_config: dict) -> HostSettings:
-    """The template settings provisioning used for this host (same function, same inputs)."""
+    """The one host model provisioning and releases read (same function, same inputs)."""
     resolv_conf = host.file("/etc/resolv.conf").content_string
-    base = dict(fabric_config.get("host") or {})
-    return provision_host_settings(
-        base, inventory, web_host.public_ip, web_host.private_ip, resolv_conf
-    )
+    config = {"dropstack": fabric_config}
+    return host_model.for_host(config, inventory, web_host, nameservers(resolv_conf))
 
 
 @pytest.fixture(scope="session")
 def release_settings(fabric_config: dict) -> ReleaseSettings:
-    """`dropstack.release` settings (keep, paths) as `fab deploy` reads them."""
+    """`dropstack.release` settings (keep, timeouts) as `fab deploy` reads them."""
     return ReleaseSettings.from_config(fabric_config)
 
 
@@ -217,14 +216,14 @@ def live_slot(host, settings: HostSettings) -> str:
 
 
 @pytest.fixture
-def release_state(host, release_settings: ReleaseSettings) -> HostState:
+def release_state(host, settings: HostSettings) -> HostState:
     """The host's releases, slots and lock (deploy/release/state.py), read once no deploy or
     rollback holds the lock: a deploy in progress is a moment, not a state, so it is waited
     for rather than reported as a half-switched host."""
-    layout = release_settings.layout
+    layout = settings.paths
     deadline = time.monotonic() + DEPLOY_WAIT_SECONDS
     while True:
-        state = parse_state(host.run(as_root(probe_command(layout))).stdout, layout)
+        state = parse_state(host.run(join(probe_command(layout))).stdout, layout)
         if not state.locked:
             return state
         if time.monotonic() > deadline:

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from deploy import desired_state as ds
+from deploy.provision import desired as ds
 from tests.host.probes import ACCEPTED, tcp_outcome
 
 ALLOWED_TCP_PORTS = {int(port.split("/")[0]) for _, port in ds.UFW_RULES}

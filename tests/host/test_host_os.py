@@ -1,11 +1,11 @@
 """The operating system a provisioned host must have: packages, automatic security updates,
-persistent logs and a synchronised clock (deploy/desired_state.py, deploy/provision.py)."""
+persistent logs and a synchronised clock (deploy/provision/desired.py, operations.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from deploy import desired_state as ds
+from deploy.provision import desired as ds
 
 
 def systemd_properties(host, unit: str, *names: str) -> dict[str, str]:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import shlex
 
 from deploy.release import audit
-from deploy.release.layout import is_release_name
 from deploy.release.plan import prune_selection
+from deploy.release.settings import is_release_name
 
 
 def test_current_links_into_releases(host, settings):
@@ -23,19 +23,19 @@ def test_current_links_into_releases(host, settings):
     assert host.file(target).is_directory, f"{paths.current} points at missing {target}"
 
 
-def test_old_releases_pruned(release_state, release_settings):
+def test_old_releases_pruned(release_state, release_settings, settings):
     """At most `keep` releases, plus those pruning always spares: the live one, the previous
     good one (rollback target) and whatever a slot points to (deploy/release/plan.py)."""
-    layout, keep, state = release_settings.layout, release_settings.keep, release_state
+    layout, keep, state = settings.paths, release_settings.keep, release_state
     leftover = prune_selection(state, keep)
     assert not leftover, (
-        f"{len(state.releases)} releases in {layout.releases}, more than keep={keep} plus the "
+        f"{len(state.releases)} releases in {layout.releases_dir}, more than keep={keep} plus the "
         f"live, previous-good and slot ones; these should have been pruned: {', '.join(leftover)}"
     )
 
 
-def test_audit_log_records_live_release(host, release_settings, current_release):
-    path = release_settings.layout.audit_log
+def test_audit_log_records_live_release(host, settings, current_release):
+    path = settings.paths.audit_log
     log = host.file(path)
     assert log.exists, f"{path} is missing: deploys are not being recorded"
     records = [
@@ -53,8 +53,8 @@ def test_audit_log_records_live_release(host, release_settings, current_release)
     )
 
 
-def test_audit_log_not_writable_by_app(host, release_settings, settings):
+def test_audit_log_not_writable_by_app(host, settings):
     """The app user must not be able to rewrite history (root or the deploy user owns it)."""
-    path = release_settings.layout.audit_log
+    path = settings.paths.audit_log
     result = host.run(f"sudo -n -u {shlex.quote(settings.app_user)} test -w {shlex.quote(path)}")
     assert result.rc != 0, f"{settings.app_user} can write {path}"

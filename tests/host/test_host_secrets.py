@@ -13,7 +13,7 @@ import shlex
 
 import pytest
 
-from deploy.desired_state import parse_env_file
+from deploy.provision.desired import parse_env_file
 
 # Runs on the host under sudo: argv[1] is the env file, argv[2] where to look. The env file is
 # read with provisioning's own parser, its source shipped inside the script.

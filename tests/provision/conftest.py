@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from deploy import shell
 from deploy.targets import connect, resolve_inventory
 
 REPO = Path(__file__).resolve().parents[2]
@@ -56,3 +57,8 @@ def inventory_file(tmp_path, inventory):
         return path
 
     return write
+
+
+def root(conn, command: list[str], warn: bool = False):
+    """Run a command as root on a host, through the project's one command idiom."""
+    return conn.run(shell.join(shell.as_root(command)), hide=True, warn=warn, in_stream=False)

@@ -12,16 +12,14 @@ import urllib.request
 
 import pytest
 
-from deploy.steps import as_root
-from tests.provision.conftest import REPO
+from tests.provision.conftest import REPO, root
 
 WATCHED_UNITS = ("nginx", "ssh", "fail2ban", "systemd-journald")
 
 
 def started_at(conn, unit: str) -> str:
-    return as_root(
-        conn, f"systemctl show -p ActiveEnterTimestampMonotonic --value {unit}", hide=True
-    ).stdout.strip()
+    command = ["systemctl", "show", "-p", "ActiveEnterTimestampMonotonic", "--value", unit]
+    return root(conn, command).stdout.strip()
 
 
 def test_second_provision_changes_nothing_and_restarts_nothing(fab, web1):
@@ -64,15 +62,15 @@ def broken_checkout(tmp_path):
 
 def test_broken_nginx_template_is_never_activated(fab, web1, broken_checkout, inventory):
     site_path = "/etc/nginx/sites-available/dropstack"
-    before = as_root(web1, f"sha256sum {site_path}", hide=True).stdout
+    before = root(web1, ["sha256sum", site_path]).stdout
     result = fab("provision", cwd=broken_checkout)
     assert result.returncode == 1
     message = result.stderr.strip().splitlines()[-1]
     assert message.startswith("provision failed: web-1: nginx site: nginx -t failed"), message
     assert 'unknown directive "dropstack_bogus_directive"' in message, message
     # The old file is back in place, and the running nginx still serves.
-    assert as_root(web1, f"sha256sum {site_path}", hide=True).stdout == before
-    assert as_root(web1, "nginx -t", hide=True, warn=True).ok
+    assert root(web1, ["sha256sum", site_path]).stdout == before
+    assert root(web1, ["nginx", "-t"], warn=True).ok
     host = inventory.web_hosts[0]
     try:
         status = urllib.request.urlopen(f"http://{host.public_ip}/healthz", timeout=5).status

@@ -1,16 +1,16 @@
 """What a provisioned web host looks like, as data: packages, OS config files, firewall rules.
 
-Pure functions only; deploy/provision.py compares this with the host and changes what differs.
-The Nginx and systemd files come from the templates (deploy/templates.py); the files here are
-the operating-system hardening that has no template variables worth the name.
+Pure functions only; ``operations.py`` compares this with the host's facts and plans what
+differs. The Nginx and systemd files come from the templates (``templates.py``); the files here
+are the operating-system hardening that has no template variables worth the name.
 """
 
 from __future__ import annotations
 
 import re
-import shlex
 
-from deploy.remote_files import RemoteFile
+from deploy import shell
+from deploy.provision.files import RemoteFile
 
 SUPPORTED_DISTROS = {"debian": ("12",), "ubuntu": ("22.04", "24.04")}
 
@@ -44,22 +44,13 @@ def check_distro(os_release: str) -> str | None:
     return f"{distro} {version} is not supported; dropstack provisions {supported}"
 
 
-def missing_packages_command(packages: tuple[str, ...]) -> str:
-    """Print the packages that are not installed, one per line."""
-    names = " ".join(shlex.quote(p) for p in packages)
-    return (
-        f"for p in {names}; do dpkg-query -W -f='${{Status}}' \"$p\" 2>/dev/null "
-        '| grep -q "ok installed" || echo "$p"; done'
-    )
-
-
-def install_packages_command(packages: list[str]) -> str:
-    names = " ".join(shlex.quote(p) for p in packages)
-    return (
-        "DEBIAN_FRONTEND=noninteractive apt-get update -q && "
-        "DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "
-        f"-o Dpkg::Options::=--force-confold {names}"
-    )
+def install_packages_command(packages: list[str]) -> list[str]:
+    noninteractive = ["env", "DEBIAN_FRONTEND=noninteractive"]
+    return shell.chain(
+        [*noninteractive, "apt-get", "update", "-q"],
+        [*noninteractive, "apt-get", "install", "-y", "-q", "--no-install-recommends",
+         "-o", "Dpkg::Options::=--force-confold", *packages],
+    )  # fmt: skip
 
 
 # Mozilla's OpenSSH "modern" guidelines, trimmed to what OpenSSH 9.2 (Debian 12) offers.
@@ -185,14 +176,14 @@ def ufw_is_as_wanted(status_verbose: str) -> bool:
     return found == wanted
 
 
-def ufw_commands() -> list[str]:
+def ufw_commands() -> list[list[str]]:
     """Reset ufw to exactly our policy. `--force` skips the interactive confirmation."""
     return [
-        "ufw --force reset",
-        "ufw default deny incoming",
-        "ufw default allow outgoing",
-        *(f"ufw {action} {port}" for action, port in UFW_RULES),
-        "ufw --force enable",
+        ["ufw", "--force", "reset"],
+        ["ufw", "default", "deny", "incoming"],
+        ["ufw", "default", "allow", "outgoing"],
+        *(["ufw", action, port] for action, port in UFW_RULES),
+        ["ufw", "--force", "enable"],
     ]
 
 
@@ -211,7 +202,11 @@ def env_file_content(settings: dict[str, str]) -> str:
 
 
 def parse_env_file(text: str) -> dict[str, str]:
-    """Read back what env_file_content wrote (enough to keep SECRET_KEY across provisions)."""
+    """Read back what env_file_content wrote (enough to keep SECRET_KEY across provisions).
+
+    Hand-written rather than python-dotenv: the file is systemd's EnvironmentFile format, whose
+    quoting differs from dotenv's, and the host suite ships this very function to the host,
+    where no third-party package is installed."""
     values = {}
     for line in text.splitlines():
         if not line or line.startswith("#") or "=" not in line:

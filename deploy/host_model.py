@@ -1,9 +1,12 @@
-"""Every variable the Nginx and systemd templates use, with its default, in one place.
+"""The one model of a web host: every setting, path, unit, socket and user, defined once.
 
-``HostSettings`` is what an operator may set (Fabric config, the inventory, tests); each field's
-``doc`` says what it is and what its default means. ``HostPaths`` is the host's file layout derived
-from the settings: templates read both, and nothing else. Values are validated once, when the
-settings are built; a bad value is a one-line ``SettingsError`` naming the field.
+``HostSettings`` is what an operator may set (Fabric config ``dropstack.host``, the inventory,
+tests); each field's ``doc`` says what it is and what its default means. ``HostLayout`` is the
+host's file layout and unit names derived from the settings. Provisioning, the templates,
+releases, rollback, ``status``/``logs`` and the testinfra suite all read these two objects, built
+once per host by ``for_host``, and nothing else: two models of one host drift.
+Values are validated once, when the settings are built; a bad value is a one-line
+``SettingsError`` naming the field.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from deploy.inventory import Inventory, WebHost
 
 # The two Gunicorn instances a host runs for blue/green deploys: dropstack@blue, dropstack@green.
 SLOTS = ("blue", "green")
@@ -39,7 +44,8 @@ def _doc(default: Any, doc: str) -> Any:
 
 @dataclass(frozen=True, kw_only=True)
 class HostSettings:
-    """The template variables. Only ``vpc_cidr`` is required; every other field has a default."""
+    """The host's settings. Every field has a default; ``vpc_cidr`` comes from the inventory
+    (``for_host``) and the templates refuse to render without it."""
 
     # --- the application ---
     app_name: str = _doc(
@@ -69,13 +75,13 @@ class HostSettings:
     migration_timeout: int = _doc(600, "Seconds a migration (<app_name>-migrate@) may run.")
 
     # --- network reach of the app processes (systemd IPAddressAllow=) ---
-    vpc_cidr: str = _doc(
-        dataclasses.MISSING, "Required: the VPC the database is in (the inventory's vpc_cidr)."
+    vpc_cidr: str | None = _doc(
+        None, "The VPC the database is in; set from the inventory's vpc_cidr (templates need it)."
     )
     dns_servers: tuple[str, ...] = _doc(
         (),
         "Resolvers the app may query to find the database by name: the host's /etc/resolv.conf "
-        "nameservers (see nameservers_from_resolv_conf). Loopback resolvers need no entry.",
+        "nameservers (provision.facts.nameservers). Loopback resolvers need no entry.",
     )
 
     # --- the site ---
@@ -146,8 +152,6 @@ class HostSettings:
         unknown = sorted(set(values) - known)
         if unknown:
             raise SettingsError(f"{unknown[0]}: not a setting; known: {', '.join(sorted(known))}")
-        if "vpc_cidr" not in values:
-            raise SettingsError("vpc_cidr: required (the inventory's vpc_cidr)")
         converted = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
         return cls(**converted)
 
@@ -173,44 +177,124 @@ class HostSettings:
         return self.app_name.replace("-", "_")
 
     @property
-    def paths(self) -> HostPaths:
-        return HostPaths.of(self)
+    def paths(self) -> HostLayout:
+        return HostLayout.of(self)
 
 
 @dataclass(frozen=True)
-class HostPaths:
-    """Where things are on a host, derived from the settings: the layout every template and
-    deploy step agrees on."""
+class HostLayout:
+    """Where things are on a host and what its units are called, derived from the settings:
+    the layout provisioning creates, the templates name and every release step uses."""
 
-    releases_dir: str
-    slots_dir: str
-    current: str
-    static_dir: str
-    nginx_include_dir: str
-    tmpfiles_conf: str
+    app_name: str
+    app_user: str
+    root: str
+    config_dir: str
+    env_file: str
     runtime_dir: str
-    # The one path Nginx's upstream names: a symlink to the live slot's socket, which a deploy
-    # replaces (rename) to move traffic. Under app_root, not runtime_dir: it must survive a
-    # reboot (/run is tmpfs), so the slot enabled at boot is found without a deploy.
-    live_socket: str
+    nginx_dir: str
+    nginx_log_dir: str
     unit_dir: str = "/etc/systemd/system"
 
     @classmethod
-    def of(cls, s: HostSettings) -> HostPaths:
+    def of(cls, s: HostSettings) -> HostLayout:
         return cls(
-            releases_dir=f"{s.app_root}/releases",
-            slots_dir=f"{s.app_root}/slots",
-            current=f"{s.app_root}/current",
-            static_dir=f"{s.app_root}/current/app/static/",
-            nginx_include_dir=f"{s.nginx_dir}/{s.app_name}",
-            tmpfiles_conf=f"/etc/tmpfiles.d/{s.app_name}.conf",
+            app_name=s.app_name,
+            app_user=s.app_user,
+            root=s.app_root,
+            config_dir=s.config_dir,
+            env_file=s.env_file,
             runtime_dir=s.runtime_dir,
-            live_socket=f"{s.app_root}/live.sock",
+            nginx_dir=s.nginx_dir,
+            nginx_log_dir=s.nginx_log_dir,
         )
 
+    # --- releases ---
+    @property
+    def releases_dir(self) -> str:
+        return f"{self.root}/releases"
+
+    @property
+    def venvs_dir(self) -> str:
+        # Shared virtualenvs keyed by the dependency set: a code-only release reuses one.
+        return f"{self.root}/venvs"
+
+    @property
+    def slots_dir(self) -> str:
+        return f"{self.root}/slots"
+
+    @property
+    def current(self) -> str:
+        return f"{self.root}/current"
+
+    @property
+    def static_dir(self) -> str:
+        return f"{self.current}/app/static/"
+
+    @property
+    def lock(self) -> str:
+        return f"{self.root}/deploy.lock"
+
+    @property
+    def audit_log(self) -> str:
+        return f"{self.root}/audit.log"
+
+    @property
+    def live_socket(self) -> str:
+        """The one path Nginx's upstream names: a symlink to the live slot's socket, which a
+        deploy replaces (rename) to move traffic. Under the app root, not the runtime dir: it
+        must survive a reboot (/run is tmpfs), so the slot enabled at boot is found again."""
+        return f"{self.root}/live.sock"
+
+    def release(self, name: str) -> str:
+        return f"{self.releases_dir}/{name}"
+
+    def venv(self, key: str) -> str:
+        return f"{self.venvs_dir}/{key}"
+
+    def slot(self, slot: str) -> str:
+        return f"{self.slots_dir}/{check_instance(slot)}"
+
+    def slot_env(self, slot: str) -> str:
+        """DROPSTACK_RELEASE for the slot's unit, rewritten when the slot gets a release."""
+        return f"{self.slots_dir}/{check_instance(slot)}.env"
+
+    # --- units and sockets ---
     def socket(self, slot: str) -> str:
         """The unix socket the slot's Gunicorn serves on (systemd creates and owns it)."""
-        return f"{self.runtime_dir}/{check_slot(slot)}.sock"
+        return f"{self.runtime_dir}/{check_instance(slot)}.sock"
+
+    def unit(self, slot: str) -> str:
+        return f"{self.app_name}@{check_instance(slot)}.service"
+
+    def migrate_unit(self, slot: str) -> str:
+        return f"{self.app_name}-migrate@{check_instance(slot)}.service"
+
+    @property
+    def units(self) -> tuple[str, ...]:
+        """Every unit the app runs as, for journals: both slots and any migration."""
+        return (*(self.unit(s) for s in SLOTS), f"{self.app_name}-migrate@*.service")
+
+    @property
+    def tmpfiles_conf(self) -> str:
+        return f"/etc/tmpfiles.d/{self.app_name}.conf"
+
+    # --- configuration and logs ---
+    @property
+    def db_ca_cert(self) -> str:
+        return f"{self.config_dir}/db-ca.crt"
+
+    @property
+    def nginx_include_dir(self) -> str:
+        return f"{self.nginx_dir}/{self.app_name}"
+
+    @property
+    def nginx_access_log(self) -> str:
+        return f"{self.nginx_log_dir}/{self.app_name}.access.log"
+
+    @property
+    def nginx_error_log(self) -> str:
+        return f"{self.nginx_log_dir}/{self.app_name}.error.log"
 
 
 def check_slot(slot: str) -> str:
@@ -219,28 +303,59 @@ def check_slot(slot: str) -> str:
     return slot
 
 
-def nameservers_from_resolv_conf(text: str) -> tuple[str, ...]:
-    """The non-loopback nameserver addresses in a resolv.conf, for ``dns_servers``."""
-    found = []
-    for line in text.splitlines():
-        parts = line.split()
-        if len(parts) >= 2 and parts[0] == "nameserver":
-            try:
-                address = ipaddress.ip_address(parts[1].split("%")[0])
-            except ValueError:
-                continue
-            if not address.is_loopback:
-                found.append(str(address))
-    return tuple(found)
+_INSTANCE = re.compile(r"[a-z][a-z0-9]{0,15}")
+
+
+def check_instance(name: str) -> str:
+    """A unit instance: a slot, or another instance of the app's unit (the benchmarks run a
+    third one beside the slots); only names that are safe in paths and unit names."""
+    if not _INSTANCE.fullmatch(name):
+        raise SettingsError(f"instance: {name!r} is not a unit instance name (a-z, 0-9)")
+    return name
+
+
+def other_slot(slot: str) -> str:
+    return SLOTS[1 - SLOTS.index(check_slot(slot))]
+
+
+def config_section(config: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The operator's ``dropstack.host`` values from a Fabric config, as plain data."""
+    section = _plain((config or {}).get("dropstack") or {})
+    return dict(section.get("host") or {})
+
+
+def for_host(
+    config: Mapping[str, Any] | None,
+    inv: Inventory | None = None,
+    web: WebHost | None = None,
+    dns_servers: tuple[str, ...] = (),
+) -> HostSettings:
+    """The one settings object for a host: the operator's values (fabric.yaml
+    ``dropstack.host``, ``FABRIC_DROPSTACK_HOST_*``) plus what the target says: the VPC, the
+    domain, the names the site answers to and, when known, the host's resolvers.
+    Operator values win, so an override reaches every task that reads the model."""
+    values: dict[str, Any] = {}
+    if inv is not None:
+        values["vpc_cidr"] = inv["vpc_cidr"]
+        values["domain"] = inv["domain"]
+        if web is not None:
+            names = [ip for ip in (web.public_ip, web.private_ip, inv["load_balancer_ip"]) if ip]
+            values["extra_server_names"] = names
+    if dns_servers:
+        values["dns_servers"] = list(dns_servers)
+    return HostSettings.from_mapping({**values, **config_section(config)})
+
+
+def _plain(value: Any) -> Any:
+    """Invoke's config proxies as plain dicts."""
+    if hasattr(value, "items"):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
 
 
 def settings_docs() -> list[tuple[str, str, str]]:
-    """(name, default, doc) for every setting, for the README table."""
-    rows = []
-    for f in dataclasses.fields(HostSettings):
-        default = "required" if f.default is dataclasses.MISSING else repr(f.default)
-        rows.append((f.name, default, f.metadata["doc"]))
-    return rows
+    """(name, default, doc) for every setting, for the docs' table."""
+    return [(f.name, repr(f.default), f.metadata["doc"]) for f in dataclasses.fields(HostSettings)]
 
 
 def _problems(s: HostSettings) -> list[str]:
@@ -271,7 +386,7 @@ def _problems(s: HostSettings) -> list[str]:
     )
     need(_int_in(s.graceful_timeout, 1, 3600), "graceful_timeout", "1..3600 seconds")
     need(_int_in(s.migration_timeout, 1, 86400), "migration_timeout", "1..86400 seconds")
-    need(_network(s.vpc_cidr), "vpc_cidr", "a network such as 10.110.0.0/20")
+    need(s.vpc_cidr is None or _network(s.vpc_cidr), "vpc_cidr", "a network such as 10.110.0.0/20")
     need(
         isinstance(s.dns_servers, tuple) and all(_address(a) for a in s.dns_servers),
         "dns_servers",
@@ -323,15 +438,12 @@ def _network(value: object) -> bool:
         return False
 
 
-def _address(value: object) -> bool:
+def _address(value: object, versions: tuple[int, ...] = (4, 6)) -> bool:
     try:
-        return isinstance(value, str) and ipaddress.ip_address(value) is not None
+        return isinstance(value, str) and ipaddress.ip_address(value).version in versions
     except ValueError:
         return False
 
 
 def _ipv4(value: object) -> bool:
-    try:
-        return isinstance(value, str) and ipaddress.ip_address(value).version == 4
-    except ValueError:
-        return False
+    return _address(value, (4,))

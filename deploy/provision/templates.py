@@ -2,21 +2,21 @@
 
 Pure functions: they read the template files and return text; installing, validating
 (`nginx -t`, `systemd-analyze verify`) and reloading is the provisioning and deploy code's job.
-Every variable comes from ``HostSettings`` (deploy/host_settings.py), the one place defaults live.
+Every variable comes from ``HostSettings`` (deploy/host_model.py), the one place defaults live.
 """
 
 from __future__ import annotations
 
-import shlex
 from functools import cache
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from deploy.host_settings import HostSettings
-from deploy.remote_files import RemoteFile
+from deploy import shell
+from deploy.host_model import HostSettings, SettingsError
+from deploy.provision.files import RemoteFile
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 TEMPLATE_DIRS = (REPO / "nginx", REPO / "systemd")
 # Not a template: RFC 7919's fixed group, byte for byte (`openssl genpkey -genparam -algorithm DH
 # -pkeyopt group:ffdhe2048` prints the same).
@@ -38,6 +38,10 @@ def template_environment() -> Environment:
 
 def render(name: str, settings: HostSettings, **extra: object) -> str:
     """One template, e.g. ``render("site.conf.j2", settings)``; ``extra`` adds variables."""
+    if settings.vpc_cidr is None:
+        raise SettingsError(
+            "vpc_cidr: required to render the host's files (the inventory's vpc_cidr)"
+        )
     template = template_environment().get_template(name)
     return template.render(settings=settings, paths=settings.paths, **extra)
 
@@ -105,8 +109,8 @@ def systemd_files(settings: HostSettings) -> list[RemoteFile]:
     ]
 
 
-def systemd_verify_command(settings: HostSettings, root: str | None = None) -> str:
-    """`systemd-analyze verify` of the installed units as one shell command (safe under sudo).
+def systemd_verify_command(settings: HostSettings, root: str | None = None) -> list[str]:
+    """`systemd-analyze verify` of the installed units, as a command (safe under sudo).
 
     It fails on any complaint but one: before the first deploy no release is linked into the
     slots, so their gunicorn and python do not exist yet (the units refuse to start then, by
@@ -116,20 +120,21 @@ def systemd_verify_command(settings: HostSettings, root: str | None = None) -> s
     name = settings.app_name
     units = [f"{name}@blue.service", f"{name}@blue.socket", f"{name}-migrate@blue.service"]
     root_option = [f"--root={root}"] if root else []
-    verify = shlex.join(["systemd-analyze", "verify", "--man=no", *root_option, *units])
     # Paths are validated to [A-Za-z0-9._/-], so '.' is the only character ERE treats specially.
     slots = settings.paths.slots_dir.replace(".", r"\.")
     not_deployed = rf"Command {slots}/(blue|green)/\.venv/bin/(gunicorn|python) is not executable"
-    script = "; ".join(
-        [
-            f"out=$({verify} 2>&1)",
-            "rc=$?",
-            f"rest=$(printf '%s\\n' \"$out\" | grep -v -E {shlex.quote(not_deployed)} | grep .)",
-            'if [ -n "$rest" ]; then printf \'%s\\n\' "$rest" >&2; exit 1; fi',
-            'if [ "$rc" -ne 0 ] && [ -z "$out" ]; then echo "verify failed: $rc" >&2; exit 1; fi',
-        ]
+    return shell.script(
+        VERIFY_SCRIPT, not_deployed, "systemd-analyze", "verify", "--man=no", *root_option, *units
     )
-    return f"sh -c {shlex.quote(script)}"
+
+
+# $1: the one complaint allowed (an ERE); the rest: the verify command line.
+VERIFY_SCRIPT = (
+    'allowed=$1; shift; out=$("$@" 2>&1); rc=$?; '
+    'rest=$(printf "%s\\n" "$out" | grep -v -E "$allowed" | grep .); '
+    'if [ -n "$rest" ]; then printf "%s\\n" "$rest" >&2; exit 1; fi; '
+    'if [ "$rc" -ne 0 ] && [ -z "$out" ]; then echo "verify failed: $rc" >&2; exit 1; fi'
+)
 
 
 def render_site_files(settings: HostSettings) -> dict[str, RemoteFile]:

@@ -1,0 +1,120 @@
+"""What a local stack has made on this machine, found by name: containers, namespaces, links,
+overlays, the nft table; and waiting for processes to go. ``down`` and ``status`` read these."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from deploy.local import hosts, nftables
+from deploy.local.network import HostPlan, largest_plan, plan_stack
+from deploy.local.state import LocalStackError, StatePaths, run
+
+
+def leftover_parts(paths: StatePaths) -> list[str]:
+    """Anything a local stack makes that exists now, by name (empty on a clean machine)."""
+    found = []
+    for host in largest_plan().hosts:
+        if nspawn_leaders(host):
+            found.append(f"container {host.name}")
+        if Path(host.netns_path).exists():
+            found.append(f"netns {host.netns}")
+        found += [f"link {n}" for n in host.root_link_names if link_exists(n)]
+        if is_mounted(paths.host_root(host)):
+            found.append(f"overlay {paths.host_root(host)}")
+    if firewall_table_exists():
+        found.append("nft table inet dropstack")
+    found += [str(p) for p in (paths.record, paths.inventory, paths.hosts) if p.exists()]
+    return found
+
+
+def is_running(paths: StatePaths, record: dict) -> bool:
+    plan = plan_stack(record["web_count"])
+    return paths.inventory.exists() and all(nspawn_leaders(h) for h in plan.hosts)
+
+
+def nspawn_leaders(host: HostPlan) -> list[int]:
+    """The systemd-nspawn processes running this host (not their forked children)."""
+    matches = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if hosts.is_nspawn_of([a.decode(errors="replace") for a in argv if a], host):
+            state, ppid = stat.rsplit(")", 1)[1].split()[:2]
+            if state != "Z":
+                matches[int(entry.name)] = int(ppid)
+    return [pid for pid, ppid in matches.items() if ppid not in matches]
+
+
+def firewall_table_exists() -> bool:
+    if shutil.which("nft") is None:
+        return False
+    return (
+        subprocess.run(nftables.list_table_command(), capture_output=True, check=False).returncode
+        == 0
+    )
+
+
+def is_mounted(path: Path) -> bool:
+    target = str(path)
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        if line.split()[4] == target:
+            return True
+    return False
+
+
+def unmount(path: Path) -> None:
+    for _ in range(10):
+        if subprocess.run(["umount", str(path)], capture_output=True, check=False).returncode == 0:
+            return
+        time.sleep(0.5)
+    run(["umount", "--lazy", str(path)], hint="")
+
+
+def link_exists(name: str) -> bool:
+    return Path("/sys/class/net", name).exists()
+
+
+def run_unless_gone(command: list[str], gone: Callable[[], bool]) -> None:
+    """Run a removal; if it fails because the thing vanished meanwhile, that is success too."""
+    try:
+        run(command, hint="")
+    except LocalStackError:
+        if not gone():
+            raise
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def wait_gone(pids: list[int], seconds: float = 10) -> None:
+    deadline = time.monotonic() + seconds
+    while any(alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+def wait_reaped(pids: list[int], seconds: float = 5) -> None:
+    deadline = time.monotonic() + seconds
+    while any(Path(f"/proc/{p}").exists() for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+def send_signal(pid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, sig)

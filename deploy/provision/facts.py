@@ -1,0 +1,224 @@
+"""Facts: what a host is, read by probe commands and turned into data by parsers.
+
+A fact is a read-only command plus a parser (pyinfra's shape). ``gather_command`` batches any
+number of facts into one command line (one SSH round trip), each fact's output framed by a
+marker line, and ``parse_gathered`` splits it back. The operations (``operations.py``) read
+only ``HostFacts``; nothing here changes a host.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from deploy import shell
+from deploy.provision.files import file_states_command, parse_file_states
+
+MARK = "@@dropstack-fact "
+
+
+@dataclass(frozen=True)
+class Fact:
+    key: str
+    command: Sequence[str]
+    parse: Callable[[str], Any] = str
+    root: bool = True  # read as root (most state is root's); False keeps the login's env
+
+
+def framed(fact: Fact) -> list[str]:
+    """The fact's command between marker lines; its exit status is not needed (parsers read
+    what was printed), so a failing probe never stops the batch."""
+    return shell.sequence(
+        ["echo", MARK + fact.key], [*fact.command, shell.NO_STDERR], ["echo", MARK + "end"]
+    )
+
+
+def gather_command(facts: Iterable[Fact]) -> list[str]:
+    """One command printing every fact: the login's own facts first, then root's in one sudo."""
+    facts = list(facts)
+    own = [framed(f) for f in facts if not f.root]
+    root = [framed(f) for f in facts if f.root]
+    return shell.sequence(*own, shell.as_root(shell.sequence(*root)) if root else [])
+
+
+def parse_gathered(output: str, facts: Iterable[Fact]) -> dict[str, Any]:
+    raw: dict[str, list[str]] = {}
+    current: str | None = None
+    for line in output.splitlines():
+        if line.startswith(MARK):
+            key = line[len(MARK) :]
+            current = None if key == "end" else key
+            if current:
+                raw[current] = []
+        elif current is not None:
+            raw[current].append(line)
+    return {f.key: f.parse("\n".join(raw.get(f.key, []))) for f in facts}
+
+
+# --- parsers ---
+
+
+def parse_installed(text: str) -> frozenset[str]:
+    """Packages `dpkg-query -W -f '${Package} ${Status}\\n'` reports as installed."""
+    return frozenset(
+        line.split()[0] for line in text.splitlines() if line.endswith(" ok installed")
+    )
+
+
+def parse_units(text: str) -> dict[str, dict[str, str]]:
+    """`systemctl show -p Id -p ...` for several units: blocks separated by blank lines."""
+    units: dict[str, dict[str, str]] = {}
+    block: dict[str, str] = {}
+    for line in [*text.splitlines(), ""]:
+        if not line.strip():
+            if block.get("Id"):
+                units[block["Id"]] = block
+            block = {}
+            continue
+        key, _, value = line.partition("=")
+        block[key] = value
+    return units
+
+
+def parse_passwd(text: str) -> dict[str, str] | None:
+    fields = text.strip().split(":")
+    if len(fields) < 7:
+        return None
+    return {"name": fields[0], "home": fields[5], "shell": fields[6]}
+
+
+def parse_dirs(text: str) -> dict[str, str]:
+    """`path mode owner group` lines (or `path absent`), keyed by path."""
+    states = {}
+    for line in text.splitlines():
+        path, _, state = line.partition(" ")
+        if path:
+            states[path] = state
+    return states
+
+
+def parse_links(text: str) -> dict[str, str]:
+    """`path<TAB>target` lines (target empty when the path is no symlink)."""
+    links = {}
+    for line in text.splitlines():
+        path, _, target = line.partition("\t")
+        if path:
+            links[path] = target
+    return links
+
+
+def parse_present(text: str) -> frozenset[str]:
+    return frozenset(line for line in text.splitlines() if line)
+
+
+def nameservers(text: str) -> tuple[str, ...]:
+    """The non-loopback nameserver addresses in a resolv.conf, for ``dns_servers``."""
+    found = []
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0] == "nameserver":
+            try:
+                address = ipaddress.ip_address(parts[1].split("%")[0])
+            except ValueError:
+                continue
+            if not address.is_loopback:
+                found.append(str(address))
+    return tuple(found)
+
+
+# --- probes ---
+
+DIRS_SCRIPT = 'for d in "$@"; do stat -c "%n %a %U %G" "$d" 2>/dev/null || echo "$d absent"; done'
+LINKS_SCRIPT = 'for p in "$@"; do printf "%s\\t%s\\n" "$p" "$(readlink "$p")"; done'
+PRESENT_SCRIPT = 'for p in "$@"; do if [ -e "$p" ] || [ -L "$p" ]; then echo "$p"; fi; done'
+UNIT_PROPERTIES = ("Id", "LoadState", "UnitFileState", "ActiveState", "ConditionResult")
+
+
+def os_release() -> Fact:
+    return Fact("os_release", ["cat", "/etc/os-release"])
+
+
+def resolv_conf() -> Fact:
+    return Fact("resolv_conf", ["cat", "/etc/resolv.conf"])
+
+
+def ssh_client() -> Fact:
+    """SSH_CLIENT is `address port port`: the address this operator reaches the host from.
+    Read before sudo, which drops it from the environment."""
+    return Fact("ssh_client", shell.script('printf "%s\\n" "$SSH_CLIENT"'), _first_word, root=False)
+
+
+def _first_word(text: str) -> str:
+    words = text.split()
+    return words[0] if words else ""
+
+
+def installed_packages(packages: Iterable[str]) -> Fact:
+    command = ["dpkg-query", "-W", "-f", "${Package} ${Status}\\n", *packages]
+    return Fact("packages", command, parse_installed)
+
+
+def file_states(paths: Iterable[str]) -> Fact:
+    return Fact("files", file_states_command(paths), parse_file_states)
+
+
+def directories(paths: Iterable[str]) -> Fact:
+    return Fact("dirs", shell.script(DIRS_SCRIPT, *paths), parse_dirs)
+
+
+def links(paths: Iterable[str]) -> Fact:
+    return Fact("links", shell.script(LINKS_SCRIPT, *paths), parse_links)
+
+
+def present(paths: Iterable[str]) -> Fact:
+    return Fact("present", shell.script(PRESENT_SCRIPT, *paths), parse_present)
+
+
+def units(names: Iterable[str]) -> Fact:
+    props = [a for p in UNIT_PROPERTIES for a in ("-p", p)]
+    return Fact("units", ["systemctl", "show", *props, *names], parse_units)
+
+
+def user(name: str) -> Fact:
+    return Fact("user", ["getent", "passwd", name], parse_passwd)
+
+
+def secret_file(path: str) -> Fact:
+    """A file holding secrets (the app's env file): read to keep its generated values. Held
+    in memory only; never printed."""
+    return Fact("env_file", ["cat", path])
+
+
+def ufw_status() -> Fact:
+    return Fact("ufw", ["ufw", "status", "verbose"])
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    """Everything provisioning knows about one host, from one batched probe."""
+
+    os_release: str = ""
+    resolv_conf: str = ""
+    ssh_client: str = ""
+    packages: frozenset[str] = frozenset()
+    files: dict[str, str] = field(default_factory=dict)
+    dirs: dict[str, str] = field(default_factory=dict)
+    links: dict[str, str] = field(default_factory=dict)
+    present: frozenset[str] = frozenset()
+    units: dict[str, dict[str, str]] = field(default_factory=dict)
+    user: dict[str, str] | None = None
+    env_file: str = ""
+    ufw: str = ""
+
+    def unit(self, name: str) -> dict[str, str]:
+        full = name if "." in name else f"{name}.service"
+        return self.units.get(full, {})
+
+    def active(self, name: str) -> bool:
+        return self.unit(name).get("ActiveState") == "active"
+
+    @classmethod
+    def from_gathered(cls, values: dict[str, Any]) -> HostFacts:
+        return cls(**values)

@@ -1,0 +1,403 @@
+"""Operations: from a host's facts to the changes that would bring it to the desired state.
+
+Each step is a pure function ``(Target, HostFacts) -> list[Change]``: it reads facts and the
+desired state and says what it would do, without doing it. ``apply.py`` runs the changes;
+``fab provision --check`` only prints them. The steps run in ``STEPS`` order; configuration
+that has a validator (nginx -t, sshd -t, systemd-analyze verify) is validated before it is
+activated, and a service is reloaded or restarted only when its configuration changed.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+from deploy import shell
+from deploy.host_model import SLOTS, HostSettings
+from deploy.inventory import Inventory
+from deploy.provision import desired, templates
+from deploy.provision import facts as f
+from deploy.provision.files import RemoteFile, describe_difference, differing
+
+Command = tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Change:
+    """One change a step would make: commands, then files (validated before they stay), then
+    the commands that activate them. ``detail`` is what ``--check`` shows (diffs, packages)."""
+
+    summary: str
+    commands: tuple[Command, ...] = ()
+    files: tuple[RemoteFile, ...] = ()
+    validate: Command | None = None
+    validate_name: str = ""
+    then: tuple[Command, ...] = ()
+    detail: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Target:
+    """What the operations know besides facts: the host model and the inventory."""
+
+    host: str
+    settings: HostSettings
+    inv: Inventory
+    contents: dict[str, str] = field(default_factory=dict)  # current file contents, for diffs
+
+    @property
+    def deploy_user(self) -> str:
+        return self.inv["ssh_user"]
+
+
+class Unsupported(Exception):
+    """The host cannot be provisioned at all (its operating system); one line."""
+
+
+def _t(*commands) -> tuple[Command, ...]:
+    return tuple(tuple(c) for c in commands)
+
+
+def root(command) -> Command:
+    return tuple(shell.as_root(command))
+
+
+# --- the desired state that depends on the target ---
+
+
+def directories(s: HostSettings, deploy_user: str) -> list[tuple[str, str, str, str]]:
+    """(path, mode, owner, group) of the release layout. Code is not secret, so releases are
+    world-readable (Nginx serves static files from them); the config dir is closed to others."""
+    p = s.paths
+    return [
+        (p.root, "0755", "root", "root"),
+        (p.releases_dir, "0755", deploy_user, deploy_user),
+        (p.slots_dir, "0755", deploy_user, deploy_user),
+        (p.config_dir, "0750", "root", s.app_user),
+        (s.acme_webroot, "0755", "root", "root"),
+    ]
+
+
+def env_files(t: Target, existing_env: str) -> list[RemoteFile]:
+    """The database CA and the app's environment file. SECRET_KEY is made once and kept."""
+    s, p = t.settings, t.settings.paths
+    secret = desired.parse_env_file(existing_env).get("SECRET_KEY") or secrets.token_urlsafe(48)
+    values = {
+        "DROPSTACK_ENV": "production",
+        "DATABASE_URL": desired.app_database_url(t.inv["db_uri"], p.db_ca_cert),
+        "SECRET_KEY": secret,
+    }
+    return [
+        RemoteFile(p.db_ca_cert, t.inv["db_ca_cert"], "0644", "root", s.app_user),
+        RemoteFile(
+            p.env_file, desired.env_file_content(values), "0640", "root", s.app_user, secret=True
+        ),
+    ]
+
+
+def os_files(t: Target, operator_ip: str) -> dict[str, RemoteFile]:
+    return desired.os_files(t.deploy_user, operator_ip)
+
+
+def wanted_paths(t: Target) -> list[str]:
+    """Every file path the steps manage, for the one batched probe (contents not needed)."""
+    files = [*os_files(t, "").values(), *env_files(t, "")]
+    files += templates.nginx_files(t.settings) + templates.systemd_files(t.settings)
+    if t.settings.domain:
+        files += templates.nginx_files(replace(t.settings, tls_certificate_ready=False))
+    return sorted({file.path for file in files})
+
+
+MANAGED_UNITS = ("nginx", "ssh", "fail2ban", "systemd-journald", "systemd-timesyncd")
+
+
+def facts_for(t: Target) -> list[f.Fact]:
+    """The one probe provisioning makes of a host, before it plans anything."""
+    s, p = t.settings, t.settings.paths
+    links = [p.live_socket, p.current, *(p.slot(slot) for slot in SLOTS)]
+    links += list(templates.nginx_symlinks(s))
+    present = list(templates.nginx_obsolete_paths(s))
+    if s.domain:
+        present.append(f"{s.tls_cert_dir}/fullchain.pem")
+    return [
+        f.os_release(),
+        f.resolv_conf(),
+        f.ssh_client(),
+        f.installed_packages(desired.packages_for(bool(s.domain))),
+        f.file_states(wanted_paths(t)),
+        f.directories([d[0] for d in directories(s, t.deploy_user)]),
+        f.links(links),
+        f.present(present),
+        f.units([*(f"{u}.service" for u in MANAGED_UNITS), *(p.unit(slot) for slot in SLOTS)]),
+        f.user(s.app_user),
+        f.secret_file(p.env_file),
+        f.ufw_status(),
+    ]
+
+
+# --- the steps ---
+
+
+def check_os(t: Target, facts: f.HostFacts) -> list[Change]:
+    problem = desired.check_distro(facts.os_release)
+    if problem:
+        raise Unsupported(problem)
+    return []
+
+
+def packages(t: Target, facts: f.HostFacts) -> list[Change]:
+    missing = [p for p in desired.packages_for(bool(t.settings.domain)) if p not in facts.packages]
+    if not missing:
+        return []
+    # Services' postinst scripts start them; nginx's default site is replaced further on.
+    return [
+        Change(
+            f"install {', '.join(missing)}",
+            commands=(root(desired.install_packages_command(missing)),),
+            detail=tuple(f"+ package {name}" for name in missing),
+        )
+    ]
+
+
+def file_changes(
+    t: Target, facts: f.HostFacts, files: list[RemoteFile], summary: str, **activation
+) -> list[Change]:
+    """A Change writing the files the host does not have exactly so, with their diffs."""
+    changed = differing(files, facts.files)
+    if not changed:
+        return []
+    detail = []
+    for file in changed:
+        current = facts.env_file if file.secret else t.contents.get(file.path)
+        detail += describe_difference(file, facts.files.get(file.path), current)
+    return [Change(summary, files=tuple(changed), detail=tuple(detail), **activation)]
+
+
+def ensure_running(facts: f.HostFacts, unit: str, how: str = "restart") -> list[Change]:
+    """Start a service that should run and does not (a condition that is false, such as
+    systemd-timesyncd's in a container, where the clock is the host's, counts as running)."""
+    props = facts.unit(unit)
+    enabled = props.get("UnitFileState") in ("enabled", "static", "alias", "enabled-runtime")
+    running = props.get("ActiveState") == "active" or props.get("ConditionResult") == "no"
+    if enabled and running:
+        return []
+    state = f"{props.get('UnitFileState', '?')}, {props.get('ActiveState', '?')}"
+    return [
+        Change(
+            f"enable and start {unit}",
+            commands=(root(["systemctl", "enable", "--now", unit]),),
+            detail=(f"~ {unit}: {state} -> enabled, active",),
+        )
+    ]
+
+
+def unattended_upgrades(t: Target, facts: f.HostFacts) -> list[Change]:
+    return file_changes(t, facts, [os_files(t, "")["apt"]], "apt periodic upgrades")
+
+
+def journald(t: Target, facts: f.HostFacts) -> list[Change]:
+    restart = (root(["systemctl", "restart", "systemd-journald"]),)
+    file = os_files(t, "")["journald"]
+    return file_changes(t, facts, [file], "journald storage", then=restart)
+
+
+def time_sync(t: Target, facts: f.HostFacts) -> list[Change]:
+    return ensure_running(facts, "systemd-timesyncd")
+
+
+def app_user(t: Target, facts: f.HostFacts) -> list[Change]:
+    s = t.settings
+    shell_path = "/usr/sbin/nologin"
+    if facts.user is None:
+        add = ["useradd", "--system", "--user-group", "--home-dir", s.app_root,
+               "--no-create-home", "--shell", shell_path, s.app_user]  # fmt: skip
+        return [Change(f"create user {s.app_user}", commands=(root(add),),
+                       detail=(f"+ user {s.app_user} (system, {shell_path})",))]  # fmt: skip
+    have = (facts.user["home"], facts.user["shell"])
+    if have == (s.app_root, shell_path):
+        return []
+    mod = ["usermod", "--home", s.app_root, "--shell", shell_path, s.app_user]
+    return [Change(f"repair user {s.app_user}", commands=(root(mod),),
+                   detail=(f"~ user {s.app_user}: home, shell {have} -> "
+                           f"{(s.app_root, shell_path)}",))]  # fmt: skip
+
+
+def release_layout(t: Target, facts: f.HostFacts) -> list[Change]:
+    dirs = directories(t.settings, t.deploy_user)
+    wrong = [d for d in dirs if facts.dirs.get(d[0]) != f"{int(d[1], 8):o} {d[2]} {d[3]}"]
+    if not wrong:
+        return []
+    commands = tuple(
+        root(["install", "-d", "-m", mode, "-o", owner, "-g", group, path])
+        for path, mode, owner, group in wrong
+    )
+    detail = tuple(
+        f"~ {path}/: {facts.dirs.get(path) or 'absent'} -> {int(mode, 8):o} {owner} {group}"
+        for path, mode, owner, group in wrong
+    )
+    return [Change("release directories", commands=commands, detail=detail)]
+
+
+def app_environment(t: Target, facts: f.HostFacts) -> list[Change]:
+    files = env_files(t, facts.env_file)
+    return file_changes(t, facts, files, "app environment (values never shown)")
+
+
+def systemd_units(t: Target, facts: f.HostFacts) -> list[Change]:
+    """Units and tmpfiles; verified before daemon-reload; running slots restarted only when a
+    unit changed (Type=notify: the restart waits until the slot is ready again)."""
+    s, p = t.settings, t.settings.paths
+    restarts = [root(["systemctl", "restart", p.unit(slot)]) for slot in SLOTS
+                if facts.active(p.unit(slot))]  # fmt: skip
+    then = (
+        root(["systemctl", "daemon-reload"]),
+        root(["systemd-tmpfiles", "--create", p.tmpfiles_conf]),
+        *restarts,
+    )
+    return file_changes(
+        t, facts, templates.systemd_files(s), "gunicorn units",
+        validate=root(templates.systemd_verify_command(s)),
+        validate_name="systemd-analyze verify", then=then,
+    )  # fmt: skip
+
+
+def live_link(t: Target, facts: f.HostFacts) -> list[Change]:
+    """Create the live.sock link on a host deployed before it existed, pointing it at the
+    running slot whose release is `current` (the one serving). An existing link is never
+    touched: deploys own it. With no release running nothing is linked and the site answers
+    503 until the first deploy."""
+    p = t.settings.paths
+    if facts.links.get(p.live_socket) or not facts.links.get(p.current):
+        return []
+    for slot in SLOTS:
+        if facts.links.get(p.slot(slot)) == facts.links[p.current] and facts.active(p.unit(slot)):
+            link = replace_link_command(p.socket(slot), p.live_socket)
+            return [Change(f"link live.sock to slot {slot}", commands=(root(link),),
+                           detail=(f"+ {p.live_socket} -> {p.socket(slot)}",))]  # fmt: skip
+    return []
+
+
+def replace_link_command(target: str, link: str) -> list[str]:
+    """Point a symlink elsewhere atomically: readers see the old target or the new, never none."""
+    return shell.chain(["ln", "-sfn", target, link + ".tmp"], ["mv", "-T", link + ".tmp", link])
+
+
+def nginx_activation(facts: f.HostFacts) -> tuple[Command, ...]:
+    start = ["systemctl", "reload"] if facts.active("nginx") else ["systemctl", "enable", "--now"]
+    return (root(["nginx", "-t"]), root([*start, "nginx"]))
+
+
+def nginx_changes(t: Target, facts: f.HostFacts, s: HostSettings, summary: str) -> list[Change]:
+    """The site's files from the templates, `nginx -t` before they stay, then a reload."""
+    commands, detail = [], []
+    for path in templates.nginx_obsolete_paths(s):
+        if path in facts.present:
+            commands.append(root(["rm", "-f", path]))
+            detail.append(f"- {path}")
+    for link, target in templates.nginx_symlinks(s).items():
+        if facts.links.get(link) != target:
+            commands.append(root(["ln", "-sfn", target, link]))
+            detail.append(f"~ {link} -> {target}")
+    files = file_changes(t, facts, templates.nginx_files(s), summary)
+    if files:
+        detail += files[0].detail
+    if not (commands or files or not facts.active("nginx")):
+        return []
+    if not (commands or files):
+        detail.append("~ nginx: inactive -> active")
+    return [
+        Change(
+            summary,
+            commands=tuple(commands),
+            files=files[0].files if files else (),
+            validate=root(["nginx", "-t"]),
+            validate_name="nginx -t",
+            then=nginx_activation(facts),
+            detail=tuple(detail),
+        )
+    ]
+
+
+def tls_certificate(t: Target, facts: f.HostFacts) -> list[Change]:
+    """First pass with a domain and no certificate yet: serve HTTP with the ACME webroot so
+    certbot can prove the domain, then obtain it. certbot's timer renews it; its deploy hook
+    reloads Nginx."""
+    s = t.settings
+    if not s.domain or f"{s.tls_cert_dir}/fullchain.pem" in facts.present:
+        return []
+    http_only = replace(s, tls_certificate_ready=False)
+    site = nginx_changes(t, facts, http_only, "nginx site over http for certbot")
+    certbot = root(certbot_command(s))
+    detail = (*(site[0].detail if site else ()), f"+ certificate for {s.domain} (certbot)")
+    if site:
+        return [replace(site[0], then=(*site[0].then, certbot), detail=detail)]
+    return [Change(f"certificate for {s.domain}", commands=(certbot,), detail=detail)]
+
+
+def certbot_command(s: HostSettings) -> list[str]:
+    return ["certbot", "certonly", "--non-interactive", "--agree-tos", "--webroot",
+            "-w", s.acme_webroot, "--register-unsafely-without-email", "-d", s.domain,
+            "--deploy-hook", "systemctl reload nginx"]  # fmt: skip
+
+
+def nginx_site(t: Target, facts: f.HostFacts) -> list[Change]:
+    s = t.settings
+    if s.domain and f"{s.tls_cert_dir}/fullchain.pem" not in facts.present:
+        s = replace(s, tls_certificate_ready=False)
+    return nginx_changes(t, facts, s, "nginx site")
+
+
+def host_firewall(t: Target, facts: f.HostFacts) -> list[Change]:
+    if desired.ufw_is_as_wanted(facts.ufw):
+        return []
+    rules = [line for line in facts.ufw.partition("\n--")[2].splitlines()[1:] if line.strip()]
+    wanted = [f"{action} {port}" for action, port in desired.UFW_RULES]
+    detail = ("~ ufw: " + (facts.ufw.splitlines()[0] if facts.ufw else "not installed"),)
+    detail += tuple(f"  host has: {rule.strip()}" for rule in rules)
+    detail += (f"  wanted: default deny incoming; {'; '.join(wanted)} (v4 and v6)",)
+    commands = tuple(root(c) for c in desired.ufw_commands())
+    return [Change("reset ufw to the policy", commands=commands, detail=detail)]
+
+
+def sshd(t: Target, facts: f.HostFacts) -> list[Change]:
+    reload = (root(["systemctl", "reload-or-restart", "ssh"]),)
+    file = os_files(t, "")["sshd"]
+    changes = file_changes(t, facts, [file], "sshd settings", validate=root(["sshd", "-t"]),
+                           validate_name="sshd -t", then=reload)  # fmt: skip
+    return changes or ensure_running(facts, "ssh")
+
+
+def fail2ban(t: Target, facts: f.HostFacts) -> list[Change]:
+    file = os_files(t, facts.ssh_client)["fail2ban"]
+    restart = (root(["systemctl", "reload-or-restart", "fail2ban"]),)
+    changes = file_changes(t, facts, [file], "fail2ban jail", then=restart)
+    return changes + ensure_running(facts, "fail2ban")
+
+
+Operation = Callable[[Target, f.HostFacts], list[Change]]
+
+# The steps, in order, with the names printed as they run (and by --check).
+STEPS: tuple[tuple[str, Operation], ...] = (
+    ("check operating system", check_os),
+    ("apt packages", packages),
+    ("unattended security upgrades", unattended_upgrades),
+    ("persistent journald", journald),
+    ("time sync", time_sync),
+    ("app user", app_user),
+    ("release layout", release_layout),
+    ("app environment and secrets", app_environment),
+    ("systemd units for gunicorn", systemd_units),
+    # Before any Nginx site: the static upstream names the link, so a serving host needs it first.
+    ("live slot link", live_link),
+    ("tls certificate (certbot)", tls_certificate),
+    ("nginx site", nginx_site),
+    ("host firewall (ufw)", host_firewall),
+    ("sshd hardening", sshd),
+    ("fail2ban sshd jail", fail2ban),
+)
+
+
+def steps_for(settings: HostSettings) -> tuple[tuple[str, Operation], ...]:
+    """The steps this host runs: the certificate step only with a domain."""
+    return tuple(s for s in STEPS if settings.domain or s[1] is not tls_certificate)

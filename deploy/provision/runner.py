@@ -1,0 +1,95 @@
+"""One host's provisioning: probe, plan each step, apply it (or, with ``--check``, print it).
+
+Facts are gathered once, in one round trip; a step that changed the host makes the runner
+gather them again before the next step plans, so each plan sees the host as it now is. A run
+that changes nothing therefore costs one probe. ``--check`` plans every step against the first
+probe and changes nothing: it is host drift detection.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+from fabric import Connection
+from invoke.exceptions import Exit, Failure, UnexpectedExit
+
+from deploy import host_model
+from deploy.inventory import Inventory, WebHost
+from deploy.provision import apply, operations
+from deploy.provision import facts as f
+from deploy.steps import HostLog, StepFailed, last_words, run_on_hosts, say
+from deploy.targets import connect, resolve_inventory, select_hosts
+
+
+def plan_target(config, inv: Inventory, web: WebHost, resolv_conf: str = "") -> operations.Target:
+    settings = host_model.for_host(config, inv, web, f.nameservers(resolv_conf))
+    return operations.Target(web.name, settings, inv)
+
+
+def provision_host(
+    c: Connection, config, inv: Inventory, web: WebHost, log: HostLog, check: bool = False
+) -> HostLog:
+    """Every step, in order, for one connected host."""
+    target = plan_target(config, inv, web)
+    probe = operations.facts_for(target)
+    facts = apply.gather(c, probe)
+    # The host's resolvers reach the units' IPAddressAllow, so the settings are built again
+    # with them; paths do not depend on them, so the probe above already covered every file.
+    target = plan_target(config, inv, web, facts.resolv_conf)
+    if check:
+        wanted = [p for p in operations.wanted_paths(target) if p != target.settings.env_file]
+        stale = [p for p in wanted if facts.files.get(p, "absent") != "absent"]
+        target = replace(target, contents=apply.current_contents(c, stale))
+    for name, operation in operations.steps_for(target.settings):
+        started = time.monotonic()
+        try:
+            changes = operation(target, facts)
+        except operations.Unsupported as exc:
+            log.failed(name, started, str(exc))
+            raise StepFailed(log.host, name, str(exc)) from None
+        if check:
+            details = [line for change in changes for line in change.detail]
+            log.finish(name, "would change" if changes else "ok", started, details)
+            continue
+        log.step(name, lambda n=name, todo=changes: _apply(c, log.host, n, todo))
+        if changes:
+            facts = apply.gather(c, probe)
+    return log
+
+
+def _apply(c: Connection, host: str, name: str, changes) -> bool:
+    try:
+        return apply.apply_changes(c, changes)
+    except apply.ValidationFailed as exc:
+        raise StepFailed(host, name, str(exc)) from None
+
+
+def provision_targets(c, stack, inventory, hosts, serial: bool, check: bool = False) -> None:
+    """Provision (or check) every selected host, in parallel unless ``serial``; a summary
+    line per host. ``check`` exits 1 when any host would change, 0 when all match."""
+    inv = resolve_inventory(stack, inventory)
+    targets = {h.name: h for h in select_hosts(inv, hosts)}
+    task = "provision --check" if check else "provision"
+    say(f"{'checking' if check else 'provisioning'} {', '.join(targets)} from {inv.source}")
+
+    def work(name: str) -> HostLog:
+        conn = connect(inv, targets[name], c.config)
+        try:
+            return provision_host(conn, c.config, inv, targets[name], HostLog(name, task), check)
+        except (UnexpectedExit, Failure) as exc:
+            reason = last_words(exc.result.stderr or exc.result.stdout)
+            raise StepFailed(name, "probe", reason) from None
+        finally:
+            conn.close()
+
+    outcomes = run_on_hosts(list(targets), work, parallel=not serial)
+    failures = [str(o) for o in outcomes.values() if isinstance(o, Exception)]
+    for name, outcome in outcomes.items():
+        say(outcome.summary() if isinstance(outcome, HostLog) else f"{name}: FAILED")
+    if failures:
+        raise Exit("\n".join(f"provision failed: {f}" for f in failures), code=1)
+    drifted = [n for n, o in outcomes.items() if isinstance(o, HostLog) and o.changed]
+    if check and drifted:
+        raise Exit(f"provision --check: {', '.join(drifted)} differ from the desired state; "
+                   "`fab provision` repairs them", code=1)  # fmt: skip

@@ -1,0 +1,201 @@
+"""The tasks that look at hosts: ``fab releases``, ``status``, ``logs``, and ``unlock``.
+
+``releases`` and ``status`` print for people, or with ``--json`` one JSON document for scripts.
+Paths, units and log files come from the one host model, so an operator's override
+(``env_file``, ``nginx_log_dir``...) reaches these as it reaches provisioning.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+
+from fabric import task
+from invoke.exceptions import Exit
+
+from deploy import shell
+from deploy.release import audit, lock
+from deploy.release import commands as cmd
+from deploy.release.host import ReleaseHost
+from deploy.release.rollout import TARGET_HELP, open_hosts
+from deploy.release.state import HostState
+from deploy.steps import say
+
+JSON_HELP = {"json": "print one JSON document for scripts instead of the human lines"}
+
+
+def release_lines(state: HostState) -> list[str]:
+    """The host's releases, newest first, with live / slot / failed markers."""
+    lines = []
+    by_slot = {release: slot for slot, release in state.slots.items() if release}
+    for info in reversed(state.releases):
+        marks = []
+        if info.name == state.current:
+            marks.append("current")
+        slot = by_slot.get(info.name)
+        if slot:
+            marks.append(f"slot {slot} ({slot_word(state, slot)})")
+        if info.failed:
+            marks.append("FAILED")
+        star = "*" if info.name == state.current else " "
+        lines.append(f"{star} {info.name}  venv {info.venv or '-':<16}  {', '.join(marks)}")
+    return lines or ["(no releases)"]
+
+
+def slot_word(state: HostState, slot: str) -> str:
+    if state.live_slot == slot:
+        return "live"
+    return "running" if state.active.get(slot) else "stopped"
+
+
+def releases_data(h: ReleaseHost, state: HostState, last: int) -> dict:
+    records = audit.parse_lines(h.run(cmd.audit_tail_command(h.layout, last)).stdout)
+    by_slot = {release: slot for slot, release in state.slots.items() if release}
+    return {
+        "host": h.name,
+        "current": state.current,
+        "releases": [
+            {
+                "name": info.name,
+                "current": info.name == state.current,
+                "slot": by_slot.get(info.name),
+                "slot_state": slot_word(state, by_slot[info.name])
+                if info.name in by_slot
+                else None,
+                "failed": info.failed,
+                "served": info.served,
+                "venv": info.venv,
+            }
+            for info in reversed(state.releases)
+        ],
+        "audit": [r.__dict__ for r in records],
+    }
+
+
+@task(help={**TARGET_HELP, **JSON_HELP, "last": "how many audit log entries (default 10)"})
+def releases(c, stack="", inventory="", hosts="", last=10, json_=False):
+    """List each host's releases (current, slots, failed) and its recent deploys."""
+    documents = []
+    for h in open_hosts(c, stack, inventory, hosts, threading.Event()):
+        state = h.state()
+        if json_:
+            documents.append(releases_data(h, state, last))
+            continue
+        say(f"[{h.name}] releases, newest first:")
+        for line in release_lines(state):
+            say(f"[{h.name}]   {line}")
+        say(f"[{h.name}] recent deploys and rollbacks:")
+        records = audit.parse_lines(h.run(cmd.audit_tail_command(h.layout, last)).stdout)
+        for line in audit.render(records):
+            say(f"[{h.name}]   {line}")
+    if json_:
+        say(json.dumps({"hosts": documents}, indent=2, sort_keys=True))
+
+
+def status_data(h: ReleaseHost, state: HostState) -> dict:
+    live = state.live_slot
+    readyz = None
+    if live:
+        probe = h.run(cmd.health_wait_command(h.layout, live, "/readyz", 0), warn=True)
+        readyz = {"ok": probe.ok, "response": " ".join(probe.stdout.split()) or None}
+    return {
+        "host": h.name,
+        "current": state.current,
+        "live_slot": live,
+        "routed_slot": state.routed_slot,
+        "slots": {
+            slot: {"release": rel, "active": bool(state.active.get(slot))}
+            for slot, rel in state.slots.items()
+        },
+        "readyz": readyz,
+        "nginx_active": state.nginx_active,
+        "lock": (state.lock.__dict__ if state.lock else {}) if state.locked else None,
+    }
+
+
+@task(help={**TARGET_HELP, **JSON_HELP})
+def status(c, stack="", inventory="", hosts="", json_=False):
+    """Per host: the live release and slot, both slots' state, /readyz, Nginx, any lock."""
+    documents = []
+    for h in open_hosts(c, stack, inventory, hosts, threading.Event()):
+        data = status_data(h, h.state())
+        if json_:
+            documents.append(data)
+            continue
+        for line in status_lines(data):
+            say(f"[{h.name}] {line}")
+    if json_:
+        say(json.dumps({"hosts": documents}, indent=2, sort_keys=True))
+
+
+def status_lines(data: dict) -> list[str]:
+    lines = [f"current release: {data['current'] or '(none)'}"]
+    for slot, info in data["slots"].items():
+        running = "active" if info["active"] else "inactive"
+        serving = "  <- nginx (live.sock)" if data["routed_slot"] == slot else ""
+        lines.append(f"  slot {slot:<5} {running:<8} {info['release'] or '(no release)'}{serving}")
+    if data["live_slot"]:
+        answer = data["readyz"]["response"] or "no answer"
+        lines.append(f"  /readyz on {data['live_slot']}: {answer}")
+    elif data["routed_slot"]:
+        lines.append(f"  no live slot: live.sock names slot {data['routed_slot']}, not running")
+    else:
+        lines.append("  no live slot: no release deployed yet")
+    lines.append(f"  nginx: {'active' if data['nginx_active'] else 'NOT active'}")
+    if data["lock"] is not None:
+        holder = data["lock"]
+        who = lock.Holder(**holder).describe() if holder else "unreadable holder record"
+        lines.append(f"  deploy lock held: {who}")
+    return lines
+
+
+@task(
+    help={
+        **TARGET_HELP,
+        "follow": "keep printing new lines (one host at a time)",
+        "since": "journalctl --since, e.g. '10 min ago' or '2026-11-21 15:00'",
+        "lines": "lines to show per host (default 100)",
+        "nginx": "Nginx's journal and the site's access and error logs instead of the app's",
+    }
+)
+def logs(c, stack="", inventory="", hosts="", follow=False, since="", lines=100, nginx=False):
+    """The app's journal (both slots and migrations), or Nginx's with --nginx."""
+    selected = open_hosts(c, stack, inventory, hosts, threading.Event())
+    if follow and len(selected) > 1:
+        raise Exit("dropstack: --follow reads one host; pick it with --hosts", code=1)
+    for h in selected:
+        say(f"[{h.name}] {'; '.join(log_sources(h, nginx))}:")
+        for command in logs_commands(h, nginx, lines, since, follow):
+            h.c.run(shell.join(command), warn=True, in_stream=False, pty=follow)
+
+
+def log_sources(h: ReleaseHost, nginx: bool) -> list[str]:
+    if nginx:
+        return ["journal of nginx", h.layout.nginx_access_log, h.layout.nginx_error_log]
+    return [f"journal of {', '.join(h.layout.units)}"]
+
+
+def logs_commands(h: ReleaseHost, nginx: bool, lines: int, since: str, follow: bool):
+    """The commands ``fab logs`` runs on a host: with ``--follow`` one command only (the
+    journal, or the Nginx files), since a followed command never ends."""
+    layout = h.layout
+    if not nginx:
+        return [cmd.journal_command(list(layout.units), lines, since, follow)]
+    files = cmd.tail_command([layout.nginx_access_log, layout.nginx_error_log], lines, follow)
+    if follow:
+        return [files]
+    return [cmd.journal_command(["nginx"], lines, since), files]
+
+
+@task(help=TARGET_HELP)
+def unlock(c, stack="", inventory="", hosts=""):
+    """Remove a deploy lock left behind by a deploy that died, showing whose it was."""
+    for h in open_hosts(c, stack, inventory, hosts, threading.Event()):
+        state = h.state()
+        if not state.locked:
+            say(f"[{h.name}] not locked")
+            continue
+        who = state.lock.describe() if state.lock else "unreadable holder record"
+        say(f"[{h.name}] warning: removing the deploy lock held by {who}; if that deploy is "
+            "still running it is no longer protected from another one")  # fmt: skip
+        h.run(lock.force_remove_command(h.layout.lock))

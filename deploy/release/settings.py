@@ -1,0 +1,68 @@
+"""How releases are named, and the settings a release run reads (``dropstack.release``).
+
+Where releases, slots, sockets and units are on a host is not here: it is the one host model,
+``deploy.host_model`` (``HostSettings.paths``), which provisioning and the host suite read too.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+# <UTC YYYYmmddHHMMSS>-<short sha>[-dirty]: sorting names sorts releases by build time.
+RELEASE_NAME = re.compile(r"(?P<stamp>\d{14})-(?P<sha>[0-9a-f]{7,40})(?P<dirty>-dirty)?")
+
+
+class ReleaseError(Exception):
+    """A release operation cannot go on; ``str()`` is the one line the operator sees."""
+
+
+def release_name(built_at: datetime, revision: str, dirty: bool = False) -> str:
+    """The release's directory name: build time (UTC) and the short commit it was built from."""
+    stamp = built_at.astimezone(UTC).strftime("%Y%m%d%H%M%S")
+    return f"{stamp}-{revision[:7]}{'-dirty' if dirty else ''}"
+
+
+def is_release_name(name: str) -> bool:
+    return RELEASE_NAME.fullmatch(name) is not None
+
+
+@dataclass(frozen=True)
+class ReleaseSettings:
+    """What a release run may be told through Fabric config (``dropstack.release.*``)."""
+
+    keep: int = 5  # releases kept per host, besides the live, previous-good and slot ones
+    health_timeout: int = 30  # seconds a new slot has to answer /readyz with 200
+    # Seconds the retired slot may keep connections from Nginx after the switch before it is
+    # stopped anyway: well above upstream.conf's keepalive_time and keepalive_timeout (5 s), after
+    # which Nginx has closed every connection to it, busy or idle.
+    drain_timeout: int = 15
+    lock_wait: int = 0  # default for --wait: seconds to wait for another deploy's lock
+    archive_paths: tuple[str, ...] = ("app",)  # what of the tree a host gets
+    requirements: str = "app/requirements.txt"
+    constraints: str = "constraints.txt"
+    cache_dir: str = "~/.cache/dropstack"
+    source: str = "."  # the git work tree releases are built from
+    journal_lines: int = 30
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any] | None) -> ReleaseSettings:
+        """From the ``dropstack`` section of a Fabric config (``dropstack.release``); unknown
+        keys are errors."""
+        section = dict(config or {})
+        values = dict(section.get("release") or {})
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ReleaseError(
+                f"dropstack.release.{unknown[0]}: not a setting; known: {', '.join(sorted(known))}"
+            )
+        if "archive_paths" in values:
+            values["archive_paths"] = tuple(values["archive_paths"])
+        settings = cls(**values)
+        if settings.keep < 2:
+            raise ReleaseError("dropstack.release.keep: must be at least 2 (live and previous)")
+        return settings

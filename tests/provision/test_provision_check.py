@@ -1,0 +1,146 @@
+"""`fab provision --check` is drift detection: after a hand edit on the host it names the step
+and the difference, changes nothing (checksums of every managed file before and after), exits
+non-zero; `fab provision` repairs the host and `--check` is clean again.
+
+Runs against a provisioned target (bin/test provisions the local droplet first). Each case
+makes one kind of hand edit an operator might make on a live host.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from deploy import host_model
+from deploy.provision import operations
+from deploy.provision.facts import nameservers
+from tests.provision.conftest import root
+
+SSHD_FILE = "/etc/ssh/sshd_config.d/20-dropstack.conf"
+SITE_FILE = "/etc/nginx/sites-available/dropstack"
+UNIT_FILE = "/etc/systemd/system/dropstack@.service"
+
+# (case, the edit as a root command, the step --check must name, a line of its difference)
+DRIFTS = [
+    (
+        "sshd setting",
+        ["sed", "-i", "s/^PasswordAuthentication no/PasswordAuthentication yes/", SSHD_FILE],
+        "sshd hardening",
+        r"^\[web-1\]   \| \+PasswordAuthentication no$",
+    ),
+    ("ufw rule", ["ufw", "allow", "8000/tcp"], "host firewall (ufw)", r"host has: 8000/tcp"),
+    (
+        "nginx site",
+        ["sed", "-i", "s/client_max_body_size [^;]*;/client_max_body_size 50m;/", SITE_FILE],
+        "nginx site",
+        r"^\[web-1\]   \| -    client_max_body_size 50m;$",
+    ),
+    (
+        "unit file",
+        ["sed", "-i", "s/^KillMode=mixed/KillMode=process/", UNIT_FILE],
+        "systemd units for gunicorn",
+        r"^\[web-1\]   \| -KillMode=process$",
+    ),
+    (
+        "unit file mode",
+        ["chmod", "0666", UNIT_FILE],
+        "systemd units for gunicorn",
+        r"mode/owner 666 root root -> 644 root root",
+    ),
+    (
+        "removed package",
+        ["env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "remove", "-y", "-q",
+         "python3-systemd"],
+        "apt packages",
+        r"\+ package python3-systemd",
+    ),
+    ("stopped service", ["systemctl", "stop", "fail2ban"], "fail2ban sshd jail",
+     r"~ fail2ban: enabled, inactive -> enabled, active"),
+    (
+        "env file mode",
+        ["chmod", "0644", "/etc/dropstack/app.env"],
+        "app environment and secrets",
+        r"mode/owner 644 root app -> 640 root app",
+    ),
+    ("app user shell", ["usermod", "--shell", "/bin/bash", "app"], "app user",
+     r"~ user app: home, shell"),
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def managed_paths(web1, inventory):
+    """Every file provisioning manages on web-1, from the same model and operations it uses."""
+    resolv = web1.run("cat /etc/resolv.conf", hide=True).stdout
+    web = inventory.web_hosts[0]
+    settings = host_model.for_host({}, inventory, web, nameservers(resolv))
+    return operations.wanted_paths(operations.Target(web.name, settings, inventory))
+
+
+def checksums(web1, paths: list[str]) -> str:
+    """sha256, mode and owner of each managed file, plus ufw's rules and the package list."""
+    files = root(web1, ["sh", "-c", 'for p in "$@"; do stat -c "%n %a %U %G" "$p"; '
+                       'sha256sum "$p"; done', "sums", *paths], warn=True).stdout  # fmt: skip
+    rules = root(web1, ["ufw", "status", "verbose"], warn=True).stdout
+    packages = root(web1, ["dpkg-query", "-W", "-f", "${Package} ${Status}\\n"]).stdout
+    return files + rules + packages
+
+
+def step_lines(stdout: str, step: str) -> list[str]:
+    """The step's status line and its indented detail lines."""
+    lines = stdout.splitlines()
+    for i, line in enumerate(lines):
+        if re.match(rf"^\[web-1\] {re.escape(step)}\s{{2,}}\S", line):
+            block = [line]
+            for detail in lines[i + 1 :]:
+                if not detail.startswith("[web-1]   | "):
+                    break
+                block.append(detail)
+            return block
+    return []
+
+
+def test_check_is_clean_right_after_provision(fab):
+    assert fab("provision").returncode == 0
+    result = fab("provision", "--check")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.search(r"^web-1: \d+ steps, 0 (would )?change", result.stdout, re.M), result.stdout
+
+
+@pytest.mark.parametrize(("case", "edit", "step", "difference"), DRIFTS, ids=[d[0] for d in DRIFTS])
+def test_check_reports_drift_changes_nothing_and_provision_repairs(
+    fab, web1, managed_paths, case, edit, step, difference
+):
+    root(web1, edit)
+    try:
+        before = checksums(web1, managed_paths)
+        result = fab("provision", "--check")
+        after = checksums(web1, managed_paths)
+        assert after == before, f"{case}: --check changed the host"
+        assert result.returncode == 1, f"{case}: --check exited {result.returncode}"
+        block = step_lines(result.stdout, step)
+        assert block and "would change" in block[0], f"{case}: {step} not flagged:\n{result.stdout}"
+        assert any(re.search(difference, line) for line in block), "\n".join(block)
+        flagged = re.findall(r"^\[web-1\] (.+?)\s{2,}would change", result.stdout, re.M)
+        assert flagged == [step], f"{case}: only {step!r} differs, --check flagged {flagged}"
+        assert "--check: web-1 differ" in result.stderr
+    finally:
+        repaired = fab("provision")
+    assert repaired.returncode == 0, repaired.stdout + repaired.stderr
+    clean = fab("provision", "--check")
+    assert clean.returncode == 0, f"{case}: still drifted after provision:\n{clean.stdout}"
+
+
+def test_check_never_prints_secrets(fab, web1):
+    env_file = "/etc/dropstack/app.env"
+    edit = ["sed", "-i", "s|^DATABASE_URL=.*|DATABASE_URL=postgresql://app:hand-edited-pw@db/app|",
+            env_file]  # fmt: skip
+    root(web1, edit)
+    try:
+        result = fab("provision", "--check")
+        assert result.returncode == 1, result.stdout
+        assert "hand-edited-pw" not in result.stdout + result.stderr
+        block = step_lines(result.stdout, "app environment and secrets")
+        assert any("DATABASE_URL=<redacted>" in line for line in block), "\n".join(block)
+    finally:
+        assert fab("provision").returncode == 0
