@@ -89,10 +89,23 @@ def test_domain_is_normalised(given, stored):
 
 
 @pytest.mark.parametrize(
-    "size", ["s-1vcpu-1gb", "s-1vcpu-512mb-10gb", "s-2vcpu-4gb-amd", "c-2vcpu-4gb", "g-2vcpu-8gb"]
+    "size",
+    [
+        "s-1vcpu-1gb",
+        "s-1vcpu-512mb-10gb",
+        "s-2vcpu-4gb-amd",
+        "c-2",
+        "c-48-intel",
+        "c2-2vcpu-4gb",
+        "g-2vcpu-8gb",
+        "gd-40vcpu-160gb-intel",
+        "m-2vcpu-16gb",
+        "so1_5-4vcpu-32gb",
+        "S-2VCPU-4GB",
+    ],
 )
 def test_droplet_size_slugs(size):
-    assert parse_settings(valid_config(dropletSize=size)).droplet_size == size
+    assert parse_settings(valid_config(dropletSize=size)).droplet_size == size.lower()
 
 
 @pytest.mark.parametrize(
