@@ -15,6 +15,17 @@ DB_USER = "dropstack"
 POOL_NAME = "dropstack-pool"
 
 
+def data_options(parent: pulumi.Resource, *, protect: bool) -> pulumi.ResourceOptions:
+    """Options for the resources that hold data (cluster, database, user).
+
+    ``protect`` makes `pulumi destroy`, and any change that would replace them, fail before
+    anything is deleted; ``retain_on_delete`` keeps them in DigitalOcean even if they leave the
+    stack while protected state was lost (``pulumi state unprotect`` alone is not enough). Both
+    follow ``dropstack:protectDatabase``; docs/digitalocean.md describes the deliberate destroy.
+    """
+    return pulumi.ResourceOptions(parent=parent, protect=protect, retain_on_delete=protect)
+
+
 class DatabaseTier(pulumi.ComponentResource):
     """A PostgreSQL cluster in the stack's VPC and region, the application's database and user,
     a database firewall trusting only ``web_tag``, and a PgBouncer pool when ``db_pool_size`` > 0.
@@ -33,7 +44,11 @@ class DatabaseTier(pulumi.ComponentResource):
     ) -> None:
         super().__init__("dropstack:database:DatabaseTier", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
+        data = data_options(self, protect=settings.protect_database)
 
+        # The cluster's name derives from the project and stack only (never from a setting), so
+        # no config change renames it; private_network_uuid and project_id force a replacement
+        # too, and `protect` turns any such replacement into an error before anything is deleted.
         self.cluster = digitalocean.DatabaseCluster(
             name,
             name=name,
@@ -44,15 +59,11 @@ class DatabaseTier(pulumi.ComponentResource):
             node_count=settings.db_node_count,
             private_network_uuid=network.vpc_id,
             project_id=network.project_id,
-            opts=child,
-        )
-        self.database = digitalocean.DatabaseDb(
-            f"{name}-database", cluster_id=self.cluster.id, name=DB_NAME, opts=child
-        )
-        self.user = digitalocean.DatabaseUser(
-            f"{name}-user", cluster_id=self.cluster.id, name=DB_USER, opts=child
+            opts=data,
         )
         # Trusted sources replace "anyone with the password": only droplets with the web tag.
+        # A new cluster is open until this exists, so the app's database and credentials are
+        # created only after it.
         self.firewall = digitalocean.DatabaseFirewall(
             f"{name}-firewall",
             cluster_id=self.cluster.id,
@@ -63,6 +74,20 @@ class DatabaseTier(pulumi.ComponentResource):
                 ]
             ),
             opts=child,
+        )
+        after_firewall = pulumi.ResourceOptions(depends_on=[self.firewall])
+        self.database = digitalocean.DatabaseDb(
+            f"{name}-database",
+            cluster_id=self.cluster.id,
+            name=DB_NAME,
+            opts=pulumi.ResourceOptions.merge(data, after_firewall),
+        )
+        # The user owns the application's tables once migrations ran; losing it orphans them.
+        self.user = digitalocean.DatabaseUser(
+            f"{name}-user",
+            cluster_id=self.cluster.id,
+            name=DB_USER,
+            opts=pulumi.ResourceOptions.merge(data, after_firewall),
         )
         self.pool = (
             digitalocean.DatabaseConnectionPool(

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import ipaddress
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -30,16 +31,70 @@ POSTGRES_VERSIONS = ("14", "15", "16", "17")
 POOL_MODES = ("transaction", "session", "statement")
 WEB_COUNT_RANGE = (1, 10)
 DB_NODE_COUNT_RANGE = (1, 3)
-# A pool's size is server connections; in transaction mode 100 serve thousands of clients, and
-# DigitalOcean caps a cluster's connections by plan anyway (22 on db-s-1vcpu-1gb).
-DB_POOL_SIZE_RANGE = (0, 100)
 
-# Droplet slugs: s-1vcpu-1gb, s-1vcpu-512mb-10gb, s-2vcpu-4gb-amd, c-2vcpu-4gb, g-2vcpu-8gb, ...
-DROPLET_SIZE_RE = re.compile(r"[a-z][a-z0-9_]*-\d+vcpu-\d+(mb|gb)(-[a-z0-9]+)*")
-# Database slugs: db-s-1vcpu-1gb, db-amd-1vcpu-1gb, db-intel-2vcpu-4gb, gd-2vcpu-8gb, so1_5-...
-DB_SIZE_RE = re.compile(r"(db-(s|amd|intel)|gd|m|m3|so1_5)-\d+vcpu-\d+gb")
-IMAGE_RE = re.compile(r"[a-z0-9][a-z0-9.-]*[a-z0-9]|\d+")
+
+def _family(stem: str, shapes: str, suffixes: tuple[str, ...] = ("",)) -> tuple[str, ...]:
+    """``stem-<shape><suffix>`` for every space-separated shape and suffix."""
+    return tuple(f"{stem}-{shape}{suffix}" for shape in shapes.split() for suffix in suffixes)
+
+
+# Droplet size slugs DigitalOcean sells (`doctl compute size list`, the API's /v2/sizes): a curated
+# table rather than a pattern, because a pattern accepted made-up slugs (c-2vcpu-4gb) and refused
+# real ones (c-2). Regular (s-), CPU-optimised (c-, c2-), general purpose (g-, gd-),
+# memory-optimised (m-, m3-, m6-) and storage-optimised (so-, so1_5-) plans.
+_DEDICATED = "2vcpu-8gb 4vcpu-16gb 8vcpu-32gb 16vcpu-64gb 32vcpu-128gb 40vcpu-160gb"
+_MEMORY = "2vcpu-16gb 4vcpu-32gb 8vcpu-64gb 16vcpu-128gb 24vcpu-192gb 32vcpu-256gb"
+DROPLET_SIZES = frozenset(
+    (
+        "s-1vcpu-512mb-10gb",
+        *_family("s", "1vcpu-1gb 1vcpu-2gb 2vcpu-2gb 2vcpu-4gb 4vcpu-8gb 8vcpu-16gb",
+                 ("", "-amd", "-intel")),
+        *_family("s", "2vcpu-8gb 4vcpu-16gb 8vcpu-32gb", ("-amd",)),
+        *_family("s", "1vcpu-1gb-35gb 1vcpu-2gb-70gb 2vcpu-2gb-90gb 2vcpu-4gb-120gb "
+                 "2vcpu-8gb-160gb 4vcpu-8gb-240gb 4vcpu-16gb-320gb 8vcpu-16gb-480gb "
+                 "8vcpu-32gb-640gb", ("-intel",)),
+        *_family("s", "12vcpu-48gb 16vcpu-64gb 20vcpu-96gb 24vcpu-128gb 32vcpu-192gb"),
+        *_family("c", "2 4 8 16 32 48", ("", "-intel")),
+        *_family("c2", "2vcpu-4gb 4vcpu-8gb 8vcpu-16gb 16vcpu-32gb 32vcpu-64gb 48vcpu-96gb",
+                 ("", "-intel")),
+        *_family("g", _DEDICATED, ("", "-intel")),
+        *_family("gd", _DEDICATED, ("", "-intel")),
+        *_family("m", _MEMORY, ("", "-intel")),
+        *_family("m3", _MEMORY, ("", "-intel")),
+        *_family("m6", _MEMORY),
+        *_family("so", _MEMORY, ("", "-intel")),
+        *_family("so1_5", _MEMORY, ("", "-intel")),
+    )
+)  # fmt: skip
+# Managed PostgreSQL node sizes (`doctl databases options slugs --engine pg`). The RAM in the slug
+# decides what the plan allows, below.
+DB_SIZES = frozenset(
+    (
+        *_family("db-s", "1vcpu-1gb 1vcpu-2gb 2vcpu-4gb 4vcpu-8gb 6vcpu-16gb 8vcpu-32gb "
+                 "16vcpu-64gb"),
+        *_family("db-amd", "1vcpu-1gb 1vcpu-2gb 2vcpu-4gb 2vcpu-8gb 4vcpu-8gb 4vcpu-16gb "
+                 "8vcpu-16gb 8vcpu-32gb 16vcpu-32gb 16vcpu-64gb"),
+        *_family("db-intel", "1vcpu-1gb 1vcpu-2gb 2vcpu-4gb 2vcpu-8gb 4vcpu-8gb 4vcpu-16gb "
+                 "8vcpu-16gb 8vcpu-32gb 16vcpu-32gb 16vcpu-64gb"),
+        *_family("gd", _DEDICATED),
+        *_family("m", _MEMORY),
+        *_family("m3", _MEMORY),
+        *_family("so1_5", _MEMORY),
+    )
+)  # fmt: skip
+# DigitalOcean's API reference for connection pools: "25 backend server connections are allowed
+# for every 1GB of RAM. Three are reserved for maintenance. For example, a primary node with 1 GB
+# of RAM allows for a maximum of 22 backend server connections while one with 4 GB would allow
+# for 97. Note that these are shared across all connection pools in a cluster."
+# (https://docs.digitalocean.com/reference/dots/reference/databases/databases-update-connectionpool/)
+CONNECTIONS_PER_GB = 25
+RESERVED_CONNECTIONS = 3
+# Standby nodes (high availability) are sold on plans with 2 GB of RAM or more only.
+STANDBY_MIN_RAM_GB = 2
+# The images provisioning (deploy/) knows how to harden and configure.
+SUPPORTED_IMAGES = ("debian-12-x64", "ubuntu-22-04-x64", "ubuntu-24-04-x64")
 DOMAIN_LABEL_RE = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
+TLD_RE = re.compile(r"[a-z]{2,63}|xn--[a-z0-9-]{1,59}(?<!-)")
 SSH_KEY_TYPES = (
     "ssh-ed25519",
     "ecdsa-sha2-nistp256",
@@ -49,6 +104,10 @@ SSH_KEY_TYPES = (
     "sk-ssh-ed25519@openssh.com",
     "sk-ecdsa-sha2-nistp256@openssh.com",
 )
+# IPv4-mapped IPv6 addresses (RFC 4291 2.5.5.2) are IPv4 addresses: ::ffff:0:0/96 is all of IPv4.
+IPV4_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
+ALL_IPV4 = ipaddress.IPv4Network("0.0.0.0/0")
+ALL_IPV6 = ipaddress.IPv6Network("::/0")
 # Addresses reserved for documentation (RFC 5737, RFC 3849): an example copied unedited.
 DOCUMENTATION_NETWORKS = tuple(
     ipaddress.ip_network(n)
@@ -82,6 +141,8 @@ class Settings:
     db_pool_size: int = 0
     db_pool_mode: str = "transaction"
     domain: str | None = None
+    protect_database: bool = True
+    existing_ssh_key_fingerprints: tuple[str, ...] = ()
 
     @property
     def behind_load_balancer(self) -> bool:
@@ -91,6 +152,12 @@ class Settings:
     @property
     def db_pool_enabled(self) -> bool:
         return self.db_pool_size > 0
+
+    @property
+    def new_ssh_public_keys(self) -> tuple[str, ...]:
+        """The keys the stack uploads: those not already in the account (which would be a 422)."""
+        existing = set(self.existing_ssh_key_fingerprints)
+        return tuple(k for k in self.ssh_public_keys if ssh_key_fingerprint(k) not in existing)
 
 
 # Config key (camelCase, as in Pulumi.yaml) -> Settings field. The order is the documented order.
@@ -109,6 +176,8 @@ CONFIG_KEYS: dict[str, str] = {
     "dbPoolSize": "db_pool_size",
     "dbPoolMode": "db_pool_mode",
     "domain": "domain",
+    "protectDatabase": "protect_database",
+    "existingSshKeyFingerprints": "existing_ssh_key_fingerprints",
 }
 REQUIRED_KEYS = ("sshPublicKeys", "adminCidrs")
 
@@ -154,6 +223,10 @@ def parse_settings(raw: Mapping[str, object]) -> Settings:
     take("dbPoolSize", lambda v: _integer(v, DB_POOL_SIZE_RANGE, "0 means no connection pool"))
     take("dbPoolMode", _pool_mode)
     take("domain", _domain)
+    take("protectDatabase", _boolean)
+    take("existingSshKeyFingerprints", _fingerprints)
+    errors += _plan_errors(values, raw)
+    errors += _existing_key_errors(values)
     if errors:
         raise SettingsError(errors)
     return Settings(**values)
@@ -250,26 +323,86 @@ def _region(value: object) -> str:
 
 
 def _droplet_size(value: object) -> str:
-    size = _text(value)
-    if not DROPLET_SIZE_RE.fullmatch(size):
-        raise _Invalid(f"{size!r} is not a droplet size slug like s-1vcpu-1gb or s-2vcpu-4gb")
-    return size
-
-
-def _db_size(value: object) -> str:
-    size = _text(value)
-    if not DB_SIZE_RE.fullmatch(size):
+    size = _text(value).lower()
+    if size not in DROPLET_SIZES:
         raise _Invalid(
-            f"{size!r} is not a database size slug like db-s-1vcpu-1gb, db-s-2vcpu-4gb "
-            "or gd-2vcpu-8gb"
+            f"{_shorten(size)!r} is not a droplet size slug DigitalOcean sells, like s-1vcpu-1gb, "
+            "s-2vcpu-4gb, c-2 or g-2vcpu-8gb (doctl compute size list)"
         )
     return size
 
 
+def _db_size(value: object) -> str:
+    size = _text(value).lower()
+    if size not in DB_SIZES:
+        raise _Invalid(
+            f"{_shorten(size)!r} is not a database size slug like db-s-1vcpu-1gb, db-s-2vcpu-4gb "
+            "or gd-2vcpu-8gb (doctl databases options slugs --engine pg)"
+        )
+    return size
+
+
+def db_ram_gb(size: str) -> int:
+    """The RAM of a database node, from its slug (db-s-2vcpu-4gb -> 4)."""
+    return int(re.fullmatch(r".*-(\d+)gb", size).group(1))
+
+
+def connection_limit(size: str) -> int:
+    """Backend connections a plan allows (shared by all its pools): 25 per GB, 3 reserved."""
+    return CONNECTIONS_PER_GB * db_ram_gb(size) - RESERVED_CONNECTIONS
+
+
+DB_POOL_SIZE_RANGE = (0, max(connection_limit(size) for size in DB_SIZES))
+
+
+def _plan_errors(values: Mapping[str, Any], raw: Mapping[str, object]) -> list[str]:
+    """What the database plan does not allow: standbys under 2 GB, a pool over its connections.
+
+    Checked only once both keys parsed, so a bad value is reported once, by its own key.
+    """
+    size = values.get("db_size", Settings.db_size if "dbSize" not in raw else None)
+    if size is None:
+        return []
+    errors = []
+    nodes = values.get("db_node_count", 1)
+    if nodes > 1 and db_ram_gb(size) < STANDBY_MIN_RAM_GB:
+        errors.append(
+            f"{NAMESPACE}:dbNodeCount: {nodes} nodes means {nodes - 1} standby node(s), which "
+            f"DigitalOcean sells only on plans with {STANDBY_MIN_RAM_GB} GB of RAM or more; "
+            f"{size} has {db_ram_gb(size)} GB: use dbNodeCount 1 or a dbSize like db-s-1vcpu-2gb"
+        )
+    pool = values.get("db_pool_size", 0)
+    if pool > connection_limit(size):
+        errors.append(
+            f"{NAMESPACE}:dbPoolSize: {pool} is more than {size} allows; "
+            f"use 0..{connection_limit(size)} ({CONNECTIONS_PER_GB} connections per GB of RAM, "
+            f"{RESERVED_CONNECTIONS} reserved) "
+            "or a larger dbSize"
+        )
+    return errors
+
+
+def _existing_key_errors(values: Mapping[str, Any]) -> list[str]:
+    """Each existing fingerprint is one of sshPublicKeys: that key is reused, not uploaded."""
+    ours = {ssh_key_fingerprint(key) for key in values.get("ssh_public_keys", ())}
+    if not ours:
+        return []
+    return [
+        f"{NAMESPACE}:existingSshKeyFingerprints: entry {number} ({fingerprint}) is not the "
+        "fingerprint of any sshPublicKeys entry; list only keys that are both in sshPublicKeys "
+        "and already in the DigitalOcean account"
+        for number, fingerprint in enumerate(values.get("existing_ssh_key_fingerprints", ()), 1)
+        if fingerprint not in ours
+    ]
+
+
 def _image(value: object) -> str:
-    image = _text(value)
-    if not IMAGE_RE.fullmatch(image):
-        raise _Invalid(f"{image!r} is not an image slug like debian-12-x64 or a numeric image id")
+    image = _text(value).lower()
+    if image not in SUPPORTED_IMAGES:
+        raise _Invalid(
+            f"{_shorten(image)!r} is not an image provisioning supports; use one of "
+            f"{', '.join(SUPPORTED_IMAGES)}"
+        )
     return image
 
 
@@ -299,10 +432,15 @@ def _domain(value: object) -> str | None:
         len(domain) > 253
         or len(labels) < 2
         or not all(DOMAIN_LABEL_RE.fullmatch(label) for label in labels)
-        or not re.fullmatch(r"[a-z]{2,63}|xn--[a-z0-9-]{1,59}", labels[-1])
     ):
         raise _Invalid(
             f"{_shorten(domain)!r} is not a domain name like example.com (no scheme, path or port)"
+        )
+    if not TLD_RE.fullmatch(labels[-1]):
+        # No top-level domain is numeric (RFC 3696 2), so example.123 can never be delegated.
+        raise _Invalid(
+            f"{_shorten(domain)!r} ends in {_shorten(labels[-1])!r}, which is not a top-level "
+            "domain: 2-63 letters, or xn-- punycode"
         )
     return domain
 
@@ -363,11 +501,6 @@ def _admin_cidrs(value: object, *, allow_anywhere: bool) -> tuple[str, ...]:
                 fixed = ipaddress.ip_network(entry, strict=False)
                 raise _Invalid(f"{entry!r} has host bits set; did you mean {fixed}?") from None
             raise _Invalid(f"{_shorten(entry)!r} is not an IPv4/IPv6 address or CIDR") from None
-        if network.prefixlen == 0 and not allow_anywhere:
-            raise _Invalid(
-                f"{network} opens SSH to the whole internet; list the networks you SSH from, "
-                f"or set {NAMESPACE}:allowSshFromAnywhere to true to accept that"
-            )
         if any(
             network.subnet_of(doc)
             for doc in DOCUMENTATION_NETWORKS
@@ -379,7 +512,64 @@ def _admin_cidrs(value: object, *, allow_anywhere: bool) -> tuple[str, ...]:
             )
         if str(network) not in cidrs:
             cidrs.append(str(network))
+    whole = covered_internet(cidrs)
+    if whole and not allow_anywhere:
+        listed = _shorten(", ".join(cidrs), 60)
+        raise _Invalid(
+            f"{listed}{' together' if len(cidrs) > 1 else ''} cover all of {whole}, which opens "
+            "SSH to the whole internet; list the networks you SSH from, "
+            f"or set {NAMESPACE}:allowSshFromAnywhere to true to accept that"
+        )
     return tuple(cidrs)
+
+
+def covered_internet(cidrs: Iterable[str]) -> str | None:
+    """``"IPv4"``/``"IPv6"`` when the networks' union is that whole address family, else None.
+
+    The union is what a firewall admits, so 0.0.0.0/1 + 128.0.0.0/1 is as open as 0.0.0.0/0.
+    An IPv4-mapped IPv6 network (inside ::ffff:0:0/96) counts as the IPv4 network it maps, and an
+    IPv6 network holding all of ::ffff:0:0/96 (::/1, ::/8) therefore covers all of IPv4 too.
+    """
+    v4: list[ipaddress.IPv4Network] = []
+    v6: list[ipaddress.IPv6Network] = []
+    for cidr in cidrs:
+        network = ipaddress.ip_network(cidr, strict=False)
+        if isinstance(network, ipaddress.IPv4Network):
+            v4.append(network)
+            continue
+        v6.append(network)
+        if network.subnet_of(IPV4_MAPPED):
+            v4.append(
+                ipaddress.IPv4Network(
+                    (int(network.network_address) & 0xFFFFFFFF, network.prefixlen - 96)
+                )
+            )
+        elif IPV4_MAPPED.subnet_of(network):
+            v4.append(ALL_IPV4)
+    covered = [
+        family
+        for family, networks, everything in (("IPv4", v4, ALL_IPV4), ("IPv6", v6, ALL_IPV6))
+        if list(ipaddress.collapse_addresses(networks)) == [everything]
+    ]
+    return " and ".join(covered) or None
+
+
+def ssh_key_fingerprint(public_key: str) -> str:
+    """DigitalOcean's fingerprint of an OpenSSH public key: the MD5 of its blob, colon-separated
+    (what `ssh-keygen -l -E md5 -f key.pub` prints after ``MD5:``)."""
+    digest = hashlib.md5(base64.b64decode(public_key.split()[1]), usedforsecurity=False)
+    return ":".join(f"{byte:02x}" for byte in digest.digest())
+
+
+def _fingerprints(value: object) -> tuple[str, ...]:
+    entries = [entry.lower() for entry in _string_list(value, "MD5 key fingerprints")]
+    for number, entry in enumerate(entries, start=1):
+        if not re.fullmatch(r"([0-9a-f]{2}:){15}[0-9a-f]{2}", entry):
+            raise _Invalid(
+                f"entry {number} ({_shorten(entry)!r}) is not an MD5 fingerprint like "
+                "3b:16:bf:e4:8b:00:8b:b8:59:8c:a9:d3:f0:19:45:fa (doctl compute ssh-key list)"
+            )
+    return tuple(dict.fromkeys(entries))
 
 
 def _shorten(text: str, limit: int = 40) -> str:

@@ -2,12 +2,15 @@
 
 One droplet serves the site itself (TLS by certbot on the host, through a reserved IP when there
 is a domain). More than one sit behind a load balancer that checks ``/readyz`` and, with a
-domain, terminates TLS with a Let's Encrypt certificate DigitalOcean issues and renews.
+domain, terminates TLS with a Let's Encrypt certificate DigitalOcean issues and renews; its
+health check and listeners are data in ``load_balancer_policy``.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
+from dataclasses import asdict
 
 import pulumi
 import pulumi_digitalocean as digitalocean
@@ -19,12 +22,26 @@ from infra.firewall_rules import (
     web_inbound_rules,
     web_outbound_rules,
 )
+from infra.load_balancer_policy import (
+    HEALTH_CHECK,
+    forwarding_rules,
+    redirects_http_to_https,
+)
 from infra.network import Network
 from infra.outputs import site_url
 from infra.settings import Settings
 
 DEPLOY_USER = "deploy"
-HEALTH_CHECK_PATH = "/readyz"
+# DigitalOcean only reads ssh_keys and user_data when it creates a droplet, so the provider
+# replaces the droplet when either changes. Keys on live hosts are rotated by `fab keys.rotate`;
+# the stack keeps the values it booted with rather than replacing every droplet at once.
+DROPLET_IGNORED_CHANGES = ["ssh_keys", "user_data"]
+
+
+def certificate_name(tier: str, domain: str) -> str:
+    """A certificate name unique per domain: a domain change creates the new certificate before
+    deleting the old one, and two certificates may not share a name."""
+    return f"{tier}-cert-{hashlib.sha256(domain.encode()).hexdigest()[:12]}"
 
 
 class WebTier(pulumi.ComponentResource):
@@ -45,27 +62,8 @@ class WebTier(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
 
         self.tag = digitalocean.Tag(name, name=name, opts=child)
-        self.droplets = [
-            digitalocean.Droplet(
-                f"{name}-{number}",
-                name=f"{name}-{number}",
-                region=settings.region,
-                size=settings.droplet_size,
-                image=settings.droplet_image,
-                vpc_uuid=network.vpc_id,
-                monitoring=True,
-                tags=[self.tag.name],
-                ssh_keys=network.ssh_key_fingerprints,
-                user_data=render_user_data(
-                    hostname=f"{name}-{number}",
-                    deploy_user=DEPLOY_USER,
-                    ssh_public_keys=settings.ssh_public_keys,
-                ),
-                opts=child,
-            )
-            for number in range(1, settings.web_count + 1)
-        ]
-
+        # Order matters: tag, then the load balancer (it targets the tag, not droplet ids), then
+        # the firewall (it names the load balancer), then the droplets, born behind the firewall.
         self.domain = (
             digitalocean.Domain(f"{name}-domain", name=settings.domain, opts=child)
             if settings.domain
@@ -93,6 +91,35 @@ class WebTier(pulumi.ComponentResource):
             ),
             opts=child,
         )
+
+        self.droplets = [
+            digitalocean.Droplet(
+                f"{name}-{number}",
+                name=f"{name}-{number}",
+                region=settings.region,
+                size=settings.droplet_size,
+                image=settings.droplet_image,
+                vpc_uuid=network.vpc_id,
+                monitoring=True,
+                tags=[self.tag.name],
+                ssh_keys=network.ssh_key_fingerprints,
+                user_data=render_user_data(
+                    hostname=f"{name}-{number}",
+                    deploy_user=DEPLOY_USER,
+                    ssh_public_keys=settings.ssh_public_keys,
+                ),
+                # Destroying or replacing a droplet shuts it down first (ACPI), so nginx and
+                # gunicorn stop cleanly instead of losing power mid-request.
+                graceful_shutdown=True,
+                opts=pulumi.ResourceOptions(
+                    parent=self,
+                    # The firewall exists before any droplet boots: no open window at first boot.
+                    depends_on=[self.firewall],
+                    ignore_changes=DROPLET_IGNORED_CHANGES,
+                ),
+            )
+            for number in range(1, settings.web_count + 1)
+        ]
 
         # The site's public address: the load balancer, or (with a domain) a reserved IP that
         # survives replacing the single droplet, or else that droplet's own address.
@@ -164,28 +191,27 @@ class WebTier(pulumi.ComponentResource):
         self, name: str, settings: Settings, network: Network
     ) -> digitalocean.LoadBalancer:
         """HTTP on 80 to the droplets' port 80; with a domain, HTTPS on 443 too (TLS ends here)."""
-        forwarding = [
-            digitalocean.LoadBalancerForwardingRuleArgs(
-                entry_port=80, entry_protocol="http", target_port=80, target_protocol="http"
-            )
-        ]
+        with_domain = self.domain is not None
+        certificate_arg: dict[str, pulumi.Input[str]] = {}
         if self.domain:
             certificate = digitalocean.Certificate(
                 f"{name}-cert",
-                name=f"{name}-cert",
+                name=certificate_name(name, settings.domain),
                 type="lets_encrypt",
                 domains=[settings.domain],
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[self.domain]),
             )
-            forwarding.append(
-                digitalocean.LoadBalancerForwardingRuleArgs(
-                    entry_port=443,
-                    entry_protocol="https",
-                    target_port=80,
-                    target_protocol="http",
-                    certificate_name=certificate.name,
-                )
+            certificate_arg = {"certificate_name": certificate.name}
+        forwarding = [
+            digitalocean.LoadBalancerForwardingRuleArgs(
+                entry_port=rule.entry_port,
+                entry_protocol=rule.entry_protocol,
+                target_port=rule.target_port,
+                target_protocol=rule.target_protocol,
+                **(certificate_arg if rule.terminates_tls else {}),
             )
+            for rule in forwarding_rules(with_domain=with_domain)
+        ]
         return digitalocean.LoadBalancer(
             f"{name}-lb",
             name=f"{name}-lb",
@@ -194,20 +220,14 @@ class WebTier(pulumi.ComponentResource):
             project_id=network.project_id,
             size_unit=1,
             droplet_tag=self.tag.name,
-            healthcheck=digitalocean.LoadBalancerHealthcheckArgs(
-                protocol="http",
-                port=80,
-                path=HEALTH_CHECK_PATH,
-                check_interval_seconds=10,
-                response_timeout_seconds=5,
-                healthy_threshold=3,
-                unhealthy_threshold=3,
-            ),
+            healthcheck=digitalocean.LoadBalancerHealthcheckArgs(**asdict(HEALTH_CHECK)),
             forwarding_rules=forwarding,
-            redirect_http_to_https=bool(self.domain),
+            redirect_http_to_https=redirects_http_to_https(with_domain=with_domain),
             # The stack's own DnsRecord is the site's one A record; DigitalOcean adds none.
             disable_lets_encrypt_dns_records=True,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=self.droplets),
+            # No depends_on the droplets: the balancer targets the tag, and the droplets wait for
+            # the firewall, which needs this balancer's id.
+            opts=pulumi.ResourceOptions(parent=self),
         )
 
 

@@ -63,6 +63,12 @@ POLICIES = [
         "Cloud firewalls must not open SSH (22) to 0.0.0.0/0 or ::/0.",
     ),
     _resource_policy(
+        "only-web-ports-open-to-the-world",
+        rules.FIREWALL,
+        rules.firewall_world_port_violations,
+        "Cloud firewalls may open only tcp 80 and 443 to the whole internet.",
+    ),
+    _resource_policy(
         "database-firewall-tags-only",
         rules.DATABASE_FIREWALL,
         rules.database_firewall_violations,
@@ -84,6 +90,11 @@ POLICIES = [
         "database-trusts-this-stacks-droplets",
         rules.database_trust_violations,
         "Each database cluster has a firewall trusting only tags this stack's droplets carry.",
+    ),
+    _stack_policy(
+        "every-droplet-behind-a-firewall",
+        rules.firewall_coverage_violations,
+        "Every droplet is covered by a cloud firewall, by tag or by droplet id.",
     ),
     _stack_policy(
         "one-vpc-one-region",

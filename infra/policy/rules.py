@@ -19,22 +19,53 @@ DROPLET = "digitalocean:index/droplet:Droplet"
 DATABASE_CLUSTER = "digitalocean:index/databaseCluster:DatabaseCluster"
 LOAD_BALANCER = "digitalocean:index/loadBalancer:LoadBalancer"
 SSH_PORT = 22
+# What the world may reach on a droplet: the site, over TCP. SSH has its own policy.
+WORLD_PORTS = {"tcp": frozenset({80, 443})}
+ALL_PORTS = (1, 65535)
+IPV4_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
 
 Props = Mapping[str, Any]
 
 
 def firewall_ssh_violations(props: Props) -> list[str]:
-    """A cloud firewall must not open SSH to the whole internet (0.0.0.0/0 or ::/0)."""
+    """A cloud firewall must not open SSH to the whole internet: sources whose union is all of
+    IPv4 or IPv6 (0.0.0.0/0, ::/0, 0.0.0.0/1 + 128.0.0.0/1, ::ffff:0:0/96)."""
     violations = []
     for rule in props.get("inboundRules") or ():
         if rule.get("protocol") != "tcp" or not _covers(rule.get("portRange"), SSH_PORT):
             continue
-        anywhere = [a for a in rule.get("sourceAddresses") or () if _is_anywhere(a)]
-        if anywhere:
+        whole = _world(rule)
+        if whole:
             ports = rule.get("portRange") or "all"
             violations.append(
-                f"inbound tcp {ports} opens SSH to {', '.join(anywhere)}; "
-                "allow only the admins' networks"
+                f"inbound tcp {ports} opens SSH to all of {whole}; allow only the admins' networks"
+            )
+    return violations
+
+
+def firewall_world_port_violations(props: Props) -> list[str]:
+    """Only TCP 80 and 443 may be open to the whole internet (SSH is judged by its own rule).
+
+    ICMP carries no port and stays allowed (ping, path-MTU discovery). A rule with no source at
+    all admits nobody, so it is never a violation.
+    """
+    violations = []
+    for rule in props.get("inboundRules") or ():
+        protocol = rule.get("protocol")
+        if protocol not in ("tcp", "udp") or not _world(rule):
+            continue
+        first, last = _port_bounds(rule.get("portRange"))
+        allowed = WORLD_PORTS.get(protocol, frozenset()) | (
+            {SSH_PORT} if protocol == "tcp" else set()
+        )
+        # The length test first, so a range like 1-65535 is never walked port by port.
+        if last - first + 1 > len(allowed) or any(
+            port not in allowed for port in range(first, last + 1)
+        ):
+            violations.append(
+                f"inbound {protocol} {rule.get('portRange') or 'all'} is open to all of "
+                f"{_world(rule)}; only tcp 80 and 443 may be, put anything else behind "
+                "source tags or the admins' networks"
             )
     return violations
 
@@ -69,7 +100,7 @@ def database_cluster_violations(props: Props) -> list[str]:
 
 
 RESOURCE_RULES = {
-    FIREWALL: firewall_ssh_violations,
+    FIREWALL: lambda props: firewall_ssh_violations(props) + firewall_world_port_violations(props),
     DATABASE_FIREWALL: database_firewall_violations,
     DROPLET: droplet_violations,
     DATABASE_CLUSTER: database_cluster_violations,
@@ -97,6 +128,25 @@ def database_trust_violations(
                     (urn, f"trusts tag {rule.get('value')!r}, which no droplet in this stack has")
                 )
     return violations
+
+
+def firewall_coverage_violations(
+    resources: Iterable[tuple[str, str, Props]],
+) -> list[tuple[str | None, str]]:
+    """Across the stack: every droplet is covered by a cloud firewall, through one of its tags
+    or its id in a firewall's ``dropletIds``. A droplet outside every firewall is open on every
+    port its services listen on."""
+    resources = list(resources)
+    firewalls = [p for typ, _, p in resources if typ == FIREWALL]
+    tags = {tag for p in firewalls for tag in p.get("tags") or ()}
+    ids = {str(i) for p in firewalls for i in p.get("dropletIds") or ()}
+    return [
+        (urn, f"droplet {p.get('name') or urn} is covered by no firewall (tags or dropletIds)")
+        for typ, urn, p in resources
+        if typ == DROPLET
+        and not (set(p.get("tags") or ()) & tags)
+        and not ("id" in list(p) and str(p.get("id")) in ids)
+    ]
 
 
 def placement_violations(
@@ -127,16 +177,52 @@ def _present(props: Props, key: str) -> bool:
     return key in list(props)
 
 
-def _covers(port_range: str | None, port: int) -> bool:
-    """Whether a DigitalOcean port range ('22', '20-30', 'all' or empty for all) includes port."""
-    if not port_range or port_range == "all":
-        return True
-    first, _, last = str(port_range).partition("-")
-    return int(first) <= port <= int(last or first)
+def _port_bounds(port_range: object) -> tuple[int, int]:
+    """First and last port of a DigitalOcean port range: '22', '20-30', or all ports as 'all',
+    '0' (the API's own word for all), '1-65535' or nothing."""
+    text = str(port_range or "").strip().lower()
+    if text in ("", "all", "0"):
+        return ALL_PORTS
+    first, _, last = text.partition("-")
+    return int(first), int(last or first)
 
 
-def _is_anywhere(address: str) -> bool:
-    try:
-        return ipaddress.ip_network(address, strict=False).prefixlen == 0
-    except ValueError:
-        return False
+def _covers(port_range: object, port: int) -> bool:
+    first, last = _port_bounds(port_range)
+    return first <= port <= last
+
+
+def _world(rule: Props) -> str | None:
+    """ "IPv4"/"IPv6" when the rule's source addresses together cover that whole family.
+
+    Same reasoning as the program's settings (a pack imports nothing from the program): the
+    union is what is admitted, and IPv4-mapped IPv6 networks count as the IPv4 they map.
+    """
+    v4: list[ipaddress.IPv4Network] = []
+    v6: list[ipaddress.IPv6Network] = []
+    for address in rule.get("sourceAddresses") or ():
+        try:
+            network = ipaddress.ip_network(str(address).strip(), strict=False)
+        except ValueError:
+            continue
+        if isinstance(network, ipaddress.IPv4Network):
+            v4.append(network)
+            continue
+        v6.append(network)
+        if network.subnet_of(IPV4_MAPPED):
+            v4.append(
+                ipaddress.IPv4Network(
+                    (int(network.network_address) & 0xFFFFFFFF, network.prefixlen - 96)
+                )
+            )
+        elif IPV4_MAPPED.subnet_of(network):
+            v4.append(ipaddress.IPv4Network("0.0.0.0/0"))
+    covered = [
+        family
+        for family, networks, everything in (
+            ("IPv4", v4, ipaddress.IPv4Network("0.0.0.0/0")),
+            ("IPv6", v6, ipaddress.IPv6Network("::/0")),
+        )
+        if list(ipaddress.collapse_addresses(networks)) == [everything]
+    ]
+    return " and ".join(covered) or None

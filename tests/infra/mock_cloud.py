@@ -32,6 +32,16 @@ CA_CERT = "-----BEGIN CERTIFICATE-----\nMIIBmockmockmock\n-----END CERTIFICATE--
 DB_PASSWORD = "p@ss/w:rd?&="  # characters that must be percent-encoded in a URI
 
 
+@dataclass(frozen=True)
+class Options:
+    """The resource options the engine received with a registration (what mocks never see)."""
+
+    protect: bool = False
+    retain_on_delete: bool = False
+    ignore_changes: tuple[str, ...] = ()
+    dependencies: tuple[str, ...] = ()
+
+
 @dataclass
 class Registration:
     typ: str
@@ -40,6 +50,7 @@ class Registration:
     inputs: dict[str, Any]
     outputs: dict[str, Any]
     urn: str = ""
+    options: Options = field(default_factory=Options)
 
     @property
     def parent_types(self) -> list[str]:
@@ -138,6 +149,23 @@ def _cloud_side(typ: str, name: str, inputs: dict, number: int) -> tuple[str, di
     return f"{name}-id", out
 
 
+class RecordingMonitor(MockMonitor):
+    """The mock monitor, also keeping each RegisterResource request's options by (type, name)."""
+
+    def __init__(self, mocks: pulumi.runtime.Mocks) -> None:
+        super().__init__(mocks)
+        self.options: dict[tuple[str, str], Options] = {}
+
+    def RegisterResource(self, request):
+        self.options[(request.type, request.name)] = Options(
+            protect=request.protect,
+            retain_on_delete=request.retainOnDelete,
+            ignore_changes=tuple(request.ignoreChanges),
+            dependencies=tuple(request.dependencies),
+        )
+        return super().RegisterResource(request)
+
+
 def engine_config(config: Mapping[str, object]) -> dict[str, str]:
     """Config as the engine hands it to a Python program: strings, JSON for lists."""
     encoded = {}
@@ -155,7 +183,7 @@ def engine_config(config: Mapping[str, object]) -> dict[str, str]:
 def run_program(config: Mapping[str, object], *, stack: str = "test") -> ProgramRun:
     """Execute infra/__main__.py under mocks with ``config`` (keys without the namespace)."""
     mocks = RecordingMocks()
-    monitor = MockMonitor(mocks)
+    monitor = RecordingMonitor(mocks)
     runtime_settings.reset_options(project=PROJECT, stack=stack)  # forgets the previous root stack
     pulumi.runtime.set_all_config(engine_config(config))
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
@@ -178,6 +206,7 @@ def run_program(config: Mapping[str, object], *, stack: str = "test") -> Program
     urns = {(u.split("::")[2].split("$")[-1], u.split("::")[3]): u for u in monitor.resources}
     for registration in run.resources:
         registration.urn = urns[(registration.typ, registration.name)]
+        registration.options = monitor.options[(registration.typ, registration.name)]
     for key, value in runtime_settings.get_root_resource().outputs.items():
         output = pulumi.Output.from_input(value)
         run.outputs[key] = _sync_await(output.future())

@@ -3,6 +3,7 @@ own resources against it, and the pack served exactly as the Pulumi CLI starts i
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
@@ -129,10 +130,12 @@ def test_policies_are_mandatory_and_named():
     assert PACK_NAME == "dropstack-guardrails"
     assert [p.name for p in POLICIES] == [
         "no-ssh-from-anywhere",
+        "only-web-ports-open-to-the-world",
         "database-firewall-tags-only",
         "droplet-monitoring-and-vpc",
         "database-on-private-network",
         "database-trusts-this-stacks-droplets",
+        "every-droplet-behind-a-firewall",
         "one-vpc-one-region",
     ]
     assert {p.enforcement_level.value for p in POLICIES} == {"mandatory"}
@@ -211,9 +214,13 @@ def analyzer():
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # As under sudo or a bare CI shell: the pack must announce its port without it.
+        env={k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"},
     )
     port: list[str] = []
-    reader = threading.Thread(target=lambda: port.append(server.stdout.readline().strip()))
+    reader = threading.Thread(
+        target=lambda: port.append(server.stdout.readline().strip()), daemon=True
+    )
     reader.start()
     reader.join(timeout=20)
     try:
@@ -283,7 +290,118 @@ def test_served_pack_checks_the_stack(analyzer):
                 resource(
                     rules.DATABASE_FIREWALL, "dbfw", {"rules": [{"type": "tag", "value": "x"}]}
                 ),
+                resource(rules.FIREWALL, "fw", {"tags": ["web"], "inboundRules": []}),
+                resource(
+                    rules.DROPLET, "stray", {"tags": ["other"], "vpcUuid": "v", "region": "fra1"}
+                ),
             ]
         )
     )
-    assert [d.policyName for d in response.diagnostics] == ["database-trusts-this-stacks-droplets"]
+    assert sorted(d.policyName for d in response.diagnostics) == [
+        "database-trusts-this-stacks-droplets",
+        "every-droplet-behind-a-firewall",
+    ]
+
+
+# --- the gaps of issue 12: world-open ports, uncovered droplets, address-trusting databases -----
+
+WORLD_OPEN = [
+    ({"protocol": "tcp", "portRange": "5432", "sourceAddresses": ["0.0.0.0/0"]}, 1),
+    ({"protocol": "tcp", "portRange": "8080", "sourceAddresses": ["::/0"]}, 1),
+    ({"protocol": "udp", "portRange": "443", "sourceAddresses": ["0.0.0.0/0", "::/0"]}, 1),
+    ({"protocol": "tcp", "portRange": "1-65535", "sourceAddresses": ["0.0.0.0/0"]}, 1),
+    ({"protocol": "tcp", "portRange": "0", "sourceAddresses": ["0.0.0.0/0"]}, 1),
+    ({"protocol": "tcp", "portRange": "all", "sourceAddresses": ["0.0.0.0/0"]}, 1),
+    ({"protocol": "tcp", "sourceAddresses": ["0.0.0.0/0"]}, 1),
+    ({"protocol": "tcp", "portRange": "79-81", "sourceAddresses": ["0.0.0.0/0"]}, 1),
+    ({"protocol": "tcp", "portRange": "6379", "sourceAddresses": ["0.0.0.0/1", "128.0.0.0/1"]}, 1),
+    ({"protocol": "tcp", "portRange": "6379", "sourceAddresses": ["::ffff:0:0/96"]}, 1),
+    ({"protocol": "tcp", "portRange": "80", "sourceAddresses": ["0.0.0.0/0", "::/0"]}, 0),
+    ({"protocol": "tcp", "portRange": "443", "sourceAddresses": ["0.0.0.0/0"]}, 0),
+    ({"protocol": "icmp", "sourceAddresses": ["0.0.0.0/0", "::/0"]}, 0),
+    ({"protocol": "tcp", "portRange": "5432", "sourceAddresses": ["0.0.0.0/1"]}, 0),
+    ({"protocol": "tcp", "portRange": "5432", "sourceTags": ["web"]}, 0),
+    ({"protocol": "tcp", "portRange": "80", "sourceLoadBalancerUids": ["lb-1"]}, 0),
+    # An explicit deny: a rule that names no source admits nobody and is not a violation.
+    ({"protocol": "tcp", "portRange": "1-65535", "sourceAddresses": []}, 0),
+    ({"protocol": "tcp", "portRange": "22", "sourceAddresses": []}, 0),
+]
+
+
+@pytest.mark.parametrize(("rule", "violations"), WORLD_OPEN, ids=str)
+def test_only_web_ports_may_be_open_to_the_world(rule, violations):
+    assert len(rules.firewall_world_port_violations({"inboundRules": [rule]})) == violations
+
+
+@pytest.mark.parametrize(
+    "sources",
+    [["0.0.0.0/1", "128.0.0.0/1"], ["::ffff:0:0/96"], ["::/1", "8000::/1"], ["::/0"]],
+    ids=str,
+)
+def test_ssh_open_to_a_union_of_everything_is_caught(sources):
+    rule = {"protocol": "tcp", "portRange": "22", "sourceAddresses": sources}
+    assert len(rules.firewall_ssh_violations({"inboundRules": [rule]})) == 1
+
+
+def test_explicit_deny_is_not_flagged_by_any_policy():
+    deny = {"inboundRules": [{"protocol": "tcp", "portRange": "22", "sourceAddresses": []}]}
+    assert resource_reports(rules.FIREWALL, deny) == []
+
+
+def test_database_firewall_trusting_an_address_range_is_caught():
+    for rule in (
+        {"type": "ip_addr", "value": "10.0.0.0/8"},
+        {"type": "ip_addr", "value": "1.2.3.4"},
+    ):
+        reports = resource_reports(rules.DATABASE_FIREWALL, {"rules": [rule]})
+        assert [name for name, _ in reports] == ["database-firewall-tags-only"]
+
+
+def test_droplet_covered_by_no_firewall_is_caught():
+    fw = (rules.FIREWALL, "urn:fw", {"tags": ["web"], "dropletIds": [401]})
+    by_tag = (rules.DROPLET, "urn:a", {"tags": ["web"]})
+    by_id = (rules.DROPLET, "urn:b", {"id": "401", "tags": []})
+    stray = (rules.DROPLET, "urn:c", {"tags": ["db"], "name": "stray"})
+    assert rules.firewall_coverage_violations([fw, by_tag, by_id]) == []
+    assert [urn for urn, _ in rules.firewall_coverage_violations([fw, by_tag, stray])] == ["urn:c"]
+    assert len(rules.firewall_coverage_violations([by_tag])) == 1
+
+
+def test_served_pack_rejects_a_world_open_port_in_the_engines_shape(analyzer):
+    """Inputs exactly as the engine sends a digitalocean.Firewall: camelCase, dropletIds ints."""
+    props = {
+        "name": "web-fw",
+        "tags": ["dropstack-prod-web"],
+        "dropletIds": [401],
+        "inboundRules": [
+            {"protocol": "tcp", "portRange": "22", "sourceAddresses": ["198.18.0.7/32"]},
+            {"protocol": "tcp", "portRange": "5432", "sourceAddresses": ["0.0.0.0/0", "::/0"]},
+        ],
+        "outboundRules": [
+            {"protocol": "tcp", "portRange": "443", "destinationAddresses": ["0.0.0.0/0"]}
+        ],
+    }
+    response = analyzer.Analyze(
+        analyzer_pb2.AnalyzeRequest(
+            type=rules.FIREWALL,
+            properties=_struct(props),
+            urn=f"urn:pulumi:prod::dropstack::{rules.FIREWALL}::web-fw",
+            name="web-fw",
+        )
+    )
+    assert [d.policyName for d in response.diagnostics] == ["only-web-ports-open-to-the-world"]
+
+
+def _with_extra_inbound_rule(rule: dict):
+    """The program's resources with one more inbound rule on the web firewall (a mutation)."""
+    run = run_program(valid_config())
+    (firewall,) = [r for r in run.resources if r.typ == rules.FIREWALL]
+    firewall.inputs = {**firewall.inputs, "inboundRules": [*firewall.inputs["inboundRules"], rule]}
+    return resource_reports(rules.FIREWALL, firewall.inputs)
+
+
+def test_the_pack_catches_an_extra_world_open_port_on_the_programs_firewall():
+    extra = {"protocol": "tcp", "portRange": "5432", "sourceAddresses": ["0.0.0.0/0"]}
+    assert [name for name, _ in _with_extra_inbound_rule(extra)] == [
+        "only-web-ports-open-to-the-world"
+    ]

@@ -18,6 +18,7 @@ import yaml
 from deploy.inventory import INVENTORY_KEYS
 from infra.cloudinit import SSHD_HARDENING_PATH, render_user_data
 from infra.firewall_rules import ANYWHERE, POSTGRES_POOL_PORT, POSTGRES_PORT
+from infra.web import certificate_name
 from tests.infra.mock_cloud import (
     CA_CERT,
     DB_PASSWORD,
@@ -54,7 +55,7 @@ SCENARIOS = {
     "three-droplets-lb": {"webCount": 3},
     "one-droplet-domain": {"domain": "example.com"},
     "three-droplets-lb-domain": {"webCount": 3, "domain": "Example.com."},
-    "pool": {"dbPoolSize": 10, "region": "nyc3", "dbNodeCount": 2},
+    "pool": {"dbPoolSize": 10, "region": "nyc3", "dbNodeCount": 2, "dbSize": "db-s-1vcpu-2gb"},
 }
 
 
@@ -204,7 +205,7 @@ def test_database_cluster_settings(runs, name):
     cluster = runs[name].one(DB_CLUSTER).inputs
     assert cluster["engine"] == "pg"
     assert cluster["version"] == "16"
-    assert cluster["size"] == "db-s-1vcpu-1gb"
+    assert cluster["size"] == SCENARIOS[name].get("dbSize", "db-s-1vcpu-1gb")
     assert cluster["nodeCount"] == SCENARIOS[name].get("dbNodeCount", 1)
 
 
@@ -349,7 +350,7 @@ def test_load_balancer_checks_readyz_and_targets_the_web_tag(runs, name):
     if "domain" in SCENARIOS[name]:
         certificate = run.one(CERTIFICATE).inputs
         assert certificate == {
-            "name": f"{WEB_TAG}-cert",
+            "name": certificate_name(WEB_TAG, "example.com"),
             "type": "lets_encrypt",
             "domains": ["example.com"],
         }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import ipaddress
 import json
 
 import pulumi.runtime
@@ -89,10 +90,23 @@ def test_domain_is_normalised(given, stored):
 
 
 @pytest.mark.parametrize(
-    "size", ["s-1vcpu-1gb", "s-1vcpu-512mb-10gb", "s-2vcpu-4gb-amd", "c-2vcpu-4gb", "g-2vcpu-8gb"]
+    "size",
+    [
+        "s-1vcpu-1gb",
+        "s-1vcpu-512mb-10gb",
+        "s-2vcpu-4gb-amd",
+        "c-2",
+        "c-48-intel",
+        "c2-2vcpu-4gb",
+        "g-2vcpu-8gb",
+        "gd-40vcpu-160gb-intel",
+        "m-2vcpu-16gb",
+        "so1_5-4vcpu-32gb",
+        "S-2VCPU-4GB",
+    ],
 )
 def test_droplet_size_slugs(size):
-    assert parse_settings(valid_config(dropletSize=size)).droplet_size == size
+    assert parse_settings(valid_config(dropletSize=size)).droplet_size == size.lower()
 
 
 @pytest.mark.parametrize(
@@ -165,3 +179,27 @@ def test_load_settings_reads_config_passed_in_the_environment(monkeypatch):
     monkeypatch.setenv("PULUMI_CONFIG", json.dumps({"dropstack:webCont": "2"}))
     with pytest.raises(SettingsError, match="dropstack:webCont: unknown key"):
         load_settings()
+
+
+def _split(network: str, depth: int) -> list[str]:
+    return [str(n) for n in ipaddress.ip_network(network).subnets(prefixlen_diff=depth)]
+
+
+@pytest.mark.parametrize(
+    "cidrs",
+    [
+        _split("0.0.0.0/0", 3),
+        _split("::/0", 2),
+        ["::ffff:0:0/97", "::ffff:8000:0/97"],
+        ["::ffff:0.0.0.0/97", "128.0.0.0/1"],
+        ["::/2", "4000::/2", "8000::/1"],
+    ],
+    ids=["v4-in-8", "v6-in-4", "mapped-halves", "mapped-plus-v4", "v6-uneven"],
+)
+def test_any_split_of_the_whole_internet_is_refused(cidrs):
+    """The class of problem, not the examples: however the internet is cut, the union counts."""
+    with pytest.raises(SettingsError, match="cover all of IPv"):
+        parse_settings(valid_config(adminCidrs=cidrs))
+    assert parse_settings(valid_config(adminCidrs=cidrs, allowSshFromAnywhere=True))
+    # One piece fewer is no longer everything, and is accepted.
+    assert parse_settings(valid_config(adminCidrs=cidrs[1:])).admin_cidrs
