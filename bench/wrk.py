@@ -14,11 +14,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from deploy.local.network import TEST_RANGE
+
 HERE = Path(__file__).resolve().parent
 SWITCH_SCRIPT = HERE / "switch_load.lua"
 THROUGHPUT_SCRIPT = HERE / "throughput.lua"
 # The only places load may go: the project's own test hosts (RFC 2544 range) and loopback.
-TEST_NET = ipaddress.ip_network("198.18.0.0/15")
+TEST_NET = ipaddress.ip_network(TEST_RANGE)
 SOCKET_ERRORS = ("connect", "read", "write", "timeout")
 
 

@@ -16,12 +16,13 @@ if REPO_ROOT not in sys.path:
 
 import pulumi  # noqa: E402
 
+from infra.cloudinit import DEPLOY_USER  # noqa: E402
 from infra.database import DatabaseTier  # noqa: E402
 from infra.naming import resource_prefix  # noqa: E402
 from infra.network import Network  # noqa: E402
 from infra.outputs import ABSENT, stack_outputs  # noqa: E402
 from infra.settings import SettingsError, load_settings  # noqa: E402
-from infra.web import DEPLOY_USER, WebTier  # noqa: E402
+from infra.web import WebTier  # noqa: E402
 
 try:
     settings = load_settings()

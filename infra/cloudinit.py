@@ -12,6 +12,9 @@ import yaml
 
 # Applied by sshd before the distribution's defaults: sshd keeps the *first* value it reads for
 # a keyword, and Debian's sshd_config includes sshd_config.d/*.conf at its very top.
+# The user cloud-init creates for deploys; infra/ exports it as ssh_user, the local droplet
+# boots with it too.
+DEPLOY_USER = "deploy"
 SSHD_HARDENING_PATH = "/etc/ssh/sshd_config.d/10-dropstack-cloudinit.conf"
 SSHD_HARDENING = """\
 # Written by cloud-init from dropstack's user-data. fab provision adds more hardening.

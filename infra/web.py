@@ -15,7 +15,7 @@ from dataclasses import asdict
 import pulumi
 import pulumi_digitalocean as digitalocean
 
-from infra.cloudinit import render_user_data
+from infra.cloudinit import DEPLOY_USER, render_user_data
 from infra.firewall_rules import (
     POSTGRES_POOL_PORT,
     FirewallRule,
@@ -31,7 +31,6 @@ from infra.network import Network
 from infra.outputs import site_url
 from infra.settings import Settings
 
-DEPLOY_USER = "deploy"
 # DigitalOcean only reads ssh_keys and user_data when it creates a droplet, so the provider
 # replaces the droplet when either changes. Keys on live hosts are rotated by `fab keys.rotate`;
 # the stack keeps the values it booted with rather than replacing every droplet at once.

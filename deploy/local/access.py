@@ -19,6 +19,7 @@ from deploy.local import hosts
 from deploy.local.machine import nspawn_leaders
 from deploy.local.network import HostPlan, StackPlan
 from deploy.local.state import DOWN_HINT, LocalStackError, StatePaths, last_words, write_private
+from infra.cloudinit import DEPLOY_USER
 
 Say = Callable[[str], None]
 SSH_READY_SECONDS = 60
@@ -93,7 +94,7 @@ def ssh_login_works(paths: StatePaths, host: HostPlan) -> str | None:
         with ssh_client(line) as client:
             client.connect(
                 host.ssh_address,
-                username=hosts.DEPLOY_USER,
+                username=DEPLOY_USER,
                 key_filename=str(paths.key),
                 look_for_keys=False,
                 allow_agent=False,
@@ -145,7 +146,7 @@ def connection(paths: StatePaths, host: HostPlan) -> Connection:
     """A Fabric connection to a local host as the deploy user, checking the host's key."""
     conn = Connection(
         host.ssh_address,
-        user=hosts.DEPLOY_USER,
+        user=DEPLOY_USER,
         connect_timeout=10,
         connect_kwargs={
             "key_filename": [str(paths.key)],

@@ -12,9 +12,8 @@ from pathlib import Path
 import yaml
 
 from deploy.local.network import HostPlan
-from infra.cloudinit import render_user_data
+from infra.cloudinit import DEPLOY_USER, render_user_data
 
-DEPLOY_USER = "deploy"
 SEED_DIR = "/var/lib/cloud/seed/nocloud"
 
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from deploy.inventory import Inventory, parse_inventory
 from deploy.local.database import DB_NAME, DB_USER, db_uri
-from deploy.local.hosts import DEPLOY_USER
 from deploy.local.network import VPC_CIDR, StackPlan
+from infra.cloudinit import DEPLOY_USER
 from infra.firewall_rules import POSTGRES_PORT
 
 

@@ -69,30 +69,41 @@ def describe_difference(file: RemoteFile, state: str | None, current: str | None
         return head + ([] if file.secret else [f"+{line}" for line in file.content.splitlines()])
     have_sha, _, have_meta = (state or "").partition(" ")
     lines = []
-    if have_sha != file.sha256:
+    if have_sha != file.sha256 and file.secret:
+        lines += secret_difference(current or "", file.content) or [
+            f"~ {file.path}: differs (values redacted)"
+        ]
+    elif have_sha != file.sha256:
         old, new = current or "", file.content
-        if file.secret:
-            old, new = redact(old), redact(new)
         diff = list(
             difflib.unified_diff(
                 old.splitlines(), new.splitlines(), f"{file.path} (host)", f"{file.path}", n=1,
                 lineterm="",
             )
         )  # fmt: skip
-        lines += diff or [f"~ {file.path}: a secret value differs (redacted)"]
+        lines += diff or [f"~ {file.path}: differs in white space only"]
     want_meta = f"{int(file.mode, 8):o} {file.owner} {file.group}"
     if have_meta != want_meta:
         lines.append(f"~ {file.path}: mode/owner {have_meta} -> {want_meta}")
     return lines
 
 
-def redact(text: str) -> str:
-    """KEY=value lines with the values hidden, so a diff shows which keys differ."""
-    out = []
+def secret_difference(old: str, new: str) -> list[str]:
+    """Which keys of a KEY=value file differ, never their values."""
+    have, want = _pairs(old), _pairs(new)
+    lines = [f"- {k}=<redacted>" for k in have if k not in want]
+    lines += [f"+ {k}=<redacted>" for k in want if k not in have]
+    lines += [f"~ {k}=<redacted> (value differs)" for k in want if k in have and have[k] != want[k]]
+    return lines
+
+
+def _pairs(text: str) -> dict[str, str]:
+    pairs = {}
     for line in text.splitlines():
-        key, sep, _ = line.partition("=")
-        out.append(f"{key}=<redacted>" if sep and not line.startswith("#") else line)
-    return "\n".join(out)
+        key, sep, value = line.partition("=")
+        if sep and not line.startswith("#"):
+            pairs[key] = value
+    return pairs
 
 
 # --- writing (commands only; deploy.provision.apply runs them) ---

@@ -23,6 +23,7 @@ from fabric import Config
 from deploy import host_model
 from deploy.host_model import SLOTS, HostSettings
 from deploy.inventory import Inventory, InventoryError, WebHost
+from deploy.local.network import TEST_RANGE
 from deploy.provision.facts import nameservers
 from deploy.release.settings import ReleaseSettings
 from deploy.release.state import HostState, parse_state, probe_command
@@ -33,7 +34,7 @@ from tests.host.probes import Site, SshTarget
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 # The local droplet's hosts live in the network-testing range; nothing else may get our traffic.
-LOCAL_TEST_NET = ipaddress.ip_network("198.18.0.0/15")
+LOCAL_TEST_NET = ipaddress.ip_network(TEST_RANGE)
 INVENTORY_KEY = pytest.StashKey[Inventory | InventoryError]()
 OUTCOMES = ("passed", "failed", "error", "skipped")
 # Longer than a deploy's slowest step (building a venv) takes on the local droplet.

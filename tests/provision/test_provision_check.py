@@ -141,6 +141,6 @@ def test_check_never_prints_secrets(fab, web1):
         assert result.returncode == 1, result.stdout
         assert "hand-edited-pw" not in result.stdout + result.stderr
         block = step_lines(result.stdout, "app environment and secrets")
-        assert any("DATABASE_URL=<redacted>" in line for line in block), "\n".join(block)
+        assert "[web-1]   | ~ DATABASE_URL=<redacted> (value differs)" in block, "\n".join(block)
     finally:
         assert fab("provision").returncode == 0

@@ -17,8 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from deploy.local.network import TEST_RANGE
+
 REPO = Path(__file__).resolve().parents[2]
-LOCAL_TEST_NET = ipaddress.ip_network("198.18.0.0/15")
+LOCAL_TEST_NET = ipaddress.ip_network(TEST_RANGE)
 LOAD_SCRIPT = Path(__file__).with_name("load.lua")
 
 
