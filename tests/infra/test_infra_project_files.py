@@ -1,4 +1,4 @@
-"""Pulumi.yaml's config schema, Pulumi.example.yaml and the README agree with the code."""
+"""Pulumi.yaml's config schema, Pulumi.example.yaml and docs/infra.md agree with the code."""
 
 from __future__ import annotations
 
@@ -77,4 +77,4 @@ def test_example_carries_no_secret():
 
 @pytest.mark.parametrize("name", [*CONFIG_KEYS, *OUTPUT_NAMES])
 def test_docs_describe_every_key_and_output(name):
-    assert f"| `{name}` |" in (REPO / "README.md").read_text()
+    assert f"| `{name}` |" in (REPO / "docs" / "infra.md").read_text()
