@@ -5,6 +5,7 @@ from the release's EnvironmentFile. A bad value is a ``ConfigError`` whose messa
 naming the variable and what is allowed, so that a failed start is obvious in the journal.
 """
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -47,6 +48,9 @@ DEFAULTS: dict[str, Any] = {
     # connection, so the pool never needs to be much larger than that.
     "DATABASE_POOL_SIZE": 4,
     "DATABASE_MAX_OVERFLOW": 2,
+    # Bearer tokens for the task API (app.auth). Unset: the API is open, as before.
+    "API_WRITE_TOKEN": None,
+    "API_READ_TOKEN": None,
 }
 ENVIRONMENT_VARIABLES = (
     "DROPSTACK_ENV",
@@ -55,7 +59,13 @@ ENVIRONMENT_VARIABLES = (
     "MAX_CONTENT_LENGTH",
     "LOG_LEVEL",
     "DROPSTACK_RELEASE",
+    "API_WRITE_TOKEN",
+    "API_READ_TOKEN",
 )
+TOKEN_SETTINGS = ("API_WRITE_TOKEN", "API_READ_TOKEN")
+MIN_TOKEN_LENGTH = 32
+# What RFC 6750 allows in a bearer token (b64token); anything else could never be sent in a header.
+BEARER_TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 DEVELOPMENT_SECRET_KEY = "dev"  # noqa: S105 (development only; production refuses it)
 
 
@@ -92,6 +102,8 @@ def validated(config: dict[str, Any]) -> dict[str, Any]:
     config["MAX_CONTENT_LENGTH"] = positive_int("MAX_CONTENT_LENGTH", config["MAX_CONTENT_LENGTH"])
     config["LOG_LEVEL"] = log_level(config["LOG_LEVEL"])
     config["SECRET_KEY"] = secret_key(config["SECRET_KEY"], environment)
+    for name in TOKEN_SETTINGS:
+        config[name] = api_token(name, config[name])
     if not config["DATABASE_URL"]:
         raise ConfigError(
             "DATABASE_URL is not set: it must be a postgresql:// URL, "
@@ -147,6 +159,25 @@ def secret_key_problem(value: str | None) -> str | None:
     if len(set(value)) < MIN_DISTINCT_SECRET_KEY_CHARACTERS:
         return "is too repetitive"
     return None
+
+
+def api_token(name: str, value: str | None) -> str | None:
+    """An API bearer token, or None when unset; refused when guessable or unsendable."""
+    if not value:
+        return None
+    # The messages never repeat the value: it is a credential.
+    if not BEARER_TOKEN.fullmatch(value):
+        raise ConfigError(
+            f"{name} must be a bearer token (letters, digits and -._~+/ only), e.g. the output of "
+            "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+        )
+    if len(value) < MIN_TOKEN_LENGTH or len(set(value)) < MIN_DISTINCT_SECRET_KEY_CHARACTERS:
+        raise ConfigError(
+            f"{name} is too short or repetitive ({len(value)} characters): use at least "
+            f"{MIN_TOKEN_LENGTH} random characters, e.g. the output of "
+            "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+        )
+    return value
 
 
 def sqlalchemy_url(database_url: str) -> URL:

@@ -7,7 +7,7 @@ and a stack trace must never reach one: tracebacks go to the log, tied to the re
 import logging
 
 from flask import Flask, Response, g, jsonify
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, OperationalError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 log = logging.getLogger(__name__)
@@ -16,11 +16,19 @@ log = logging.getLogger(__name__)
 class ApiError(Exception):
     """An error a view raises on purpose, answered as JSON with ``status``."""
 
-    def __init__(self, status: int, error: str, message: str, **details: object) -> None:
+    def __init__(
+        self,
+        status: int,
+        error: str,
+        message: str,
+        headers: dict[str, str] | None = None,
+        **details: object,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.error = error
         self.message = message
+        self.headers = headers or {}
         self.details = details
 
 
@@ -39,7 +47,9 @@ def error_response(status: int, error: str, message: str, **details: object) -> 
 
 def handle_api_error(error: ApiError) -> Response:
     """Answer an ApiError raised by a view."""
-    return error_response(error.status, error.error, error.message, **error.details)
+    response = error_response(error.status, error.error, error.message, **error.details)
+    response.headers.update(error.headers)
+    return response
 
 
 def handle_http_exception(exception: HTTPException) -> Response:
@@ -61,6 +71,16 @@ def handle_database_unavailable(exception: OperationalError) -> Response:
     return error_response(503, "database_unavailable", "The database is not reachable; retry.")
 
 
+def handle_invalid_value(exception: DataError) -> Response:
+    """PostgreSQL refused a value the request carried (SQLSTATE class 22, "data exception").
+
+    The views validate every field first, so reaching this is a gap in that validation; it is
+    still the client's value that was refused, so a 400, and the details go to the log only.
+    """
+    log.warning("database refused a request value: %s", exception.orig or exception)
+    return error_response(400, "invalid_value", "a value in the request cannot be stored")
+
+
 def handle_unexpected_error(exception: InternalServerError) -> Response:
     """Anything unhandled. Flask has already logged the traceback with the request id."""
     return error_response(
@@ -75,6 +95,7 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(ApiError, handle_api_error)
     app.register_error_handler(HTTPException, handle_http_exception)
     app.register_error_handler(OperationalError, handle_database_unavailable)
+    app.register_error_handler(DataError, handle_invalid_value)
     # Flask wraps every unhandled exception in an InternalServerError before looking for a
     # handler, so this one catches them all (and only them: HTTPExceptions match above).
     app.register_error_handler(InternalServerError, handle_unexpected_error)

@@ -4,6 +4,7 @@ Bodies may be JSON objects or HTML-form encoded (so a plain <form> works too). F
 ``title`` (1 to 200 characters after stripping) and ``done`` (a boolean).
 """
 
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -12,11 +13,13 @@ from flask import Blueprint, Response, jsonify, request, url_for
 from sqlalchemy import delete, select, update
 from werkzeug.exceptions import BadRequest
 
+from app import auth
 from app.database import get_session
 from app.errors import ApiError, validation_failed
 from app.models import TITLE_MAX_LENGTH, Task
 
 bp = Blueprint("tasks", __name__, url_prefix="/api/tasks")
+auth.protect(bp)
 
 TASK_FIELDS = ("title", "done")
 FORM_MIMETYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
@@ -27,6 +30,12 @@ MAX_LIST_LIMIT = 1000
 # The id column is a PostgreSQL integer: a larger id cannot exist, and querying for one would
 # fail with an out-of-range error. Such URLs simply do not match, so they are 404s like any other.
 TASK_ID = "<int(min=1, max=2147483647):task_id>"
+# PostgreSQL text cannot hold NUL, and a lone surrogate (JSON allows "\ud800") has no UTF-8
+# form; other C0/C1 controls are refused too, as no title needs them and they garble terminals
+# and logs. Tab, newline and carriage return stay allowed, as they always were.
+UNSTORABLE_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+# ASCII digits only: str.isdigit() accepts "²" (int() refuses it) and Arabic-Indic digits.
+LIMIT = re.compile(r"[0-9]{1,4}")
 
 
 def utc_timestamp(moment: datetime) -> str:
@@ -50,6 +59,10 @@ def parse_title(value: Any) -> str:
     if not isinstance(value, str):
         raise validation_failed("title", "title must be a string")
     title = value.strip()
+    if UNSTORABLE_CHARACTERS.search(title):
+        raise validation_failed(
+            "title", "title must not contain control characters (such as NUL) or lone surrogates"
+        )
     if not 1 <= len(title) <= TITLE_MAX_LENGTH:
         raise validation_failed("title", f"title must be 1 to {TITLE_MAX_LENGTH} characters")
     return title
@@ -74,7 +87,9 @@ def request_body() -> tuple[Mapping[str, Any], bool]:
     if request.is_json:
         try:
             body = request.get_json()
-        except BadRequest:
+        # Python's parser recurses per nesting level: "[[[[..." 64 KiB deep overflows the stack
+        # instead of raising a ValueError that Flask would turn into a BadRequest.
+        except (BadRequest, RecursionError):
             raise ApiError(400, "malformed_json", "the request body is not valid JSON") from None
         if not isinstance(body, dict):
             raise validation_failed(None, "the request body must be a JSON object")
@@ -112,7 +127,7 @@ def list_limit(value: str | None) -> int:
     """The ``limit`` query parameter: how many tasks to list, 1 to 1000 (default 100)."""
     if value is None:
         return DEFAULT_LIST_LIMIT
-    if not value.isdigit() or not 1 <= int(value) <= MAX_LIST_LIMIT:
+    if not LIMIT.fullmatch(value) or not 1 <= int(value) <= MAX_LIST_LIMIT:
         raise validation_failed("limit", f"limit must be a whole number from 1 to {MAX_LIST_LIMIT}")
     return int(value)
 
