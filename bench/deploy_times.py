@@ -50,7 +50,7 @@ def deploy_runs(source: Source, label: str, runs: int, *extra: str, change: bool
         note(f"fab deploy {' '.join(extra)} ({label} {n}/{runs}): {run.seconds:.1f} s, "
              f"release {fab_output.release_built(run.out)}")  # fmt: skip
         seconds.append(run.seconds)
-        switches += list(fab_output.switch_seconds(run.out).values())
+        switches += list(fab_output.switch_seconds(run.steps).values())
     return {
         **timing(seconds),
         "switch_median": round(median(switches), 1) if switches else None,
@@ -65,11 +65,11 @@ def run(source: Source, runs: int) -> dict:
     again = fab("provision")
     result["provision_first"] = {
         **timing([first.seconds]),
-        "changed": fab_output.provision_changes(first.out),
+        "changed": fab_output.provision_changes(first.steps),
     }
     result["provision_again"] = {
         **timing([again.seconds]),
-        "changed": fab_output.provision_changes(again.out),
+        "changed": fab_output.provision_changes(again.steps),
     }
     note(f"provision: {first.seconds:.1f} s, again {again.seconds:.1f} s "
          f"(changed {result['provision_again']['changed']})")  # fmt: skip
@@ -81,7 +81,7 @@ def run(source: Source, runs: int) -> dict:
         back = retried(lambda: fab("rollback", source=source), failures)
         note(f"fab rollback ({n}/{runs}): {back.seconds:.1f} s")
         seconds.append(back.seconds)
-        switches += list(fab_output.switch_seconds(back.out).values())
+        switches += list(fab_output.switch_seconds(back.steps).values())
     result["rollback"] = {
         **timing(seconds),
         "switch_median": round(median(switches), 1) if switches else None,

@@ -9,6 +9,7 @@ while the main work tree stays untouched; the deploy code itself is this work tr
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import tempfile
@@ -17,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deploy.inventory import Inventory, load_inventory
-from deploy.release import commands as cmd
+from deploy.shell import as_root, join
+from deploy.steps import read_step_log
 from deploy.targets import connect
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,19 +44,25 @@ class Timed:
     code: int
     out: str
     seconds: float
+    steps: tuple[dict, ...] = ()  # the run's step log (deploy.steps, JSON lines)
 
 
 def run_timed(command: list[str], timeout: float = 600) -> Timed:
-    """Run a command from the repository root with no stdin; its output goes to the log."""
+    """Run a command from the repository root with no stdin; its output goes to the log, and
+    the steps it reports are read from its own step log (JSON lines), not from its output."""
     started = time.monotonic()
-    done = subprocess.run(
-        command, cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True, timeout=timeout, check=False,
-    )  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="dropstack-bench-steps-") as tmp:
+        step_log = Path(tmp) / "steps.jsonl"
+        done = subprocess.run(
+            command, cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True, timeout=timeout, check=False,
+            env={**os.environ, "DROPSTACK_STEP_LOG": str(step_log)},
+        )  # fmt: skip
+        steps = tuple(read_step_log(step_log))
     took = time.monotonic() - started
     with LOG.open("a") as log:
         log.write(f"$ {' '.join(command)}  # exit {done.returncode}, {took:.1f}s\n{done.stdout}\n")
-    return Timed(command, done.returncode, done.stdout, took)
+    return Timed(command, done.returncode, done.stdout, took, steps)
 
 
 def must(run: Timed) -> Timed:
@@ -119,7 +127,7 @@ class WebHost:
         return self.c.run(command, hide=True, warn=warn, in_stream=False, timeout=timeout)
 
     def root(self, script: str, warn: bool = False, timeout: float = 300):
-        return self.run(cmd.as_root(script), warn=warn, timeout=timeout)
+        return self.run(join(as_root(["sh", "-c", script])), warn=warn, timeout=timeout)
 
     def close(self) -> None:
         self.c.close()

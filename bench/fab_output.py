@@ -1,21 +1,14 @@
-"""What the benchmarks read from `fab` output: the steps each host ran with their times, the
-release a deploy built, and how many provisioning steps changed something. Pure functions."""
+"""What the benchmarks read from a `fab` run: the steps each host ran with their times and how
+many provisioning steps changed something, from the run's JSON step log (deploy.steps.record),
+and the release a deploy built, from its output. Pure functions."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-# deploy.steps.HostLog prints "[web-1] route nginx to green        changed    0.4s".
-STEP = re.compile(
-    r"^\[(?P<host>[\w.-]+)\] (?P<name>\S.*?)\s+(?P<status>changed|ok)\s+(?P<seconds>\d+\.\d+)s$",
-    re.M,
-)
 RELEASE = re.compile(r"^release (?P<name>\d{14}-[0-9a-f]{7,}(?:-dirty)?):", re.M)
-# deploy.steps.HostLog.summary(): "web-1: 23 steps, 0 changed".
-PROVISION_SUMMARY = re.compile(
-    r"^(?P<host>[\w.-]+): (?P<steps>\d+) steps, (?P<changed>\d+) changed$", re.M
-)
 
 
 @dataclass(frozen=True)
@@ -26,10 +19,12 @@ class Step:
     seconds: float
 
 
-def steps(out: str) -> list[Step]:
+def steps(log: Iterable[dict]) -> list[Step]:
+    """The step log's entries that finished (changed or ok), in order."""
     return [
-        Step(m["host"], m["name"], m["status"] == "changed", float(m["seconds"]))
-        for m in STEP.finditer(out)
+        Step(e["host"], e["step"], e["status"] == "changed", float(e["seconds"]))
+        for e in log
+        if e.get("status") in ("changed", "ok")
     ]
 
 
@@ -38,12 +33,15 @@ def release_built(out: str) -> str | None:
     return match["name"] if match else None
 
 
-def provision_changes(out: str) -> dict[str, int]:
-    """Changed steps per host, from provisioning's closing summary lines."""
-    return {m["host"]: int(m["changed"]) for m in PROVISION_SUMMARY.finditer(out)}
+def provision_changes(log: Iterable[dict]) -> dict[str, int]:
+    """Changed steps per host."""
+    changed: dict[str, int] = {}
+    for step in steps(log):
+        changed[step.host] = changed.get(step.host, 0) + step.changed
+    return changed
 
 
-# The steps of deploy.release.host.Switch.go_live: from pointing the idle slot at the release
+# The steps of deploy.release.host.Switch.steps: from pointing the idle slot at the release
 # to stopping the old slot once Nginx has drained from it.
 SWITCH_STEPS = (
     "point slot", "database migrations", "start slot", "health gate", "route nginx",
@@ -51,11 +49,11 @@ SWITCH_STEPS = (
 )  # fmt: skip
 
 
-def switch_seconds(out: str) -> dict[str, float]:
+def switch_seconds(log: Iterable[dict]) -> dict[str, float]:
     """Per host, the seconds of the switch itself (the idle slot started, checked, routed to,
     the old one drained and stopped), without building, uploading and unpacking."""
     totals: dict[str, float] = {}
-    for step in steps(out):
+    for step in steps(log):
         if step.name.startswith(SWITCH_STEPS):
             totals[step.host] = round(totals.get(step.host, 0.0) + step.seconds, 1)
     return totals

@@ -22,7 +22,7 @@ def run(source: Source, runs: int) -> dict:
     first = fab("provision")
     result["provision_first"] = {
         **timing([first.seconds]),
-        "changed": fab_output.provision_changes(first.out),
+        "changed": fab_output.provision_changes(first.steps),
     }
     note(f"provision ({WEB_COUNT} hosts): {first.seconds:.1f} s")
     result["deploy_first"] = deploy_runs(source, "first deploy, 3 hosts", 1, change=False)

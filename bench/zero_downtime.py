@@ -44,11 +44,11 @@ def unpack_wheels_command(tarball: str, wheels: str) -> str:
     return f"rm -rf {w} && mkdir -p {w} && tar -xf {q(tarball)} -C {w}"
 
 
-def switch_result(seconds: float, load: SwitchLoad, out: str = "") -> dict:
+def switch_result(seconds: float, load: SwitchLoad, steps: tuple[dict, ...] = ()) -> dict:
     clients = {kind: fig.to_json() for kind, fig in load.clients.items()}
     return {
         "seconds": round(seconds, 1),
-        "switch_seconds": fab_output.switch_seconds(out) or None,
+        "switch_seconds": fab_output.switch_seconds(steps) or None,
         "total": combined(load.clients),
         "clients": clients,
     }
@@ -106,12 +106,12 @@ def run(source: Source) -> dict:
     note("fab deploy (code-only change) under load")
     with steady_load(url) as load:
         run_ = fab("deploy", source=source)
-    result["dropstack_deploy"] = switch_result(run_.seconds, load, run_.out)
+    result["dropstack_deploy"] = switch_result(run_.seconds, load, run_.steps)
     note(f"  {result['dropstack_deploy']['total']}")
     note("fab rollback under load")
     with steady_load(url) as load:
         run_ = fab("rollback", source=source)
-    result["dropstack_rollback"] = switch_result(run_.seconds, load, run_.out)
+    result["dropstack_rollback"] = switch_result(run_.seconds, load, run_.steps)
     note(f"  {result['dropstack_rollback']['total']}")
     host = WebHost(inv, web.name)
     try:

@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from deploy.host_settings import settings_docs
 
 REPO = Path(__file__).resolve().parents[2]
