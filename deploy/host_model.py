@@ -198,16 +198,9 @@ class HostLayout:
 
     @classmethod
     def of(cls, s: HostSettings) -> HostLayout:
-        return cls(
-            app_name=s.app_name,
-            app_user=s.app_user,
-            root=s.app_root,
-            config_dir=s.config_dir,
-            env_file=s.env_file,
-            runtime_dir=s.runtime_dir,
-            nginx_dir=s.nginx_dir,
-            nginx_log_dir=s.nginx_log_dir,
-        )
+        same = ("app_name", "app_user", "config_dir", "env_file", "runtime_dir", "nginx_dir",
+                "nginx_log_dir")  # fmt: skip
+        return cls(root=s.app_root, **{name: getattr(s, name) for name in same})
 
     # --- releases ---
     @property

@@ -20,6 +20,8 @@ from typing import Any
 
 import pulumi.runtime
 
+from infra.policy import rules
+
 NAMESPACE = "dropstack"
 
 # Regions where droplets, VPCs, load balancers and managed PostgreSQL can all be created today
@@ -105,9 +107,6 @@ SSH_KEY_TYPES = (
     "sk-ecdsa-sha2-nistp256@openssh.com",
 )
 # IPv4-mapped IPv6 addresses (RFC 4291 2.5.5.2) are IPv4 addresses: ::ffff:0:0/96 is all of IPv4.
-IPV4_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
-ALL_IPV4 = ipaddress.IPv4Network("0.0.0.0/0")
-ALL_IPV6 = ipaddress.IPv6Network("::/0")
 # Addresses reserved for documentation (RFC 5737, RFC 3849): an example copied unedited.
 DOCUMENTATION_NETWORKS = tuple(
     ipaddress.ip_network(n)
@@ -322,24 +321,28 @@ def _region(value: object) -> str:
     return region
 
 
-def _droplet_size(value: object) -> str:
-    size = _text(value).lower()
-    if size not in DROPLET_SIZES:
-        raise _Invalid(
-            f"{_shorten(size)!r} is not a droplet size slug DigitalOcean sells, like s-1vcpu-1gb, "
-            "s-2vcpu-4gb, c-2 or g-2vcpu-8gb (doctl compute size list)"
-        )
-    return size
+def _size(table: Iterable[str], what: str) -> Callable[[object], str]:
+    """A validator of size slugs against DigitalOcean's table of them."""
+
+    def check(value: object) -> str:
+        size = _text(value).lower()
+        if size not in table:
+            raise _Invalid(f"{_shorten(size)!r} is not a {what}")
+        return size
+
+    return check
 
 
-def _db_size(value: object) -> str:
-    size = _text(value).lower()
-    if size not in DB_SIZES:
-        raise _Invalid(
-            f"{_shorten(size)!r} is not a database size slug like db-s-1vcpu-1gb, db-s-2vcpu-4gb "
-            "or gd-2vcpu-8gb (doctl databases options slugs --engine pg)"
-        )
-    return size
+_droplet_size = _size(
+    DROPLET_SIZES,
+    "droplet size slug DigitalOcean sells, like s-1vcpu-1gb, s-2vcpu-4gb, c-2 or g-2vcpu-8gb "
+    "(doctl compute size list)",
+)
+_db_size = _size(
+    DB_SIZES,
+    "database size slug like db-s-1vcpu-1gb, db-s-2vcpu-4gb or gd-2vcpu-8gb "
+    "(doctl databases options slugs --engine pg)",
+)
 
 
 def db_ram_gb(size: str) -> int:
@@ -524,34 +527,9 @@ def _admin_cidrs(value: object, *, allow_anywhere: bool) -> tuple[str, ...]:
 
 
 def covered_internet(cidrs: Iterable[str]) -> str | None:
-    """``"IPv4"``/``"IPv6"`` when the networks' union is that whole address family, else None.
-
-    The union is what a firewall admits, so 0.0.0.0/1 + 128.0.0.0/1 is as open as 0.0.0.0/0.
-    An IPv4-mapped IPv6 network (inside ::ffff:0:0/96) counts as the IPv4 network it maps, and an
-    IPv6 network holding all of ::ffff:0:0/96 (::/1, ::/8) therefore covers all of IPv4 too.
-    """
-    v4: list[ipaddress.IPv4Network] = []
-    v6: list[ipaddress.IPv6Network] = []
-    for cidr in cidrs:
-        network = ipaddress.ip_network(cidr, strict=False)
-        if isinstance(network, ipaddress.IPv4Network):
-            v4.append(network)
-            continue
-        v6.append(network)
-        if network.subnet_of(IPV4_MAPPED):
-            v4.append(
-                ipaddress.IPv4Network(
-                    (int(network.network_address) & 0xFFFFFFFF, network.prefixlen - 96)
-                )
-            )
-        elif IPV4_MAPPED.subnet_of(network):
-            v4.append(ALL_IPV4)
-    covered = [
-        family
-        for family, networks, everything in (("IPv4", v4, ALL_IPV4), ("IPv6", v6, ALL_IPV6))
-        if list(ipaddress.collapse_addresses(networks)) == [everything]
-    ]
-    return " and ".join(covered) or None
+    """``"IPv4"``/``"IPv6"`` when the networks' union is that whole address family, else None
+    (the policy pack's own rule, so program and pack agree on what "the whole internet" is)."""
+    return rules.covered_internet(ipaddress.ip_network(c, strict=False) for c in cidrs)
 
 
 def ssh_key_fingerprint(public_key: str) -> str:

@@ -89,24 +89,23 @@ def parse_passwd(text: str) -> dict[str, str] | None:
     return {"name": fields[0], "home": fields[5], "shell": fields[6]}
 
 
-def parse_dirs(text: str) -> dict[str, str]:
-    """`path mode owner group` lines (or `path absent`), keyed by path."""
-    states = {}
-    for line in text.splitlines():
-        path, _, state = line.partition(" ")
-        if path:
-            states[path] = state
-    return states
+def keyed_lines(separator: str) -> Callable[[str], dict[str, str]]:
+    """A parser of `key<separator>value` lines, keyed by the first field."""
+
+    def parse(text: str) -> dict[str, str]:
+        values = {}
+        for line in text.splitlines():
+            key, _, value = line.partition(separator)
+            if key:
+                values[key] = value
+        return values
+
+    return parse
 
 
-def parse_links(text: str) -> dict[str, str]:
-    """`path<TAB>target` lines (target empty when the path is no symlink)."""
-    links = {}
-    for line in text.splitlines():
-        path, _, target = line.partition("\t")
-        if path:
-            links[path] = target
-    return links
+# `path mode owner group` (or `path absent`) lines; `path<TAB>target` lines (empty: no link).
+parse_dirs = keyed_lines(" ")
+parse_links = keyed_lines("\t")
 
 
 def parse_present(text: str) -> frozenset[str]:

@@ -193,36 +193,43 @@ def _covers(port_range: object, port: int) -> bool:
 
 
 def _world(rule: Props) -> str | None:
-    """ "IPv4"/"IPv6" when the rule's source addresses together cover that whole family.
+    """ "IPv4"/"IPv6" when the rule's source addresses together cover that whole family."""
+    networks = []
+    for address in rule.get("sourceAddresses") or ():
+        try:
+            networks.append(ipaddress.ip_network(str(address).strip(), strict=False))
+        except ValueError:
+            continue
+    return covered_internet(networks)
 
-    Same reasoning as the program's settings (a pack imports nothing from the program): the
-    union is what is admitted, and IPv4-mapped IPv6 networks count as the IPv4 they map.
+
+ALL_IPV4 = ipaddress.IPv4Network("0.0.0.0/0")
+ALL_IPV6 = ipaddress.IPv6Network("::/0")
+
+
+def covered_internet(networks: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network]):
+    """``"IPv4"``/``"IPv6"`` when the networks' union is that whole address family, else None.
+
+    The union is what a firewall admits, so 0.0.0.0/1 + 128.0.0.0/1 is as open as 0.0.0.0/0.
+    An IPv4-mapped IPv6 network (inside ::ffff:0:0/96) counts as the IPv4 network it maps, and an
+    IPv6 network holding all of ::ffff:0:0/96 (::/1, ::/8) therefore covers all of IPv4 too.
+    The program's settings (infra/settings.py) refuse admin CIDRs with this same function.
     """
     v4: list[ipaddress.IPv4Network] = []
     v6: list[ipaddress.IPv6Network] = []
-    for address in rule.get("sourceAddresses") or ():
-        try:
-            network = ipaddress.ip_network(str(address).strip(), strict=False)
-        except ValueError:
-            continue
+    for network in networks:
         if isinstance(network, ipaddress.IPv4Network):
             v4.append(network)
             continue
         v6.append(network)
         if network.subnet_of(IPV4_MAPPED):
-            v4.append(
-                ipaddress.IPv4Network(
-                    (int(network.network_address) & 0xFFFFFFFF, network.prefixlen - 96)
-                )
-            )
+            address = int(network.network_address) & 0xFFFFFFFF
+            v4.append(ipaddress.IPv4Network((address, network.prefixlen - 96)))
         elif IPV4_MAPPED.subnet_of(network):
-            v4.append(ipaddress.IPv4Network("0.0.0.0/0"))
+            v4.append(ALL_IPV4)
     covered = [
         family
-        for family, networks, everything in (
-            ("IPv4", v4, ipaddress.IPv4Network("0.0.0.0/0")),
-            ("IPv6", v6, ipaddress.IPv6Network("::/0")),
-        )
-        if list(ipaddress.collapse_addresses(networks)) == [everything]
+        for family, found, everything in (("IPv4", v4, ALL_IPV4), ("IPv6", v6, ALL_IPV6))
+        if list(ipaddress.collapse_addresses(found)) == [everything]
     ]
     return " and ".join(covered) or None
