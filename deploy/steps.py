@@ -40,6 +40,21 @@ def say(line: str) -> None:
             quiet_stdout()
 
 
+def exit_quietly_on_closed_pipe() -> None:
+    """``fab status | head -3``: when the reader closes the pipe, end without a traceback, as
+    Unix tools do (exit 141, 128 + SIGPIPE), wherever the write happened (our lines, Invoke's own
+    --list). SIGPIPE itself stays ignored: SSH sockets must see EPIPE as an error, not a kill."""
+    previous = sys.excepthook
+
+    def hook(kind, value, traceback):
+        if issubclass(kind, BrokenPipeError):
+            quiet_stdout()
+            os._exit(141)
+        previous(kind, value, traceback)
+
+    sys.excepthook = hook
+
+
 def quiet_stdout() -> None:
     """Point stdout at /dev/null after its reader closed the pipe, so later writes, and the
     interpreter's flush at exit, do not raise."""

@@ -14,7 +14,10 @@ from deploy.local import tasks as local_tasks
 from deploy.provision import runner as provisioning
 from deploy.release import reports
 from deploy.release import tasks as release_tasks
+from deploy.steps import exit_quietly_on_closed_pipe
 from deploy.targets import HostUnreachable
+
+exit_quietly_on_closed_pipe()
 
 TARGET_HELP = {
     "stack": "read hosts from this Pulumi stack's outputs instead of the local droplet",

@@ -9,12 +9,17 @@ from fabric import Config, Executor
 from fabric.main import Fab
 from invoke import Collection
 
-from deploy.release import tasks
+from deploy.release import reports, tasks
+from deploy.steps import exit_quietly_on_closed_pipe
 
+TASKS = [t for m in (tasks, reports) for t in Collection.from_module(m).tasks.values()]
+exit_quietly_on_closed_pipe()
 program = Fab(
     name="dropstack release",
     version="0.1.0",
-    namespace=Collection.from_module(tasks),
+    namespace=Collection(
+        *(t for m in (tasks, reports) for t in Collection.from_module(m).tasks.values())
+    ),
     executor_class=Executor,
     config_class=Config,
 )

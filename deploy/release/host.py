@@ -350,8 +350,11 @@ class Switch:
             try:
                 action()
                 say(f"[{h.name}]   {name}: done")
-            except Exception as exc:
-                reason = last_words(exc.result.stderr) if hasattr(exc, "result") else str(exc)
+            except BaseException as exc:  # an interrupt too: the next step must still run
+                if hasattr(exc, "result"):
+                    reason = last_words(exc.result.stderr or exc.result.stdout)
+                else:
+                    reason = f"{type(exc).__name__} {exc}".strip()
                 say(f"[{h.name}]   warning: {name} failed: {reason}")
 
 

@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import signal
+import subprocess
 import time
 
 import pytest
 
 from tests.release.harness import (
+    REPO,
     fab,
     fab_background,
+    fab_command,
     finish,
     on_host,
     read_until,
@@ -381,5 +385,38 @@ def test_releases_status_logs_and_unlock(source, hosts, web):
     assert "[HTTP 200]" in status.out and "nginx: active" in status.out
     logs = fab(source, "logs", "--lines", "20")
     assert logs.code == 0 and "gunicorn" in logs.out.lower()
+    nginx_logs = fab(source, "logs", "--nginx", "--lines", "5")
+    assert nginx_logs.code == 0 and "/var/log/nginx/dropstack.access.log" in nginx_logs.out
     unlock = fab(source, "unlock")
     assert unlock.code == 0 and "not locked" in unlock.out
+
+
+def fab_stdout(source, *args: str) -> str:
+    """A task's standard output alone (the JSON), as a script reads it."""
+    done = subprocess.run(fab_command(source, *args), cwd=REPO, capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_status_and_releases_as_json_for_scripts(source):
+    status = json.loads(fab_stdout(source, "status", "--json"))
+    (host,) = status["hosts"]
+    assert host["current"] == STATE["good"][-1] and host["nginx_active"] is True
+    assert host["readyz"]["ok"] is True and host["live_slot"] == host["routed_slot"]
+    assert host["lock"] is None
+    listing = json.loads(fab_stdout(source, "releases", "--json"))
+    names = [r["name"] for r in listing["hosts"][0]["releases"]]
+    assert STATE["good"][-1] in names
+    assert [r for r in listing["hosts"][0]["releases"] if r["current"]][0]["slot_state"] == "live"
+    assert listing["hosts"][0]["audit"], "the audit log's entries are listed"
+
+
+def test_output_survives_a_closed_pipe(source):
+    """`fab status | head -1`: the reader leaves early; no traceback, the status of a closed pipe."""
+    command = " ".join(shlex.quote(a) for a in fab_command(source, "status"))
+    done = subprocess.run(["bash", "-c", f"{command} | head -1; echo \"${{PIPESTATUS[0]}}\" >&2"],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.stdout.startswith("[web-1]"), done.stdout
+    assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr
+    assert done.stderr.strip().splitlines()[-1] in ("0", "141"), done.stderr
