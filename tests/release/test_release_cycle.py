@@ -408,12 +408,13 @@ def test_status_and_releases_as_json_for_scripts(source):
     listing = json.loads(fab_stdout(source, "releases", "--json"))
     names = [r["name"] for r in listing["hosts"][0]["releases"]]
     assert STATE["good"][-1] in names
-    assert [r for r in listing["hosts"][0]["releases"] if r["current"]][0]["slot_state"] == "live"
+    current = next(r for r in listing["hosts"][0]["releases"] if r["current"])
+    assert current["slot_state"] == "live"
     assert listing["hosts"][0]["audit"], "the audit log's entries are listed"
 
 
 def test_output_survives_a_closed_pipe(source):
-    """`fab status | head -1`: the reader leaves early; no traceback, the status of a closed pipe."""
+    """`fab status | head -1`: the reader leaves early; no traceback, a closed pipe's status."""
     command = " ".join(shlex.quote(a) for a in fab_command(source, "status"))
     done = subprocess.run(["bash", "-c", f"{command} | head -1; echo \"${{PIPESTATUS[0]}}\" >&2"],
                           cwd=REPO, capture_output=True, text=True, timeout=120)  # fmt: skip
