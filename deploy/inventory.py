@@ -23,6 +23,7 @@ INVENTORY_KEYS: dict[str, str] = {
     "web_private_ips": "web hosts' addresses inside the VPC",
     "ssh_user": "the deploy user cloud-init created",
     "ssh_key_path": "private key for ssh_user ('' = use ssh-agent / ~/.ssh defaults)",
+    "ssh_public_keys": "the public keys ssh_user must accept, exactly (sshPublicKeys)",
     "load_balancer_ip": "the load balancer's address, or null ('' from Pulumi) with one web host",
     "domain": "the site's domain, or null ('' from Pulumi)",
     "url": "the public URL of the site",
@@ -31,9 +32,10 @@ INVENTORY_KEYS: dict[str, str] = {
     "db_name": "application database",
     "db_user": "application database user",
     "db_uri": "secret: postgresql:// URI on the private network with sslmode=require",
+    "db_admin_uri": "secret: the cluster admin's (doadmin) URI to the app database, direct",
     "db_ca_cert": "PEM CA certificate that signed the database server's certificate",
 }
-SECRET_KEYS = frozenset({"db_uri"})
+SECRET_KEYS = frozenset({"db_uri", "db_admin_uri"})
 # Pulumi drops outputs whose value is None, so the program exports "" for these; read both as None.
 OPTIONAL_KEYS = ("load_balancer_ip", "domain")
 

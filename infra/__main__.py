@@ -45,6 +45,7 @@ outputs = stack_outputs(
         "web_private_ips": web.private_ips,
         "ssh_user": DEPLOY_USER,
         "ssh_key_path": settings.ssh_private_key_path,
+        "ssh_public_keys": list(settings.ssh_public_keys),
         "load_balancer_ip": web.load_balancer_ip,
         "domain": settings.domain or ABSENT,
         "url": web.url,
@@ -53,6 +54,7 @@ outputs = stack_outputs(
         "db_name": database.db_name,
         "db_user": database.db_user,
         "db_uri": database.uri,
+        "db_admin_uri": database.admin_uri,
         "db_ca_cert": database.ca_cert,
     }
 )

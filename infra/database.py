@@ -115,6 +115,15 @@ class DatabaseTier(pulumi.ComponentResource):
                 lambda parts: postgres_uri(*parts)
             )
         )
+        # The cluster's admin (doadmin), straight to the app's database (never the pool): what
+        # provisioning uses once to grant the app user CREATE on schema public, which a user
+        # made through DigitalOcean's API does not have on PostgreSQL 15+.
+        self.admin_uri = pulumi.Output.secret(
+            pulumi.Output.all(
+                self.cluster.user, self.cluster.password, self.host, self.cluster.port,
+                self.database.name,
+            ).apply(lambda parts: postgres_uri(*parts))
+        )  # fmt: skip
         self.ca_cert = digitalocean.get_database_ca_output(
             cluster_id=self.cluster.id, opts=pulumi.InvokeOutputOptions(parent=self)
         ).certificate
@@ -125,6 +134,7 @@ class DatabaseTier(pulumi.ComponentResource):
                 "name": self.db_name,
                 "user": self.db_user,
                 "uri": self.uri,
+                "admin_uri": self.admin_uri,
                 "ca_cert": self.ca_cert,
             }
         )

@@ -19,6 +19,7 @@ OUTPUT_NAMES = (
     "web_private_ips",
     "ssh_user",
     "ssh_key_path",
+    "ssh_public_keys",
     "load_balancer_ip",
     "domain",
     "url",
@@ -27,6 +28,7 @@ OUTPUT_NAMES = (
     "db_name",
     "db_user",
     "db_uri",
+    "db_admin_uri",
     "db_ca_cert",
 )
 

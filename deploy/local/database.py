@@ -1,8 +1,12 @@
 """The local stand-in for DigitalOcean's managed PostgreSQL, as files, SQL and certificates.
 
 Like the managed service it listens on port 25060 on the private network only, requires TLS with a
-certificate signed by the service's own CA, has an admin user ``doadmin`` and accepts connections
-only from its trusted sources (the web hosts' VPC addresses).
+certificate signed by the service's own CA, and accepts connections only from its trusted sources
+(the web hosts' VPC addresses). Ownership and grants are DigitalOcean's (docs/digitalocean.md):
+the admin ``doadmin`` is not a superuser; ``defaultdb`` and every database made through the API
+belong to ``doadmin``; a user made through the API gets nothing but its login. So on PostgreSQL
+15+, where only a database's owner may create in schema ``public``, the app user cannot run its
+first migration until it is granted CREATE there: provisioning does that, as on a real cluster.
 """
 
 from __future__ import annotations
@@ -29,6 +33,10 @@ SERVICE = f"postgresql@{PG_VERSION}-{CLUSTER}"
 DB_NAME = "app"
 DB_USER = "app"
 ADMIN_USER = "doadmin"
+DEFAULT_DB = "defaultdb"
+# doadmin's attributes on a DigitalOcean cluster: it creates databases and roles, and may
+# replicate and bypass row security, but it is not a superuser.
+ADMIN_ATTRIBUTES = "LOGIN CREATEDB CREATEROLE REPLICATION BYPASSRLS NOSUPERUSER"
 CERT_DAYS = 365
 
 
@@ -133,7 +141,8 @@ def server_conf(db_address: str, port: int = POSTGRES_PORT) -> str:
 
 def pg_hba(trusted_addresses: list[str]) -> str:
     """Peer auth on the local socket for administration; from the network, TLS from the trusted
-    sources with a password, an explicit reject for anything without TLS, and nothing else."""
+    sources with a password (any user, any database: trusted sources limit addresses, not
+    roles, as on DigitalOcean), an explicit reject for anything without TLS, and nothing else."""
     lines = [
         "# Written by `fab local.up`. First match wins.",
         "# TYPE    DATABASE  USER       ADDRESS          METHOD",
@@ -143,14 +152,16 @@ def pg_hba(trusted_addresses: list[str]) -> str:
     ]
     for address in trusted_addresses:
         cidr = f"{address}/32"
-        lines.append(f"hostssl   {DB_NAME:<9} {DB_USER:<10} {cidr:<16} scram-sha-256")
-        lines.append(f"hostssl   all       {ADMIN_USER:<10} {cidr:<16} scram-sha-256")
+        lines.append(f"hostssl   all       all        {cidr:<16} scram-sha-256")
     return "\n".join(lines) + "\n"
 
 
 def roles_sql(credentials: Credentials) -> str:
-    """Idempotent SQL run by ``postgres``: the admin and app roles and the app database.
+    """Idempotent SQL run by ``postgres``: the cluster as DigitalOcean's API leaves it.
 
+    ``doadmin`` (not a superuser) owns ``defaultdb`` and the app database; the app user has a
+    login and nothing else (PostgreSQL's defaults: CONNECT and TEMP on databases via PUBLIC, no
+    CREATE on schema ``public``, which belongs to the database owner, pg_database_owner).
     It is sent on stdin, never on a command line, so the passwords stay out of process lists.
     """
     admin = _literal(credentials.admin_password)
@@ -160,14 +171,15 @@ def roles_sql(credentials: Credentials) -> str:
 \\set ON_ERROR_STOP on
 SELECT 'CREATE ROLE {ADMIN_USER}' WHERE NOT EXISTS
   (SELECT FROM pg_roles WHERE rolname = '{ADMIN_USER}')\\gexec
-ALTER ROLE {ADMIN_USER} LOGIN CREATEDB CREATEROLE PASSWORD {admin};
+ALTER ROLE {ADMIN_USER} {ADMIN_ATTRIBUTES} PASSWORD {admin};
+GRANT pg_monitor TO {ADMIN_USER};
 SELECT 'CREATE ROLE {DB_USER}' WHERE NOT EXISTS
   (SELECT FROM pg_roles WHERE rolname = '{DB_USER}')\\gexec
-ALTER ROLE {DB_USER} LOGIN PASSWORD {app};
-SELECT 'CREATE DATABASE {DB_NAME} OWNER {DB_USER}' WHERE NOT EXISTS
+ALTER ROLE {DB_USER} LOGIN NOCREATEDB NOCREATEROLE PASSWORD {app};
+SELECT 'CREATE DATABASE {DEFAULT_DB} OWNER {ADMIN_USER}' WHERE NOT EXISTS
+  (SELECT FROM pg_database WHERE datname = '{DEFAULT_DB}')\\gexec
+SELECT 'CREATE DATABASE {DB_NAME} OWNER {ADMIN_USER}' WHERE NOT EXISTS
   (SELECT FROM pg_database WHERE datname = '{DB_NAME}')\\gexec
-REVOKE ALL ON DATABASE {DB_NAME} FROM PUBLIC;
-GRANT ALL ON DATABASE {DB_NAME} TO {ADMIN_USER};
 """  # noqa: S608
 
 
@@ -175,11 +187,9 @@ def _literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def db_uri(host: str, password: str, port: int = POSTGRES_PORT) -> str:
+def db_uri(host: str, password: str, port: int = POSTGRES_PORT, user: str = DB_USER) -> str:
     """The URI a managed database hands out: TLS required, on the private network."""
-    return (
-        f"postgresql://{DB_USER}:{quote(password, safe='')}@{host}:{port}/{DB_NAME}?sslmode=require"
-    )
+    return f"postgresql://{user}:{quote(password, safe='')}@{host}:{port}/{DB_NAME}?sslmode=require"
 
 
 def configure_commands() -> list[list[str]]:

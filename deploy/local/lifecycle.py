@@ -190,7 +190,9 @@ def _write_outputs(
     inventory = local_inventory(
         plan,
         key_path=paths.key,
+        public_key=paths.public_key.read_text().strip(),
         app_password=credentials.app_password,
+        admin_password=credentials.admin_password,
         ca_cert_pem=tls.ca_cert_pem,
         source=str(paths.inventory),
     )

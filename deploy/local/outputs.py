@@ -5,15 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from deploy.inventory import Inventory, parse_inventory
-from deploy.local.database import DB_NAME, DB_USER, db_uri
+from deploy.local.database import ADMIN_USER, DB_NAME, DB_USER, db_uri
 from deploy.local.network import VPC_CIDR, StackPlan
 from infra.cloudinit import DEPLOY_USER
 from infra.firewall_rules import POSTGRES_PORT
 
 
 def local_inventory(
-    plan: StackPlan, *, key_path: Path, app_password: str, ca_cert_pem: str, source: str
-) -> Inventory:
+    plan: StackPlan, *, key_path: Path, public_key: str, app_password: str, admin_password: str,
+    ca_cert_pem: str, source: str,
+) -> Inventory:  # fmt: skip
     """The inventory of a local stack, checked against the contract before anyone writes it."""
     first_web = plan.web[0]
     data = {
@@ -25,6 +26,7 @@ def local_inventory(
         "web_private_ips": [h.private_ip for h in plan.web],
         "ssh_user": DEPLOY_USER,
         "ssh_key_path": str(key_path),
+        "ssh_public_keys": [public_key],
         "load_balancer_ip": None,
         "domain": None,
         "url": f"http://{first_web.public_ip}",
@@ -33,6 +35,7 @@ def local_inventory(
         "db_name": DB_NAME,
         "db_user": DB_USER,
         "db_uri": db_uri(plan.db.private_ip, app_password),
+        "db_admin_uri": db_uri(plan.db.private_ip, admin_password, user=ADMIN_USER),
         "db_ca_cert": ca_cert_pem,
     }
     return parse_inventory(data, source)

@@ -13,6 +13,8 @@ import io
 from fabric import Connection
 
 from deploy import shell
+from deploy.inventory import Inventory
+from deploy.provision import database
 from deploy.provision import facts as f
 from deploy.provision.files import (
     RemoteFile,
@@ -35,9 +37,14 @@ def run(c: Connection, command, warn: bool = False):
     return c.run(shell.join(command), hide=True, warn=warn, in_stream=False)
 
 
-def gather(c: Connection, facts: list[f.Fact]) -> f.HostFacts:
+def gather(c: Connection, facts: list[f.Fact], inv: Inventory | None = None) -> f.HostFacts:
+    """The host's facts in one round trip; given the inventory (the first host), also the app
+    user's privileges in the database, read through the cluster admin."""
     output = run(c, f.gather_command(facts)).stdout
-    return f.HostFacts.from_gathered(f.parse_gathered(output, facts))
+    values = f.parse_gathered(output, facts)
+    if inv is not None:
+        values["db_privileges"] = database.read_privileges(c, inv)
+    return f.HostFacts.from_gathered(values)
 
 
 def current_contents(c: Connection, paths: list[str]) -> dict[str, str]:
@@ -63,7 +70,9 @@ def upload(c: Connection, file: RemoteFile) -> None:
         run(c, ["rm", "-f", tmp], warn=True)
 
 
-def apply_change(c: Connection, change: Change) -> None:
+def apply_change(c: Connection, change: Change, inv: Inventory) -> None:
+    if change.grant_schema:
+        database.grant(c, inv)
     for command in change.commands:
         run(c, command)
     paths = [file.path for file in change.files]
@@ -85,7 +94,7 @@ def apply_change(c: Connection, change: Change) -> None:
         run(c, command)
 
 
-def apply_changes(c: Connection, changes: list[Change]) -> bool:
+def apply_changes(c: Connection, changes: list[Change], inv: Inventory) -> bool:
     for change in changes:
-        apply_change(c, change)
+        apply_change(c, change, inv)
     return bool(changes)

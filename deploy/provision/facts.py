@@ -210,6 +210,9 @@ class HostFacts:
     user: dict[str, str] | None = None
     env_file: str = ""
     ufw: str = ""
+    # The app user's (USAGE, CREATE) on schema public, read through the cluster admin on the
+    # first host only (deploy.provision.database); None: not read on this host.
+    db_privileges: tuple[bool, bool] | None = None
 
     def unit(self, name: str) -> dict[str, str]:
         full = name if "." in name else f"{name}.service"

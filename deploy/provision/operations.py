@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from deploy import shell
 from deploy.host_model import SLOTS, HostSettings
 from deploy.inventory import Inventory
-from deploy.provision import desired, templates
+from deploy.provision import database, desired, templates
 from deploy.provision import facts as f
 from deploy.provision.files import RemoteFile, describe_difference, differing
 
@@ -35,6 +35,7 @@ class Change:
     validate_name: str = ""
     then: tuple[Command, ...] = ()
     detail: tuple[str, ...] = ()
+    grant_schema: bool = False  # grant the app user its schema privileges, as the db admin
 
 
 @dataclass(frozen=True)
@@ -244,6 +245,24 @@ def app_environment(t: Target, facts: f.HostFacts) -> list[Change]:
     return file_changes(t, facts, files, "app environment (values never shown)")
 
 
+def database_privileges(t: Target, facts: f.HostFacts) -> list[Change]:
+    """The app user may create its tables in schema public (PostgreSQL 15+ on a managed cluster
+    gives that only to the database's owner, the admin): granted once, by the admin."""
+    if facts.db_privileges is None:
+        return []
+    missing = database.missing_privileges(facts.db_privileges)
+    if not missing:
+        return []
+    user = t.inv["db_user"]
+    return [
+        Change(
+            f"grant {user} {', '.join(missing)} on schema public",
+            grant_schema=True,
+            detail=(f"+ {user}: {', '.join(missing)} on schema public (granted by the admin)",),
+        )
+    ]
+
+
 def systemd_units(t: Target, facts: f.HostFacts) -> list[Change]:
     """Units and tmpfiles; verified before daemon-reload; running slots restarted only when a
     unit changed (Type=notify: the restart waits until the slot is ready again)."""
@@ -387,6 +406,8 @@ STEPS: tuple[tuple[str, Operation], ...] = (
     ("app user", app_user),
     ("release layout", release_layout),
     ("app environment and secrets", app_environment),
+    # Before the first deploy's migrations: the app user must be able to create its tables.
+    ("database privileges", database_privileges),
     ("systemd units for gunicorn", systemd_units),
     # Before any Nginx site: the static upstream names the link, so a serving host needs it first.
     ("live slot link", live_link),
@@ -398,6 +419,10 @@ STEPS: tuple[tuple[str, Operation], ...] = (
 )
 
 
-def steps_for(settings: HostSettings) -> tuple[tuple[str, Operation], ...]:
-    """The steps this host runs: the certificate step only with a domain."""
-    return tuple(s for s in STEPS if settings.domain or s[1] is not tls_certificate)
+def steps_for(settings: HostSettings, first: bool = True) -> tuple[tuple[str, Operation], ...]:
+    """The steps this host runs: the certificate step only with a domain; the database, which
+    all hosts share, from the first host only."""
+    skipped = ({tls_certificate} if not settings.domain else set()) | (
+        {database_privileges} if not first else set()
+    )
+    return tuple(s for s in STEPS if s[1] not in skipped)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 
+import psycopg
 from fabric import Connection
 from invoke.exceptions import Exit, Failure, UnexpectedExit
 
@@ -33,7 +34,9 @@ def provision_host(
     """Every step, in order, for one connected host."""
     target = plan_target(config, inv, web)
     probe = operations.facts_for(target)
-    facts = apply.gather(c, probe)
+    first = web.name == inv.web_hosts[0].name
+    db = inv if first else None  # the database is shared: checked from the first host
+    facts = gather(c, probe, db, log.host)
     # The host's resolvers reach the units' IPAddressAllow, so the settings are built again
     # with them; paths do not depend on them, so the probe above already covered every file.
     target = plan_target(config, inv, web, facts.resolv_conf)
@@ -41,7 +44,7 @@ def provision_host(
         wanted = [p for p in operations.wanted_paths(target) if p != target.settings.env_file]
         stale = [p for p in wanted if facts.files.get(p, "absent") != "absent"]
         target = replace(target, contents=apply.current_contents(c, stale))
-    for name, operation in operations.steps_for(target.settings):
+    for name, operation in operations.steps_for(target.settings, first):
         started = time.monotonic()
         try:
             changes = operation(target, facts)
@@ -52,15 +55,25 @@ def provision_host(
             details = [line for change in changes for line in change.detail]
             log.finish(name, "would change" if changes else "ok", started, details)
             continue
-        log.step(name, lambda n=name, todo=changes: _apply(c, log.host, n, todo))
+        log.step(name, lambda n=name, todo=changes: _apply(c, log.host, n, todo, inv))
         if changes:
-            facts = apply.gather(c, probe)
+            facts = gather(c, probe, db, log.host)
     return log
 
 
-def _apply(c: Connection, host: str, name: str, changes) -> bool:
+def gather(c: Connection, probe, db: Inventory | None, host: str):
     try:
-        return apply.apply_changes(c, changes)
+        return apply.gather(c, probe, db)
+    except (psycopg.Error, OSError) as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise StepFailed(
+            host, "database privileges", f"cannot reach the database as its admin: {reason}"
+        ) from None
+
+
+def _apply(c: Connection, host: str, name: str, changes, inv: Inventory) -> bool:
+    try:
+        return apply.apply_changes(c, changes, inv)
     except apply.ValidationFailed as exc:
         raise StepFailed(host, name, str(exc)) from None
 

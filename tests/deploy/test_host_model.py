@@ -22,9 +22,11 @@ OVERRIDES = {"env_file": "/etc/secrets/shop.env", "nginx_log_dir": "/var/log/sho
 INVENTORY = {
     "stack": "t", "region": "ams3", "vpc_cidr": "10.110.0.0/20", "web_names": ["web-1"],
     "web_public_ips": ["203.0.113.7"], "web_private_ips": ["10.110.0.7"], "ssh_user": "deploy",
-    "ssh_key_path": "", "load_balancer_ip": "", "domain": "", "url": "http://203.0.113.7",
+    "ssh_key_path": "", "ssh_public_keys": ["ssh-ed25519 AAAA op"], "load_balancer_ip": "",
+    "domain": "", "url": "http://203.0.113.7",
     "db_host": "db", "db_port": 25060, "db_name": "app", "db_user": "app",
     "db_uri": "postgresql://app:pw@db:25060/app?sslmode=require", "db_ca_cert": "CA",
+    "db_admin_uri": "postgresql://doadmin:pw@db:25060/app?sslmode=require",
 }  # fmt: skip
 
 

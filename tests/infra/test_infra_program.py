@@ -94,9 +94,14 @@ def test_outputs_are_exactly_the_inventory_keys(runs, name):
 
 
 @pytest.mark.parametrize("name", scenarios())
-def test_db_uri_is_the_only_secret_and_requires_tls(runs, name):
+def test_db_uris_are_the_only_secrets_and_require_tls(runs, name):
     run = runs[name]
-    assert run.secret_outputs == {"db_uri"}
+    assert run.secret_outputs == {"db_uri", "db_admin_uri"}
+    admin = urlsplit(run.outputs["db_admin_uri"])
+    # The admin URI goes straight to the app's database on the cluster, never through a pool.
+    assert (unquote(admin.username), unquote(admin.password)) == ("doadmin", "admin-secret")
+    assert (admin.port, admin.path, admin.query) == (25060, "/dropstack", "sslmode=require")
+    assert admin.hostname == run.outputs["db_host"]
     uri = urlsplit(run.outputs["db_uri"])
     assert uri.scheme == "postgresql"
     assert uri.query == "sslmode=require"
@@ -398,7 +403,7 @@ import pulumi
 
 class Mocks(pulumi.runtime.Mocks):
     def new_resource(self, args):
-        return args.name + "-id", dict(args.inputs, password="pw")
+        return args.name + "-id", dict(args.inputs, password="pw", user="doadmin")
     def call(self, args):
         return {"certificate": "ca"}
 

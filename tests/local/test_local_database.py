@@ -63,19 +63,26 @@ def test_hba_rejects_plaintext_before_anything_from_the_network():
 def test_hba_allows_tls_with_scram_from_each_web_host_only():
     rows = hba_rows(pg_hba(["198.18.1.11", "198.18.1.12"]))
     network = [r for r in rows if r[0] != "local" and r[-1] != "reject"]
-    assert ["hostssl", "app", "app", "198.18.1.11/32", "scram-sha-256"] in network
-    assert ["hostssl", "app", "app", "198.18.1.12/32", "scram-sha-256"] in network
+    # Trusted sources limit addresses, not roles or databases (DigitalOcean's model).
+    assert ["hostssl", "all", "all", "198.18.1.11/32", "scram-sha-256"] in network
+    assert ["hostssl", "all", "all", "198.18.1.12/32", "scram-sha-256"] in network
     assert all(r[0] == "hostssl" and r[-1] == "scram-sha-256" for r in network)
     assert {r[3] for r in network} == {"198.18.1.11/32", "198.18.1.12/32"}
     assert not any(r[0] == "host" or r[-1] in ("trust", "md5", "password") for r in rows)
 
 
-def test_sql_creates_admin_app_user_and_database_idempotently():
+def test_sql_leaves_the_cluster_as_digitaloceans_api_does():
     sql = roles_sql(Credentials(app_password="app-pw", admin_password="admin-pw"))
-    assert "ALTER ROLE doadmin LOGIN CREATEDB CREATEROLE PASSWORD 'admin-pw';" in sql
-    assert "ALTER ROLE app LOGIN PASSWORD 'app-pw';" in sql
-    assert "CREATE DATABASE app OWNER app" in sql
-    assert sql.count("WHERE NOT EXISTS") == 3  # safe to run again
+    # doadmin is powerful but not a superuser; the databases are its, the app user has a login.
+    assert (
+        "ALTER ROLE doadmin LOGIN CREATEDB CREATEROLE REPLICATION BYPASSRLS NOSUPERUSER "
+        "PASSWORD 'admin-pw';" in sql
+    )
+    assert "ALTER ROLE app LOGIN NOCREATEDB NOCREATEROLE PASSWORD 'app-pw';" in sql
+    assert "CREATE DATABASE defaultdb OWNER doadmin" in sql
+    assert "CREATE DATABASE app OWNER doadmin" in sql
+    assert "OWNER app" not in sql and "GRANT" not in sql.replace("GRANT pg_monitor", "")
+    assert sql.count("WHERE NOT EXISTS") == 4  # safe to run again
 
 
 def test_sql_quotes_passwords():

@@ -11,7 +11,9 @@ def inventory(web_count=1):
     return local_inventory(
         plan_stack(web_count),
         key_path=Path("/var/lib/dropstack/local/id_ed25519"),
+        public_key="ssh-ed25519 AAAAC3Nza dropstack-local",
         app_password="pw",
+        admin_password="admin-pw",
         ca_cert_pem="-----BEGIN CERTIFICATE-----\n...\n",
         source="test",
     )
@@ -39,6 +41,10 @@ def test_values_of_a_one_web_stack():
         "app",
     )
     assert data["db_uri"] == "postgresql://app:pw@198.18.1.100:25060/app?sslmode=require"
+    assert data["db_admin_uri"] == (
+        "postgresql://doadmin:admin-pw@198.18.1.100:25060/app?sslmode=require"
+    )
+    assert data["ssh_public_keys"] == ["ssh-ed25519 AAAAC3Nza dropstack-local"]
     assert data["db_ca_cert"].startswith("-----BEGIN CERTIFICATE-----")
 
 

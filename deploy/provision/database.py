@@ -1,0 +1,90 @@
+"""The app user's privileges in its database, granted once through the cluster's admin.
+
+On DigitalOcean's managed PostgreSQL 15+, a database made through the API belongs to ``doadmin``
+and a user made through the API has nothing but its login; PostgreSQL 15 lets only a database's
+owner create objects in schema ``public``. So the app user's first migration fails with
+"permission denied for schema public" until the admin grants it USAGE and CREATE there.
+
+The admin's credentials (the inventory's ``db_admin_uri``) never reach a host: the operator's
+machine connects to the database through an SSH tunnel via the first web host (the database
+trusts only the web tier), verifying the server's certificate against the cluster's CA for the
+database's own name (libpq's ``host`` is checked, ``hostaddr`` is the tunnel's end).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import psycopg
+from fabric import Connection
+from psycopg import sql
+
+from deploy.inventory import Inventory
+
+# What the app user may do in schema public: (USAGE, CREATE).
+PRIVILEGES_QUERY = (
+    "SELECT has_schema_privilege(%(user)s, 'public', 'USAGE'), "
+    "has_schema_privilege(%(user)s, 'public', 'CREATE')"
+)
+
+
+def grant_statement(user: str) -> sql.Composed:
+    return sql.SQL("GRANT USAGE, CREATE ON SCHEMA public TO {}").format(sql.Identifier(user))
+
+
+def missing_privileges(have: tuple[bool, bool]) -> list[str]:
+    """The privileges on schema public the app user lacks, by name."""
+    return [name for name, granted in zip(("USAGE", "CREATE"), have, strict=True) if not granted]
+
+
+def connection_kwargs(admin_uri: str, local_port: int, ca_file: str) -> dict:
+    """libpq parameters for the admin, through the tunnel, verifying the real server name."""
+    uri = urlsplit(admin_uri)
+    return {
+        "host": uri.hostname,  # what the certificate must name
+        "hostaddr": "127.0.0.1",  # where the tunnel listens
+        "port": local_port,
+        "user": unquote(uri.username or ""),
+        "password": unquote(uri.password or ""),
+        "dbname": unquote(uri.path.lstrip("/")),
+        "sslmode": "verify-full",
+        "sslrootcert": ca_file,
+        "connect_timeout": 10,
+        "application_name": "dropstack-provision",
+    }
+
+
+def free_local_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextlib.contextmanager
+def admin_session(c: Connection, inv: Inventory) -> Iterator[psycopg.Connection]:
+    """A connection to the app database as the cluster's admin, through ``c``'s host."""
+    uri = urlsplit(inv["db_admin_uri"])
+    local_port = free_local_port()
+    with tempfile.TemporaryDirectory(prefix="dropstack-db-") as tmp:
+        ca_file = Path(tmp) / "ca.crt"
+        ca_file.write_text(inv["db_ca_cert"])
+        with c.forward_local(local_port, remote_port=uri.port or 25060, remote_host=uri.hostname):
+            kwargs = connection_kwargs(inv["db_admin_uri"], local_port, str(ca_file))
+            with psycopg.connect(**kwargs, autocommit=True) as conn:
+                yield conn
+
+
+def read_privileges(c: Connection, inv: Inventory) -> tuple[bool, bool]:
+    with admin_session(c, inv) as conn:
+        row = conn.execute(PRIVILEGES_QUERY, {"user": inv["db_user"]}).fetchone()
+    return bool(row[0]), bool(row[1])
+
+
+def grant(c: Connection, inv: Inventory) -> None:
+    with admin_session(c, inv) as conn:
+        conn.execute(grant_statement(inv["db_user"]))
