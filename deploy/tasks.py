@@ -53,6 +53,23 @@ def provision(c, stack=None, inventory=None, hosts=None, serial=False, check=Fal
     provisioning.provision_targets(c, stack, inventory, hosts, serial, check)
 
 
+@task(
+    help={
+        **TARGET_HELP,
+        "check": "only report the hosts whose deploy user accepts a key not in ssh_public_keys "
+        "(or lacks one), exit 1 if any",
+    }
+)
+@one_line_errors
+def rotate(c, stack=None, inventory=None, hosts=None, check=False):
+    """Make each host's deploy user accept exactly the stack's ssh_public_keys (sshPublicKeys):
+    new keys added, old ones removed, no droplet replaced. Refuses to drop the key it uses."""
+    provisioning.provision_targets(
+        c, stack, inventory, hosts, serial=False, check=check,
+        only=frozenset({"deploy user's ssh keys"}), task="keys.rotate",
+    )  # fmt: skip
+
+
 namespace = Collection(
     provision,
     release_tasks.deploy,
@@ -63,3 +80,4 @@ namespace = Collection(
     reports.unlock,
 )
 namespace.add_collection(Collection.from_module(local_tasks), name="local")
+namespace.add_collection(Collection(rotate), name="keys")

@@ -46,6 +46,7 @@ class Target:
     settings: HostSettings
     inv: Inventory
     contents: dict[str, str] = field(default_factory=dict)  # current file contents, for diffs
+    connecting_key: str | None = None  # "type base64" of the key SSH logs in with, if known
 
     @property
     def deploy_user(self) -> str:
@@ -101,9 +102,17 @@ def os_files(t: Target, operator_ip: str) -> dict[str, RemoteFile]:
     return desired.os_files(t.deploy_user, operator_ip)
 
 
+def authorized_keys(t: Target) -> RemoteFile:
+    """The deploy user's authorized_keys: exactly the stack's sshPublicKeys (rotating keys
+    replaces no droplet; this step puts the new list on live hosts and removes old keys)."""
+    user = t.deploy_user
+    content = "".join(f"{key.strip()}\n" for key in t.inv["ssh_public_keys"])
+    return RemoteFile(f"/home/{user}/.ssh/authorized_keys", content, "0600", user, user)
+
+
 def wanted_paths(t: Target) -> list[str]:
     """Every file path the steps manage, for the one batched probe (contents not needed)."""
-    files = [*os_files(t, "").values(), *env_files(t, "")]
+    files = [*os_files(t, "").values(), *env_files(t, ""), authorized_keys(t)]
     files += templates.nginx_files(t.settings) + templates.systemd_files(t.settings)
     if t.settings.domain:
         files += templates.nginx_files(replace(t.settings, tls_certificate_ready=False))
@@ -205,6 +214,22 @@ def journald(t: Target, facts: f.HostFacts) -> list[Change]:
 
 def time_sync(t: Target, facts: f.HostFacts) -> list[Change]:
     return ensure_running(facts, "systemd-timesyncd")
+
+
+def deploy_keys(t: Target, facts: f.HostFacts) -> list[Change]:
+    """Refused when the key this run connects with is not in the new list: writing it would
+    lock the operator out (``connecting_key`` is None with ssh-agent, where it cannot be known)."""
+    if not t.inv["ssh_public_keys"]:
+        raise Unsupported("ssh_public_keys is empty: the deploy user would accept no key")
+    keys = {" ".join(k.split()[:2]) for k in t.inv["ssh_public_keys"]}
+    if t.connecting_key and t.connecting_key not in keys:
+        raise Unsupported(
+            "the key this run connects with (ssh_key_path) is not in ssh_public_keys; "
+            "writing the list would lock you out: add it, or connect with a listed key"
+        )
+    validate = root(["ssh-keygen", "-l", "-f", authorized_keys(t).path])
+    return file_changes(t, facts, [authorized_keys(t)], "deploy user's keys", validate=validate,
+                        validate_name="ssh-keygen -l")  # fmt: skip
 
 
 def app_user(t: Target, facts: f.HostFacts) -> list[Change]:
@@ -399,6 +424,7 @@ Operation = Callable[[Target, f.HostFacts], list[Change]]
 # The steps, in order, with the names printed as they run (and by --check).
 STEPS: tuple[tuple[str, Operation], ...] = (
     ("check operating system", check_os),
+    ("deploy user's ssh keys", deploy_keys),
     ("apt packages", packages),
     ("unattended security upgrades", unattended_upgrades),
     ("persistent journald", journald),

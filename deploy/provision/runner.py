@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 
+import paramiko
 import psycopg
 from fabric import Connection
 from invoke.exceptions import Exit, Failure, UnexpectedExit
@@ -25,17 +26,31 @@ from deploy.targets import connect, resolve_inventory, select_hosts
 
 def plan_target(config, inv: Inventory, web: WebHost, resolv_conf: str = "") -> operations.Target:
     settings = host_model.for_host(config, inv, web, f.nameservers(resolv_conf))
-    return operations.Target(web.name, settings, inv)
+    return operations.Target(web.name, settings, inv, connecting_key=connecting_key(inv))
+
+
+def connecting_key(inv: Inventory) -> str | None:
+    """The public half ("type base64") of the inventory's private key; None with ssh-agent."""
+    path = inv["ssh_key_path"]
+    if not path:
+        return None
+    try:
+        key = paramiko.PKey.from_path(path)
+    except (OSError, paramiko.SSHException):
+        return None
+    return f"{key.get_name()} {key.get_base64()}"
 
 
 def provision_host(
-    c: Connection, config, inv: Inventory, web: WebHost, log: HostLog, check: bool = False
-) -> HostLog:
+    c: Connection, config, inv: Inventory, web: WebHost, log: HostLog, check: bool = False,
+    only: frozenset[str] = frozenset(),
+) -> HostLog:  # fmt: skip
     """Every step, in order, for one connected host."""
     target = plan_target(config, inv, web)
     probe = operations.facts_for(target)
     first = web.name == inv.web_hosts[0].name
-    db = inv if first else None  # the database is shared: checked from the first host
+    # The database is shared: its privileges are read from the first host, when that step runs.
+    db = inv if first and (not only or "database privileges" in only) else None
     facts = gather(c, probe, db, log.host)
     # The host's resolvers reach the units' IPAddressAllow, so the settings are built again
     # with them; paths do not depend on them, so the probe above already covered every file.
@@ -45,6 +60,8 @@ def provision_host(
         stale = [p for p in wanted if facts.files.get(p, "absent") != "absent"]
         target = replace(target, contents=apply.current_contents(c, stale))
     for name, operation in operations.steps_for(target.settings, first):
+        if only and name not in only:
+            continue
         started = time.monotonic()
         try:
             changes = operation(target, facts)
@@ -78,18 +95,23 @@ def _apply(c: Connection, host: str, name: str, changes, inv: Inventory) -> bool
         raise StepFailed(host, name, str(exc)) from None
 
 
-def provision_targets(c, stack, inventory, hosts, serial: bool, check: bool = False) -> None:
+def provision_targets(
+    c, stack, inventory, hosts, serial: bool, check: bool = False,
+    only: frozenset[str] = frozenset(), task: str = "provision",
+) -> dict[str, HostLog]:  # fmt: skip
     """Provision (or check) every selected host, in parallel unless ``serial``; a summary
-    line per host. ``check`` exits 1 when any host would change, 0 when all match."""
+    line per host. ``check`` exits 1 when any host would change, 0 when all match. ``only``
+    names the steps to run (all when empty)."""
     inv = resolve_inventory(stack, inventory)
     targets = {h.name: h for h in select_hosts(inv, hosts)}
-    task = "provision --check" if check else "provision"
+    task = f"{task} --check" if check else task
     say(f"{'checking' if check else 'provisioning'} {', '.join(targets)} from {inv.source}")
 
     def work(name: str) -> HostLog:
         conn = connect(inv, targets[name], c.config)
         try:
-            return provision_host(conn, c.config, inv, targets[name], HostLog(name, task), check)
+            log = HostLog(name, task)
+            return provision_host(conn, c.config, inv, targets[name], log, check, only)
         except (UnexpectedExit, Failure) as exc:
             reason = last_words(exc.result.stderr or exc.result.stdout)
             raise StepFailed(name, "probe", reason) from None
@@ -104,5 +126,6 @@ def provision_targets(c, stack, inventory, hosts, serial: bool, check: bool = Fa
         raise Exit("\n".join(f"provision failed: {f}" for f in failures), code=1)
     drifted = [n for n, o in outcomes.items() if isinstance(o, HostLog) and o.changed]
     if check and drifted:
-        raise Exit(f"provision --check: {', '.join(drifted)} differ from the desired state; "
-                   "`fab provision` repairs them", code=1)  # fmt: skip
+        raise Exit(f"{task}: {', '.join(drifted)} differ from the desired state; "
+                   f"`fab {task.removesuffix(' --check')}` repairs them", code=1)  # fmt: skip
+    return outcomes

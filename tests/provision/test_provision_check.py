@@ -144,3 +144,75 @@ def test_check_never_prints_secrets(fab, web1):
         assert "[web-1]   | ~ DATABASE_URL=<redacted> (value differs)" in block, "\n".join(block)
     finally:
         assert fab("provision").returncode == 0
+
+
+def test_managed_database_refuses_the_app_user_until_provisioning_grants_it(fab, web1, inventory):
+    """The local database is DigitalOcean's: the app database belongs to doadmin, so the app user
+    cannot create its tables (PostgreSQL 15+) until provisioning grants it schema privileges."""
+    from deploy.provision import database
+
+    with database.admin_session(web1, inventory) as admin:
+        owner = admin.execute(
+            "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = current_database()"
+        ).fetchone()[0]
+        superuser = admin.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
+        assert (owner, superuser.fetchone()[0]) == ("doadmin", False)
+        admin.execute("REVOKE USAGE, CREATE ON SCHEMA public FROM app")
+    try:
+        assert app_can_create_a_table(web1, inventory) is False
+        result = fab("provision", "--check")
+        assert result.returncode == 1
+        block = step_lines(result.stdout, "database privileges")
+        assert "would change" in block[0], result.stdout
+        assert any("+ app: USAGE, CREATE on schema public" in line for line in block), block
+    finally:
+        assert fab("provision").returncode == 0
+    assert app_can_create_a_table(web1, inventory) is True
+    assert fab("provision", "--check").returncode == 0
+
+
+def app_can_create_a_table(web1, inventory) -> bool:
+    """Connect as the app user (through the same tunnel) and try what a first migration does."""
+    import psycopg
+
+    from deploy.provision import database
+
+    app_uri = inventory["db_uri"]
+    with database.admin_session(web1, {**inventory.data, "db_admin_uri": app_uri}) as conn:
+        try:
+            conn.execute("CREATE TABLE dropstack_probe (id int)")
+        except psycopg.errors.InsufficientPrivilege as exc:
+            assert "permission denied for schema public" in str(exc)
+            return False
+        conn.execute("DROP TABLE dropstack_probe")
+        return True
+
+
+def test_keys_rotate_puts_exactly_the_stack_keys_on_the_host(fab, web1, inventory):
+    path = f"/home/{inventory['ssh_user']}/.ssh/authorized_keys"
+    old = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOldOldOldOldOldOldOldOldOldOldOldOldOld0 old-laptop"
+    root(web1, ["sh", "-c", 'printf "%s\\n" "$1" >> "$2"', "add", old, path])
+    try:
+        check = fab("keys.rotate", "--check")
+        assert check.returncode == 1, check.stdout
+        block = step_lines(check.stdout, "deploy user's ssh keys")
+        assert any(line.endswith(f"-{old}") for line in block), "\n".join(block)
+        drift = fab("provision", "--check")
+        assert "deploy user's ssh keys" in " ".join(
+            step_lines(drift.stdout, "deploy user's ssh keys")
+        )
+    finally:
+        rotated = fab("keys.rotate")
+    assert rotated.returncode == 0, rotated.stdout + rotated.stderr
+    assert old not in root(web1, ["cat", path]).stdout
+    assert fab("keys.rotate", "--check").returncode == 0
+
+
+def test_keys_rotate_refuses_to_lock_the_operator_out(fab, inventory_file):
+    other = (
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOtherOtherOtherOtherOtherOtherOtherOth1 new-laptop"
+    )
+    path = inventory_file(ssh_public_keys=[other])
+    result = fab("keys.rotate", "--inventory", str(path))
+    assert result.returncode == 1
+    assert "would lock you out" in result.stderr, result.stderr
