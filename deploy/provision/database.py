@@ -73,7 +73,10 @@ def admin_session(c: Connection, inv: Inventory) -> Iterator[psycopg.Connection]
     with tempfile.TemporaryDirectory(prefix="dropstack-db-") as tmp:
         ca_file = Path(tmp) / "ca.crt"
         ca_file.write_text(inv["db_ca_cert"])
-        with c.forward_local(local_port, remote_port=uri.port or 25060, remote_host=uri.hostname):
+        with c.forward_local(
+            local_port, remote_port=uri.port or 25060, remote_host=uri.hostname,
+            local_host="127.0.0.1",
+        ):  # fmt: skip
             kwargs = connection_kwargs(inv["db_admin_uri"], local_port, str(ca_file))
             with psycopg.connect(**kwargs, autocommit=True) as conn:
                 yield conn
