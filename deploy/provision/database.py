@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -65,6 +66,20 @@ def free_local_port() -> int:
         return probe.getsockname()[1]
 
 
+def wait_listening(port: int, seconds: float = 5.0) -> None:
+    """Fabric starts the tunnel's listener in a thread and returns at once: wait until it
+    accepts, or libpq's first connect would be refused."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
 @contextlib.contextmanager
 def admin_session(c: Connection, inv: Inventory) -> Iterator[psycopg.Connection]:
     """A connection to the app database as the cluster's admin, through ``c``'s host."""
@@ -77,6 +92,7 @@ def admin_session(c: Connection, inv: Inventory) -> Iterator[psycopg.Connection]
             local_port, remote_port=uri.port or 25060, remote_host=uri.hostname,
             local_host="127.0.0.1",
         ):  # fmt: skip
+            wait_listening(local_port)
             kwargs = connection_kwargs(inv["db_admin_uri"], local_port, str(ca_file))
             with psycopg.connect(**kwargs, autocommit=True) as conn:
                 yield conn
