@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.config import sqlalchemy_url
 
 EXTENSION_NAME = "dropstack.database"
+POOL_PORT = 25061
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,11 @@ def create_database_engine(config: dict) -> Engine:
     connect_args = {}
     if "connect_timeout" not in url.query:  # an operator's explicit choice in the URL wins
         connect_args["connect_timeout"] = config["DATABASE_CONNECT_TIMEOUT"]
+    if url.port == POOL_PORT:
+        # Through a transaction-mode pool (DigitalOcean's PgBouncer pools listen on 25061) the
+        # next transaction may get another server connection, where psycopg's server-side
+        # prepared statements do not exist ("prepared statement _pg3_0 does not exist").
+        connect_args["prepare_threshold"] = None
     return create_engine(
         url,
         connect_args=connect_args,

@@ -7,12 +7,11 @@ import pulumi_digitalocean as digitalocean
 
 from infra.firewall_rules import database_trusted_tags
 from infra.network import Network
-from infra.outputs import postgres_uri
+from infra.outputs import DB_POOL_NAME, postgres_uri
 from infra.settings import Settings
 
 DB_NAME = "dropstack"
 DB_USER = "dropstack"
-POOL_NAME = "dropstack-pool"
 
 
 def data_options(parent: pulumi.Resource, *, protect: bool) -> pulumi.ResourceOptions:
@@ -93,7 +92,7 @@ class DatabaseTier(pulumi.ComponentResource):
             digitalocean.DatabaseConnectionPool(
                 f"{name}-pool",
                 cluster_id=self.cluster.id,
-                name=POOL_NAME,
+                name=DB_POOL_NAME,
                 db_name=self.database.name,
                 user=self.user.name,
                 mode=settings.db_pool_mode,

@@ -32,6 +32,10 @@ OUTPUT_NAMES = (
     "db_ca_cert",
 )
 
+# The PgBouncer pool's name, the "database" clients name in a pooled URI (DigitalOcean's and the
+# local droplet's alike).
+DB_POOL_NAME = "dropstack-pool"
+
 # Pulumi's Python SDK drops an output whose value is None (it would vanish from
 # `pulumi stack output --json`), so an absent value is exported as "" and every key is present.
 ABSENT = ""

@@ -23,7 +23,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from deploy.shell import Raw
-from infra.firewall_rules import POSTGRES_PORT
+from infra.firewall_rules import POSTGRES_POOL_PORT, POSTGRES_PORT
+from infra.outputs import DB_POOL_NAME
 
 PG_VERSION = "15"
 CLUSTER = "main"
@@ -38,6 +39,12 @@ DEFAULT_DB = "defaultdb"
 # replicate and bypass row security, but it is not a superuser.
 ADMIN_ATTRIBUTES = "LOGIN CREATEDB CREATEROLE REPLICATION BYPASSRLS NOSUPERUSER"
 CERT_DAYS = 365
+POOL_CONF = "/etc/pgbouncer/pgbouncer.ini"
+POOL_USERS = "/etc/pgbouncer/userlist.txt"
+POOL_SERVICE = "pgbouncer"
+# DigitalOcean's pools take up to 5000 client connections whatever the plan; the pool's size is
+# the server connections it opens.
+POOL_MAX_CLIENTS = 5000
 
 
 @dataclass(frozen=True)
@@ -147,6 +154,8 @@ def pg_hba(trusted_addresses: list[str]) -> str:
         "# Written by `fab local.up`. First match wins.",
         "# TYPE    DATABASE  USER       ADDRESS          METHOD",
         "local     all       postgres                    peer",
+        # The connection pool (PgBouncer, on this host) reaches the server on the unix socket.
+        "local     all       all                         scram-sha-256",
         "hostnossl all       all        0.0.0.0/0        reject",
         "hostnossl all       all        ::/0             reject",
     ]
@@ -223,3 +232,47 @@ def run_sql_command(sql_file: str, port: int = POSTGRES_PORT) -> list[str]:
     the passwords in it are on no command line."""
     return ["sudo", "-n", "-u", "postgres", "psql", "--no-psqlrc", "--quiet", f"--port={port}",
             "--dbname=postgres", Raw("<"), sql_file]  # fmt: skip
+
+
+def pool_conf(db_address: str, size: int, port: int = POSTGRES_POOL_PORT) -> str:
+    """PgBouncer as DigitalOcean runs a connection pool: its own port, TLS required, SCRAM,
+    transaction mode, ``size`` server connections to the app database."""
+    return f"""\
+; Written by `fab local.up`: the local stand-in for a DigitalOcean connection pool.
+[databases]
+{DB_POOL_NAME} = host=/var/run/postgresql port={POSTGRES_PORT} dbname={DB_NAME} pool_size={size}
+
+[pgbouncer]
+listen_addr = {db_address}
+listen_port = {port}
+unix_socket_dir =
+auth_type = scram-sha-256
+auth_file = {POOL_USERS}
+pool_mode = transaction
+max_client_conn = {POOL_MAX_CLIENTS}
+default_pool_size = {size}
+client_tls_sslmode = require
+client_tls_protocols = tlsv1.2,tlsv1.3
+client_tls_cert_file = {TLS_DIR}/server.crt
+client_tls_key_file = {TLS_DIR}/server.key
+ignore_startup_parameters = extra_float_digits
+logfile =
+pidfile = /var/run/postgresql/pgbouncer.pid
+"""
+
+
+# Who may log in through the pool, with the server's own SCRAM secret (PgBouncer then passes the
+# client's proof through to the server: no plaintext password is stored).
+POOL_USERS_SQL = (
+    """SELECT format('"%s" "%s"', rolname, rolpassword) FROM pg_authid """  # noqa: S608
+    f"WHERE rolname = '{DB_USER}'"
+)
+
+
+def pool_users_command(port: int = POSTGRES_PORT) -> list[str]:
+    """As root on the database host: the pool's auth file from the server's SCRAM secret."""
+    script = (
+        'umask 077; sudo -n -u postgres psql --no-psqlrc -At --port="$1" --dbname=postgres '
+        '-c "$2" > "$3.tmp" && chown postgres:postgres "$3.tmp" && mv -f "$3.tmp" "$3"'
+    )
+    return ["sudo", "-n", "sh", "-c", script, "pool-users", str(port), POOL_USERS_SQL, POOL_USERS]

@@ -13,10 +13,13 @@ from deploy.local.state import StatePaths
 from deploy.provision.apply import run
 
 
-def database_files(plan: StackPlan, tls: database.TlsMaterial) -> list[tuple[str, str, str]]:
-    """(path, content, mode) of every file the database host gets."""
+def database_files(
+    plan: StackPlan, tls: database.TlsMaterial, pool_size: int = 0
+) -> list[tuple[str, str, str]]:
+    """(path, content, mode) of every file the database host gets; the pool's with a pool."""
     db = plan.db
-    return [
+    pool = [(database.POOL_CONF, database.pool_conf(db.private_ip, pool_size), "0640")]
+    return (pool if pool_size else []) + [
         (f"{database.TLS_DIR}/ca.crt", tls.ca_cert_pem, "0644"),
         (f"{database.TLS_DIR}/server.crt", tls.server_cert_pem, "0644"),
         (f"{database.TLS_DIR}/server.key", tls.server_key_pem, "0600"),
@@ -31,6 +34,7 @@ def configure_database(
     plan: StackPlan,
     credentials: database.Credentials,
     tls: database.TlsMaterial,
+    pool_size: int = 0,
 ) -> None:
     with connection(paths, plan.db) as conn:
         # Uploaded over SFTP into a directory only the deploy user can read: Invoke feeds
@@ -38,7 +42,7 @@ def configure_database(
         # belongs on a command line.
         staging = run(conn, ["mktemp", "-d"]).stdout.strip()
         try:
-            for index, (path, content, mode) in enumerate(database_files(plan, tls)):
+            for index, (path, content, mode) in enumerate(database_files(plan, tls, pool_size)):
                 staged = f"{staging}/{index}"
                 conn.put(io.BytesIO(content.encode()), staged)
                 run(conn, database.install_file_command(staged, path, mode))
@@ -47,5 +51,8 @@ def configure_database(
             run(conn, database.wait_ready_command(plan.db.private_ip))
             conn.put(io.BytesIO(database.roles_sql(credentials).encode()), f"{staging}/roles.sql")
             run(conn, database.run_sql_command(f"{staging}/roles.sql"))
+            if pool_size:
+                run(conn, database.pool_users_command())
+                run(conn, shell.as_root(["systemctl", "restart", database.POOL_SERVICE]))
         finally:
             run(conn, ["rm", "-rf", staging], warn=True)

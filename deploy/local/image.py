@@ -45,7 +45,8 @@ DROPLET_PACKAGES = (
     "ca-certificates",
     "curl",
 )
-DATABASE_PACKAGES = ("postgresql-15", "openssl")
+# PgBouncer stands in for DigitalOcean's connection pools (port 25061, transaction mode).
+DATABASE_PACKAGES = ("postgresql-15", "openssl", "pgbouncer")
 
 # Files written into the image after bootstrap (path -> content).
 DROPLET_FILES = (

@@ -67,7 +67,13 @@ from deploy.local.state import (
     run,
     write_private,
 )
-from infra.firewall_rules import database_trusted_tags, web_inbound_rules, web_outbound_rules
+from infra.firewall_rules import (
+    POSTGRES_POOL_PORT,
+    POSTGRES_PORT,
+    database_trusted_tags,
+    web_inbound_rules,
+    web_outbound_rules,
+)
 
 Say = Callable[[str], None]
 
@@ -80,16 +86,16 @@ IP_FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
 # up
 
 
-def up(web_count: int, say: Say) -> None:
+def up(web_count: int, say: Say, db_pool: int = 0) -> None:
     paths = StatePaths.from_environment()
     with exclusive(paths):
-        _up(paths, web_count, say)
+        _up(paths, web_count, say, db_pool)
 
 
-def _up(paths: StatePaths, web_count: int, say: Say) -> None:
+def _up(paths: StatePaths, web_count: int, say: Say, db_pool: int = 0) -> None:
     started = time.monotonic()
     plan = plan_stack(web_count)
-    if _already_running(paths, web_count, say):
+    if _already_running(paths, web_count, say, db_pool):
         return
     leftovers = leftover_parts(paths)
     if leftovers:
@@ -100,7 +106,7 @@ def _up(paths: StatePaths, web_count: int, say: Say) -> None:
     images = {role: ensure_image(recipe, cache_root(), say) for role, recipe in IMAGES.items()}
     warm_start = time.monotonic()
     public_key = ensure_key_pair(paths, say)
-    stack_id = _write_record(paths, web_count, images)
+    stack_id = _write_record(paths, web_count, images, db_pool)
 
     say(f"network: namespaces and links for {', '.join(h.name for h in plan.hosts)}")
     for host in plan.hosts:
@@ -108,7 +114,7 @@ def _up(paths: StatePaths, web_count: int, say: Say) -> None:
             run(command)
     IP_FORWARD.write_text("1\n")
     say("firewall: nft table inet dropstack (cloud firewall, NAT to package archives)")
-    _apply_firewall(plan, nameservers)
+    _apply_firewall(plan, nameservers, db_pool)
 
     for host in plan.hosts:
         say(f"{host.name}: fresh root on the {host.role} image, booting")
@@ -120,16 +126,19 @@ def _up(paths: StatePaths, web_count: int, say: Say) -> None:
         for host in plan.hosts:
             wait_for_cloud_init(paths, host)
 
-    say("db: configuring PostgreSQL like a managed database (TLS, port 25060, trusted sources)")
+    pool = f", a {db_pool}-connection pool on 25061" if db_pool else ""
+    say(
+        f"db: configuring PostgreSQL like a managed database (TLS, 25060{pool}, trusted sources)"
+    )
     credentials = database.Credentials.generate()
     tls = database.make_tls_material(plan.db.private_ip)
     try:
-        configure_database(paths, plan, credentials, tls)
+        configure_database(paths, plan, credentials, tls, db_pool)
     except (UnexpectedExit, paramiko.SSHException, OSError) as exc:
         raise LocalStackError(
             f"db: configuring PostgreSQL failed: {last_words(exc)}; {DOWN_HINT}"
         ) from None
-    _write_outputs(paths, plan, credentials, tls)
+    _write_outputs(paths, plan, credentials, tls, db_pool)
     now = time.monotonic()
     say(
         f"up: {len(plan.web)} web host(s) and db ready in {now - started:.1f} s "
@@ -137,14 +146,15 @@ def _up(paths: StatePaths, web_count: int, say: Say) -> None:
     )
 
 
-def _already_running(paths: StatePaths, web_count: int, say: Say) -> bool:
+def _already_running(paths: StatePaths, web_count: int, say: Say, db_pool: int = 0) -> bool:
     record = read_record(paths)
     if not (record and is_running(paths, record)):
         return False
-    if record["web_count"] != web_count:
+    if (record["web_count"], record.get("db_pool", 0)) != (web_count, db_pool):
         raise LocalStackError(
-            f"a local stack with {record['web_count']} web host(s) is running; "
-            "run `fab local.down` first to change --web-count"
+            f"a local stack with {record['web_count']} web host(s) and db pool "
+            f"{record.get('db_pool', 0)} is running; run `fab local.down` first to change "
+            "--web-count or --db-pool"
         )
     say(f"the local stack is already running ({web_count} web host(s)); `fab local.status`")
     return True
@@ -162,10 +172,13 @@ def _host_nameservers() -> list[str]:
     return nameservers
 
 
-def _write_record(paths: StatePaths, web_count: int, images: dict[str, Path]) -> str:
+def _write_record(
+    paths: StatePaths, web_count: int, images: dict[str, Path], db_pool: int = 0
+) -> str:
     """Written before anything is made, so `down` knows what to restore after any failure."""
     record = {
         "web_count": web_count,
+        "db_pool": db_pool,
         "stack_id": secrets.token_hex(4),
         "ip_forward_before": IP_FORWARD.read_text().strip(),
         "images": {role: str(path) for role, path in images.items()},
@@ -179,6 +192,7 @@ def _write_outputs(
     plan: StackPlan,
     credentials: database.Credentials,
     tls: database.TlsMaterial,
+    db_pool: int = 0,
 ) -> None:
     """The inventory last: its presence means the stack is complete."""
     passwords = {
@@ -195,18 +209,21 @@ def _write_outputs(
         admin_password=credentials.admin_password,
         ca_cert_pem=tls.ca_cert_pem,
         source=str(paths.inventory),
+        pool_size=db_pool,
     )
     write_private(paths.inventory, json.dumps(inventory.data, indent=2) + "\n")
 
 
-def _apply_firewall(plan: StackPlan, nameservers: list[str]) -> None:
+def _apply_firewall(plan: StackPlan, nameservers: list[str], db_pool: int = 0) -> None:
+    pool_port = POSTGRES_POOL_PORT if db_pool else None
     text = nftables.ruleset(
         plan,
         web_inbound=web_inbound_rules((ADMIN_CIDR,), behind_load_balancer=False),
-        web_outbound=web_outbound_rules(VPC_CIDR),
+        web_outbound=web_outbound_rules(VPC_CIDR, pool_port=pool_port),
         db_trusted_tags=database_trusted_tags(WEB_TAG),
         tag_addresses={WEB_TAG: [h.private_ip for h in plan.web]},
         resolvers=nameservers,
+        db_ports=(POSTGRES_PORT, *((pool_port,) if pool_port else ())),
     )
     run(["nft", "-f", "/dev/stdin"], stdin=text)
 

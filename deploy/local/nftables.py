@@ -36,7 +36,7 @@ def ruleset(
     db_trusted_tags: Sequence[str],
     tag_addresses: Mapping[str, Sequence[str]],
     resolvers: Sequence[str],
-    db_port: int = POSTGRES_PORT,
+    db_ports: Sequence[int] = (POSTGRES_PORT,),
 ) -> str:
     """The whole ``inet dropstack`` table as text for ``nft -f``.
 
@@ -100,7 +100,7 @@ def ruleset(
             "db_inbound",
             None,
             [
-                f"tcp dport {db_port} ip saddr {_set(db_sources)} accept"
+                f"tcp dport {_set([str(p) for p in db_ports])} ip saddr {_set(db_sources)} accept"
                 ' comment "trusted sources: the web tier"',
                 # Not a DigitalOcean rule (a managed database has no SSH): `fab local.up`
                 # configures the database host over SSH from the admin address.

@@ -8,15 +8,22 @@ from deploy.inventory import Inventory, parse_inventory
 from deploy.local.database import ADMIN_USER, DB_NAME, DB_USER, db_uri
 from deploy.local.network import VPC_CIDR, StackPlan
 from infra.cloudinit import DEPLOY_USER
-from infra.firewall_rules import POSTGRES_PORT
+from infra.firewall_rules import POSTGRES_POOL_PORT, POSTGRES_PORT
+from infra.outputs import DB_POOL_NAME
 
 
 def local_inventory(
     plan: StackPlan, *, key_path: Path, public_key: str, app_password: str, admin_password: str,
-    ca_cert_pem: str, source: str,
+    ca_cert_pem: str, source: str, pool_size: int = 0,
 ) -> Inventory:  # fmt: skip
-    """The inventory of a local stack, checked against the contract before anyone writes it."""
+    """The inventory of a local stack, checked against the contract before anyone writes it.
+    With a pool the app's URI goes through it, as DigitalOcean's does (infra/database.py); the
+    admin's goes straight to the database."""
     first_web = plan.web[0]
+    app_port = POSTGRES_POOL_PORT if pool_size else POSTGRES_PORT
+    app_uri = db_uri(plan.db.private_ip, app_password, app_port)
+    if pool_size:
+        app_uri = app_uri.replace(f"/{DB_NAME}?", f"/{DB_POOL_NAME}?")
     data = {
         "stack": "local",
         "region": "local",
@@ -31,10 +38,10 @@ def local_inventory(
         "domain": None,
         "url": f"http://{first_web.public_ip}",
         "db_host": plan.db.private_ip,
-        "db_port": POSTGRES_PORT,
+        "db_port": app_port,
         "db_name": DB_NAME,
         "db_user": DB_USER,
-        "db_uri": db_uri(plan.db.private_ip, app_password),
+        "db_uri": app_uri,
         "db_admin_uri": db_uri(plan.db.private_ip, admin_password, user=ADMIN_USER),
         "db_ca_cert": ca_cert_pem,
     }

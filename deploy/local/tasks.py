@@ -18,6 +18,10 @@ from deploy.local import hosts, lifecycle, preflight
 from deploy.local.image_cache import ImageBuildError
 from deploy.local.network import MAX_WEB_COUNT
 
+# The largest pool the local database's 100 connections leave room for (DigitalOcean's
+# limit per plan is checked for real stacks in infra/settings.py).
+MAX_POOL_SIZE = 90
+
 
 def say(line: str) -> None:
     print(f"local: {line}", flush=True)
@@ -42,13 +46,30 @@ def _web_count(value: str | int | None) -> int:
     return count
 
 
-@task(help={"web_count": f"web hosts, 1..{MAX_WEB_COUNT} (default $DROPSTACK_WEB_COUNT or 1)"})
-def up(c, web_count=None):
+def _db_pool(value: str | int | None) -> int:
+    chosen = value if value is not None else os.environ.get("DROPSTACK_DB_POOL") or 0
+    try:
+        size = int(chosen)
+    except ValueError:
+        size = -1
+    if not 0 <= size <= MAX_POOL_SIZE:
+        raise Exit(f"--db-pool / DROPSTACK_DB_POOL: {chosen!r} is not 0..{MAX_POOL_SIZE}", code=1)
+    return size
+
+
+@task(
+    help={
+        "web_count": f"web hosts, 1..{MAX_WEB_COUNT} (default $DROPSTACK_WEB_COUNT or 1)",
+        "db_pool": "server connections of a PgBouncer pool on 25061, transaction mode, like "
+        "dbPoolSize (default $DROPSTACK_DB_POOL or 0: no pool, the app connects directly)",
+    }
+)
+def up(c, web_count=None, db_pool=None):
     """Boot the local stack (web hosts + managed-style PostgreSQL) and write its inventory."""
-    count = _web_count(web_count)
+    count, pool = _web_count(web_count), _db_pool(db_pool)
     _preflight("fab local.up")
     try:
-        lifecycle.up(count, say)
+        lifecycle.up(count, say, db_pool=pool)
     except (lifecycle.LocalStackError, ImageBuildError) as exc:
         raise Exit(f"local.up: {exc}", code=1) from None
 

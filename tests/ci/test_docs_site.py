@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from deploy.host_settings import settings_docs
+from deploy.host_model import settings_docs
 
 REPO = Path(__file__).resolve().parents[2]
 DOCS = REPO / "docs"
