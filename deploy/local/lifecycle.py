@@ -127,9 +127,7 @@ def _up(paths: StatePaths, web_count: int, say: Say, db_pool: int = 0) -> None:
             wait_for_cloud_init(paths, host)
 
     pool = f", a {db_pool}-connection pool on 25061" if db_pool else ""
-    say(
-        f"db: configuring PostgreSQL like a managed database (TLS, 25060{pool}, trusted sources)"
-    )
+    say(f"db: configuring PostgreSQL like a managed database (TLS, 25060{pool}, trusted sources)")
     credentials = database.Credentials.generate()
     tls = database.make_tls_material(plan.db.private_ip)
     try:

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from deploy.host_model import settings_docs
 
 REPO = Path(__file__).resolve().parents[2]
