@@ -31,7 +31,7 @@ RESERVED_IP = "192.0.2.250"
 CA_CERT = "-----BEGIN CERTIFICATE-----\nMIIBmockmockmock\n-----END CERTIFICATE-----\n"
 DB_PASSWORD = "p@ss/w:rd?&="  # characters that must be percent-encoded in a URI
 SPACES_ACCESS_KEY = "DO00MOCKACCESSKEY"
-SPACES_SECRET_KEY = "mock-spaces-secret/key+"
+SPACES_SECRET_KEY = "mock-spaces-secret/key+"  # pragma: allowlist secret (a made-up mock value)
 
 
 @dataclass(frozen=True)

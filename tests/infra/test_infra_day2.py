@@ -40,7 +40,9 @@ DB_DATABASE = "digitalocean:index/databaseDb:DatabaseDb"
 DB_USER = "digitalocean:index/databaseUser:DatabaseUser"
 LOAD_BALANCER = "digitalocean:index/loadBalancer:LoadBalancer"
 WEB_TAG = "dropstack-test-web"
-WEBHOOK = "https://hooks.slack.com/services/T000/B000/secret-token"
+WEBHOOK = (
+    "https://hooks.slack.com/services/T000/B000/secret-token"  # pragma: allowlist secret (made up)
+)
 RESTORE_TIME = "2026-12-01T09:30:00Z"
 
 SCENARIOS = {
