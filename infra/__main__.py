@@ -1,5 +1,7 @@
 """dropstack on DigitalOcean: web droplets behind a cloud firewall (and a load balancer when there
-is more than one), managed PostgreSQL reachable only from them, all in one VPC and project.
+is more than one), managed PostgreSQL reachable only from them, all in one VPC and project; alerts
+and an uptime check on all of it, a versioned Spaces bucket for off-site backups, and, when asked,
+a second cluster restored from a point in time.
 
 Reads the ``dropstack:*`` stack configuration (see Pulumi.yaml) and exports the inventory the
 Fabric tasks and host tests read (deploy/inventory.py).
@@ -16,8 +18,10 @@ if REPO_ROOT not in sys.path:
 
 import pulumi  # noqa: E402
 
+from infra.backups import BackupStorage  # noqa: E402
 from infra.cloudinit import DEPLOY_USER  # noqa: E402
-from infra.database import DatabaseTier  # noqa: E402
+from infra.database import DatabaseTier, restore_point, restored_cluster_name  # noqa: E402
+from infra.monitoring import Monitoring  # noqa: E402
 from infra.naming import resource_prefix  # noqa: E402
 from infra.network import Network  # noqa: E402
 from infra.outputs import ABSENT, stack_outputs  # noqa: E402
@@ -34,6 +38,31 @@ except SettingsError as error:
 network = Network(prefix, settings)
 web = WebTier(f"{prefix}-web", settings, network)
 database = DatabaseTier(f"{prefix}-db", settings, network, web_tag=web.tag_name)
+# A restore is a new cluster beside the stack's own; the app moves to it only when told to.
+point = restore_point(settings)
+restored = (
+    DatabaseTier(
+        restored_cluster_name(f"{prefix}-db", point),
+        settings,
+        network,
+        web_tag=web.tag_name,
+        restore=point,
+        credentials_from=database,
+    )
+    if point
+    else None
+)
+active_database = restored if restored and settings.use_restored_database else database
+if settings.alerts:
+    Monitoring(
+        f"{prefix}-alerts",
+        settings,
+        web_tag=web.tag_name,
+        database_cluster_id=active_database.cluster_id,
+        load_balancer_id=web.load_balancer.id if web.load_balancer else None,
+        url=web.url,
+    )
+backups = BackupStorage(f"{prefix}-backups", prefix, settings) if settings.backups else None
 
 outputs = stack_outputs(
     {
@@ -49,13 +78,13 @@ outputs = stack_outputs(
         "load_balancer_ip": web.load_balancer_ip,
         "domain": settings.domain or ABSENT,
         "url": web.url,
-        "db_host": database.host,
-        "db_port": database.port,
-        "db_name": database.db_name,
-        "db_user": database.db_user,
-        "db_uri": database.uri,
-        "db_admin_uri": database.admin_uri,
-        "db_ca_cert": database.ca_cert,
+        "db_host": active_database.host,
+        "db_port": active_database.port,
+        "db_name": active_database.db_name,
+        "db_user": active_database.db_user,
+        "db_uri": active_database.uri,
+        "db_admin_uri": active_database.admin_uri,
+        "db_ca_cert": active_database.ca_cert,
     }
 )
 for output_name, value in outputs.items():

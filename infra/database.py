@@ -1,6 +1,12 @@
-"""The database tier: managed PostgreSQL on the VPC, reachable only from the web tier's tag."""
+"""The database tier: managed PostgreSQL on the VPC, reachable only from the web tier's tag.
+
+The same tier also describes a cluster restored from another one's backups at a point in time
+(``restore_point``): a new cluster beside the stack's own, never a replacement of it.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import pulumi
 import pulumi_digitalocean as digitalocean
@@ -12,6 +18,32 @@ from infra.settings import Settings
 
 DB_NAME = "dropstack"
 DB_USER = "dropstack"
+
+
+@dataclass(frozen=True)
+class RestorePoint:
+    """Restore ``source_cluster``'s backups as of ``time`` (RFC 3339 UTC; "" = newest backup)."""
+
+    source_cluster: str
+    time: str = ""
+
+
+def restore_point(settings: Settings) -> RestorePoint | None:
+    """The restore the settings ask for, or None."""
+    if not settings.restore_from_cluster:
+        return None
+    return RestorePoint(settings.restore_from_cluster, settings.restore_to_time)
+
+
+def restored_cluster_name(tier: str, point: RestorePoint) -> str:
+    """``<tier>-r<YYYYMMDDHHMMSS>``, or ``<tier>-restored`` for the newest backup.
+
+    A different restore point is a different cluster: restoring again never rewrites one that
+    may already hold verified data (and its protection stops the old one being deleted).
+    """
+    if not point.time:
+        return f"{tier}-restored"
+    return f"{tier}-r{''.join(ch for ch in point.time if ch.isdigit())}"
 
 
 def data_options(parent: pulumi.Resource, *, protect: bool) -> pulumi.ResourceOptions:
@@ -31,6 +63,11 @@ class DatabaseTier(pulumi.ComponentResource):
 
     ``uri`` is a secret private-network URI with ``sslmode=require``; it goes through the pool
     (port 25061, the pool's name as database) when there is one.
+
+    With ``restore``, the cluster is created from ``restore.source_cluster``'s backups. Its
+    database and roles come from the backup, so the tier declares no ``DatabaseDb`` or
+    ``DatabaseUser``; the URI carries the application user's password from ``credentials_from``
+    (the stack's own tier), which the restored role has as of the restore point.
     """
 
     def __init__(
@@ -40,7 +77,12 @@ class DatabaseTier(pulumi.ComponentResource):
         network: Network,
         web_tag: pulumi.Input[str],
         opts: pulumi.ResourceOptions | None = None,
+        *,
+        restore: RestorePoint | None = None,
+        credentials_from: DatabaseTier | None = None,
     ) -> None:
+        if restore is not None and credentials_from is None:
+            raise ValueError("a restored database tier needs the tier whose credentials it uses")
         super().__init__("dropstack:database:DatabaseTier", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         data = data_options(self, protect=settings.protect_database)
@@ -58,6 +100,14 @@ class DatabaseTier(pulumi.ComponentResource):
             node_count=settings.db_node_count,
             private_network_uuid=network.vpc_id,
             project_id=network.project_id,
+            backup_restore=(
+                digitalocean.DatabaseClusterBackupRestoreArgs(
+                    database_name=restore.source_cluster,
+                    backup_created_at=restore.time or None,
+                )
+                if restore
+                else None
+            ),
             opts=data,
         )
         # Trusted sources replace "anyone with the password": only droplets with the web tag.
@@ -75,26 +125,37 @@ class DatabaseTier(pulumi.ComponentResource):
             opts=child,
         )
         after_firewall = pulumi.ResourceOptions(depends_on=[self.firewall])
-        self.database = digitalocean.DatabaseDb(
-            f"{name}-database",
-            cluster_id=self.cluster.id,
-            name=DB_NAME,
-            opts=pulumi.ResourceOptions.merge(data, after_firewall),
-        )
-        # The user owns the application's tables once migrations ran; losing it orphans them.
-        self.user = digitalocean.DatabaseUser(
-            f"{name}-user",
-            cluster_id=self.cluster.id,
-            name=DB_USER,
-            opts=pulumi.ResourceOptions.merge(data, after_firewall),
-        )
+        self.database: digitalocean.DatabaseDb | None = None
+        self.user: digitalocean.DatabaseUser | None = None
+        if restore is None:
+            self.database = digitalocean.DatabaseDb(
+                f"{name}-database",
+                cluster_id=self.cluster.id,
+                name=DB_NAME,
+                opts=pulumi.ResourceOptions.merge(data, after_firewall),
+            )
+            # The user owns the application's tables once migrations ran; losing it orphans them.
+            self.user = digitalocean.DatabaseUser(
+                f"{name}-user",
+                cluster_id=self.cluster.id,
+                name=DB_USER,
+                opts=pulumi.ResourceOptions.merge(data, after_firewall),
+            )
+            self.db_name: pulumi.Output[str] = self.database.name
+            self.db_user: pulumi.Output[str] = self.user.name
+            self.password: pulumi.Output[str] = self.user.password
+        else:
+            # After the firewall, like the stack's own tier: nothing reaches the data before it.
+            self.db_name = self.firewall.id.apply(lambda _: DB_NAME)
+            self.db_user = self.firewall.id.apply(lambda _: DB_USER)
+            self.password = credentials_from.password
         self.pool = (
             digitalocean.DatabaseConnectionPool(
                 f"{name}-pool",
                 cluster_id=self.cluster.id,
                 name=DB_POOL_NAME,
-                db_name=self.database.name,
-                user=self.user.name,
+                db_name=self.db_name,
+                user=self.db_user,
                 mode=settings.db_pool_mode,
                 size=settings.db_pool_size,
                 opts=child,
@@ -103,14 +164,13 @@ class DatabaseTier(pulumi.ComponentResource):
             else None
         )
 
+        self.cluster_id: pulumi.Output[str] = self.cluster.id
         self.host: pulumi.Output[str] = self.cluster.private_host
         self.port: pulumi.Output[int] = self.pool.port if self.pool else self.cluster.port
-        self.db_name: pulumi.Output[str] = self.database.name
-        self.db_user: pulumi.Output[str] = self.user.name
         # Through a pool, the "database" in the URI is the pool's name.
-        path = self.pool.name if self.pool else self.database.name
+        path = self.pool.name if self.pool else self.db_name
         self.uri = pulumi.Output.secret(
-            pulumi.Output.all(self.user.name, self.user.password, self.host, self.port, path).apply(
+            pulumi.Output.all(self.db_user, self.password, self.host, self.port, path).apply(
                 lambda parts: postgres_uri(*parts)
             )
         )
@@ -120,7 +180,7 @@ class DatabaseTier(pulumi.ComponentResource):
         self.admin_uri = pulumi.Output.secret(
             pulumi.Output.all(
                 self.cluster.user, self.cluster.password, self.host, self.cluster.port,
-                self.database.name,
+                self.db_name,
             ).apply(lambda parts: postgres_uri(*parts))
         )  # fmt: skip
         self.ca_cert = digitalocean.get_database_ca_output(

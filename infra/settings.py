@@ -14,8 +14,9 @@ import hashlib
 import ipaddress
 import json
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, fields
+from datetime import UTC, datetime
 from typing import Any
 
 import pulumi.runtime
@@ -29,6 +30,32 @@ NAMESPACE = "dropstack"
 REGIONS = (
     "ams3", "atl1", "blr1", "fra1", "lon1", "nyc1", "nyc3", "sfo2", "sfo3", "sgp1", "syd1", "tor1",
 )  # fmt: skip
+# Regions with Spaces object storage (DigitalOcean's Spaces availability page): every droplet
+# region above except nyc1, whose buckets live in nyc3.
+SPACES_REGIONS = (
+    "ams3", "atl1", "blr1", "fra1", "lon1", "nyc3", "sfo2", "sfo3", "sgp1", "syd1", "tor1",
+)  # fmt: skip
+# The windows a monitor alert may average over (pulumi-digitalocean MonitorAlert `window`).
+ALERT_WINDOWS = ("5m", "10m", "30m", "1h")
+# How long an uptime alert's condition must hold (UptimeAlert `period`).
+UPTIME_PERIODS = ("2m", "3m", "5m", "10m", "15m", "30m", "1h")
+# Where uptime checks probe from (UptimeCheck `regions`).
+UPTIME_REGIONS = ("us_east", "us_west", "eu_west", "se_asia")
+PERCENT_RANGE = (1, 100)
+LATENCY_MS_RANGE = (1, 60000)
+TLS_EXPIRY_DAYS_RANGE = (1, 90)
+BACKUP_RETENTION_DAYS_RANGE = (1, 3650)
+# DigitalOcean keeps a managed PostgreSQL cluster's daily backups, and its point-in-time log, for
+# seven days; older restore points fail when the API is asked, not here (see docs/day2-infra.md).
+PITR_DAYS = 7
+SLACK_WEBHOOK_PREFIX = "https://hooks.slack.com/"
+EMAIL_RE = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@([A-Za-z0-9.-]+)")
+# Example domains (RFC 2606): an address there is a placeholder copied unedited.
+EXAMPLE_DOMAINS = ("example.com", "example.net", "example.org")
+# Spaces bucket names follow S3's DNS-compatible rules: 3-63 lowercase letters, digits, hyphens.
+BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]")
+# A database cluster name as DigitalOcean accepts it: lowercase letters, digits, hyphens.
+CLUSTER_NAME_RE = re.compile(r"[a-z][a-z0-9-]{1,61}[a-z0-9]")
 POSTGRES_VERSIONS = ("14", "15", "16", "17")
 POOL_MODES = ("transaction", "session", "statement")
 WEB_COUNT_RANGE = (1, 10)
@@ -142,6 +169,30 @@ class Settings:
     domain: str | None = None
     protect_database: bool = True
     existing_ssh_key_fingerprints: tuple[str, ...] = ()
+    # Alerts (infra/alert_policy.py): on unless switched off, and then they need a recipient.
+    alerts: bool = True
+    alert_emails: tuple[str, ...] = ()
+    alert_slack_webhook: str = ""
+    alert_slack_channel: str = ""
+    alert_window: str = "5m"
+    alert_cpu_percent: int = 80
+    alert_memory_percent: int = 90
+    alert_disk_percent: int = 85
+    alert_lb_5xx_percent: int = 1
+    alert_lb_latency_ms: int = 2000
+    uptime_regions: tuple[str, ...] = UPTIME_REGIONS
+    uptime_period: str = "5m"
+    uptime_latency_ms: int = 2000
+    tls_expiry_days: int = 14
+    # Off-site logical backups (infra/backups.py).
+    backups: bool = True
+    backup_region: str = ""
+    backup_bucket: str = ""
+    backup_retention_days: int = 30
+    # Point-in-time restore into a new cluster (infra/database.py).
+    restore_from_cluster: str = ""
+    restore_to_time: str = ""
+    use_restored_database: bool = False
 
     @property
     def behind_load_balancer(self) -> bool:
@@ -151,6 +202,16 @@ class Settings:
     @property
     def db_pool_enabled(self) -> bool:
         return self.db_pool_size > 0
+
+    @property
+    def restoring(self) -> bool:
+        """A restored cluster is declared beside the stack's own one."""
+        return bool(self.restore_from_cluster)
+
+    @property
+    def spaces_region(self) -> str:
+        """Where the backup bucket lives: backupRegion, else the stack's own region."""
+        return self.backup_region or self.region
 
     @property
     def new_ssh_public_keys(self) -> tuple[str, ...]:
@@ -177,19 +238,48 @@ CONFIG_KEYS: dict[str, str] = {
     "domain": "domain",
     "protectDatabase": "protect_database",
     "existingSshKeyFingerprints": "existing_ssh_key_fingerprints",
+    "alerts": "alerts",
+    "alertEmails": "alert_emails",
+    "alertSlackWebhook": "alert_slack_webhook",
+    "alertSlackChannel": "alert_slack_channel",
+    "alertWindow": "alert_window",
+    "alertCpuPercent": "alert_cpu_percent",
+    "alertMemoryPercent": "alert_memory_percent",
+    "alertDiskPercent": "alert_disk_percent",
+    "alertLb5xxPercent": "alert_lb_5xx_percent",
+    "alertLbLatencyMs": "alert_lb_latency_ms",
+    "uptimeRegions": "uptime_regions",
+    "uptimePeriod": "uptime_period",
+    "uptimeLatencyMs": "uptime_latency_ms",
+    "tlsExpiryDays": "tls_expiry_days",
+    "backups": "backups",
+    "backupRegion": "backup_region",
+    "backupBucket": "backup_bucket",
+    "backupRetentionDays": "backup_retention_days",
+    "restoreFromCluster": "restore_from_cluster",
+    "restoreToTime": "restore_to_time",
+    "useRestoredDatabase": "use_restored_database",
 }
 REQUIRED_KEYS = ("sshPublicKeys", "adminCidrs")
+# Keys whose value must be stored encrypted (pulumi config set --secret).
+SECRET_KEYS = ("alertSlackWebhook",)
 
 
 class _Invalid(Exception):
     """One key's value is wrong; the message says what is allowed (without the key name)."""
 
 
-def parse_settings(raw: Mapping[str, object]) -> Settings:
+def parse_settings(
+    raw: Mapping[str, object],
+    *,
+    secret_keys: Collection[str] = (),
+    now: datetime | None = None,
+) -> Settings:
     """Validate raw ``dropstack:*`` values (keys without the namespace) into ``Settings``.
 
     Every problem is collected, so one run shows them all; ``SettingsError.errors`` has one line
-    per problem, each starting with the namespaced key.
+    per problem, each starting with the namespaced key. ``secret_keys`` are the keys the stack
+    stores encrypted; ``now`` is the moment a restore point may not be after (default: now).
     """
     errors: list[str] = []
     values: dict[str, Any] = {}
@@ -224,8 +314,33 @@ def parse_settings(raw: Mapping[str, object]) -> Settings:
     take("domain", _domain)
     take("protectDatabase", _boolean)
     take("existingSshKeyFingerprints", _fingerprints)
+    take("alerts", _boolean)
+    take("alertEmails", _emails)
+    take("alertSlackWebhook", _slack_webhook)
+    take("alertSlackChannel", _slack_channel)
+    take("alertWindow", lambda v: _choice(v, ALERT_WINDOWS, "a monitor alert window"))
+    take("alertCpuPercent", lambda v: _integer(v, PERCENT_RANGE, "percent CPU"))
+    take("alertMemoryPercent", lambda v: _integer(v, PERCENT_RANGE, "percent of memory used"))
+    take("alertDiskPercent", lambda v: _integer(v, PERCENT_RANGE, "percent of disk used"))
+    # Whole percent: Pulumi's project config schema has no fractional type.
+    take("alertLb5xxPercent", lambda v: _integer(v, PERCENT_RANGE, "percent of responses"))
+    take("alertLbLatencyMs", lambda v: _integer(v, LATENCY_MS_RANGE, "milliseconds"))
+    take("uptimeRegions", _uptime_regions)
+    take("uptimePeriod", lambda v: _choice(v, UPTIME_PERIODS, "an uptime alert period"))
+    take("uptimeLatencyMs", lambda v: _integer(v, LATENCY_MS_RANGE, "milliseconds"))
+    take("tlsExpiryDays", lambda v: _integer(v, TLS_EXPIRY_DAYS_RANGE, "days before expiry"))
+    take("backups", _boolean)
+    take("backupRegion", _spaces_region)
+    take("backupBucket", _bucket)
+    take("backupRetentionDays", lambda v: _integer(v, BACKUP_RETENTION_DAYS_RANGE, "days"))
+    take("restoreFromCluster", _cluster_name)
+    take("restoreToTime", lambda v: _restore_time(v, now or datetime.now(UTC)))
+    take("useRestoredDatabase", _boolean)
     errors += _plan_errors(values, raw)
     errors += _existing_key_errors(values)
+    errors += _alert_errors(values, raw, secret_keys)
+    errors += _backup_errors(values)
+    errors += _restore_errors(values)
     if errors:
         raise SettingsError(errors)
     return Settings(**values)
@@ -256,7 +371,13 @@ def load_settings() -> Settings:
         for key in sorted(keys)
         if key.startswith(prefix) and (value := pulumi.runtime.get_config(key)) is not None
     }
-    return parse_settings(raw)
+    encrypted = set(pulumi.runtime.config.get_config_secret_keys_env())
+    secret_keys = {
+        key
+        for key in raw
+        if pulumi.runtime.is_config_secret(prefix + key) or prefix + key in encrypted
+    }
+    return parse_settings(raw, secret_keys=secret_keys)
 
 
 def settings_field_defaults() -> dict[str, object]:
@@ -548,6 +669,182 @@ def _fingerprints(value: object) -> tuple[str, ...]:
                 "3b:16:bf:e4:8b:00:8b:b8:59:8c:a9:d3:f0:19:45:fa (doctl compute ssh-key list)"
             )
     return tuple(dict.fromkeys(entries))
+
+
+def _choice(value: object, allowed: tuple[str, ...], what: str) -> str:
+    choice = _text(value).lower()
+    if choice not in allowed:
+        raise _Invalid(f"{_shorten(choice)!r} is not {what}; use one of {', '.join(allowed)}")
+    return choice
+
+
+def _emails(value: object) -> tuple[str, ...]:
+    entries = _string_list(value, "e-mail addresses")
+    for number, entry in enumerate(entries, start=1):
+        match = EMAIL_RE.fullmatch(entry)
+        if not match or _domain_or_none(match.group(1)) is None:
+            raise _Invalid(f"entry {number} ({_shorten(entry)!r}) is not an e-mail address")
+        domain = match.group(1).lower()
+        if any(domain == d or domain.endswith("." + d) for d in EXAMPLE_DOMAINS):
+            raise _Invalid(
+                f"entry {number} ({_shorten(entry)!r}) is an example address (RFC 2606); "
+                "put the address that should receive the alerts"
+            )
+    return tuple(dict.fromkeys(entries))
+
+
+def _domain_or_none(text: str) -> str | None:
+    try:
+        return _domain(text)
+    except _Invalid:
+        return None
+
+
+def _slack_webhook(value: object) -> str:
+    url = _text(value)
+    # Never echo it: the URL is the credential.
+    if url and (not url.startswith(SLACK_WEBHOOK_PREFIX) or any(c.isspace() for c in url)):
+        raise _Invalid(f"is not a Slack incoming-webhook URL (it starts {SLACK_WEBHOOK_PREFIX})")
+    return url
+
+
+def _slack_channel(value: object) -> str:
+    channel = _text(value)
+    if channel and (len(channel) > 80 or any(c.isspace() for c in channel.strip("#"))):
+        raise _Invalid(f"{_shorten(channel)!r} is not a Slack channel name like #ops-alerts")
+    return channel
+
+
+def _uptime_regions(value: object) -> tuple[str, ...]:
+    entries = [entry.lower() for entry in _string_list(value, "uptime check regions")]
+    if not entries:
+        raise _Invalid(f"is empty; list one or more of {', '.join(UPTIME_REGIONS)}")
+    for entry in entries:
+        if entry not in UPTIME_REGIONS:
+            raise _Invalid(
+                f"{_shorten(entry)!r} is not an uptime check region; "
+                f"use {', '.join(UPTIME_REGIONS)}"
+            )
+    return tuple(dict.fromkeys(entries))
+
+
+def _spaces_region(value: object) -> str:
+    region = _text(value).lower()
+    if region and region not in SPACES_REGIONS:
+        raise _Invalid(f"{region!r} has no Spaces; use one of {', '.join(SPACES_REGIONS)}")
+    return region
+
+
+def _bucket(value: object) -> str:
+    bucket = _text(value)
+    if bucket and (not BUCKET_RE.fullmatch(bucket) or "--" in bucket):
+        raise _Invalid(
+            f"{_shorten(bucket)!r} is not a Spaces bucket name: 3-63 lowercase letters, digits "
+            "and single hyphens, starting and ending with a letter or digit ('' = derived)"
+        )
+    return bucket
+
+
+def _cluster_name(value: object) -> str:
+    name = _text(value)
+    if name and not CLUSTER_NAME_RE.fullmatch(name):
+        raise _Invalid(
+            f"{_shorten(name)!r} is not a database cluster name (lowercase letters, digits and "
+            "hyphens, as `doctl databases list` shows it)"
+        )
+    return name
+
+
+def _restore_time(value: object, now: datetime) -> str:
+    """An RFC 3339 timestamp with its offset, normalised to UTC (``2026-12-01T09:30:00Z``)."""
+    text = _text(value)
+    if not text:
+        return ""
+    match = re.fullmatch(
+        r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})", text, re.IGNORECASE
+    )
+    try:
+        moment = datetime.fromisoformat(text.upper().replace("Z", "+00:00")) if match else None
+    except ValueError:
+        moment = None
+    if moment is None:
+        raise _Invalid(
+            f"{_shorten(text)!r} is not an RFC 3339 timestamp with an offset, like "
+            "2026-12-01T09:30:00Z ('' = the newest backup)"
+        )
+    moment = moment.astimezone(UTC)
+    if moment > now:
+        raise _Invalid(
+            f"{moment:%Y-%m-%dT%H:%M:%SZ} is in the future; a restore point must have happened"
+        )
+    return f"{moment:%Y-%m-%dT%H:%M:%SZ}"
+
+
+def _alert_errors(
+    values: Mapping[str, Any], raw: Mapping[str, object], secret_keys: Collection[str]
+) -> list[str]:
+    """Alerts that would go nowhere, a webhook without its channel, a webhook stored in clear.
+
+    A recipient key that failed to parse was reported already and is not reported again here.
+    """
+    unparsed = {key for key in raw if key in CONFIG_KEYS and CONFIG_KEYS[key] not in values}
+    errors = []
+    webhook = values.get("alert_slack_webhook", "")
+    channel = values.get("alert_slack_channel", "")
+    if webhook and "alertSlackWebhook" not in secret_keys:
+        errors.append(
+            f"{NAMESPACE}:alertSlackWebhook: is stored in clear; the URL is a credential, set it "
+            f"with pulumi config set --secret {NAMESPACE}:alertSlackWebhook URL"
+        )
+    if bool(webhook) != bool(channel) and not unparsed & {"alertSlackWebhook", "alertSlackChannel"}:
+        given, missing = (
+            ("alertSlackWebhook", "alertSlackChannel")
+            if webhook
+            else ("alertSlackChannel", "alertSlackWebhook")
+        )
+        errors.append(
+            f"{NAMESPACE}:{given}: Slack alerts need alertSlackWebhook and alertSlackChannel "
+            f"together; set {missing} too, or neither"
+        )
+    if (
+        values.get("alerts", True)
+        and not (values.get("alert_emails") or webhook)
+        and not unparsed & {"alerts", "alertEmails", "alertSlackWebhook"}
+    ):
+        errors.append(
+            f"{NAMESPACE}:alertEmails: alerts are on and have nowhere to go; list the addresses "
+            f"to notify (or set alertSlackWebhook), or set {NAMESPACE}:alerts to false"
+        )
+    return errors
+
+
+def _backup_errors(values: Mapping[str, Any]) -> list[str]:
+    """The backup bucket needs a Spaces region: the stack's own, unless backupRegion names one."""
+    if not values.get("backups", True) or values.get("backup_region"):
+        return []
+    region = values.get("region", Settings.region)
+    if region in SPACES_REGIONS:
+        return []
+    return [
+        f"{NAMESPACE}:backupRegion: the stack's region {region} has no Spaces, so the backup "
+        f"bucket needs one of {', '.join(SPACES_REGIONS)} (nyc3 is closest to nyc1), "
+        f"or set {NAMESPACE}:backups to false"
+    ]
+
+
+def _restore_errors(values: Mapping[str, Any]) -> list[str]:
+    """A restore point or a switch needs the cluster to restore from."""
+    if values.get("restore_from_cluster"):
+        return []
+    return [
+        f"{NAMESPACE}:{key}: needs {NAMESPACE}:restoreFromCluster, the name of the cluster whose "
+        "backups to restore"
+        for key, field_name in (
+            ("restoreToTime", "restore_to_time"),
+            ("useRestoredDatabase", "use_restored_database"),
+        )
+        if values.get(field_name)
+    ]
 
 
 def _shorten(text: str, limit: int = 40) -> str:

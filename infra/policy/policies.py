@@ -101,4 +101,9 @@ POLICIES = [
         rules.placement_violations,
         "Droplets, load balancers and database clusters share one VPC and one region.",
     ),
+    _stack_policy(
+        "domain-has-an-uptime-check",
+        rules.uptime_violations,
+        "A stack with a domain has an uptime check on https://<domain> with a 'down' alert.",
+    ),
 ]

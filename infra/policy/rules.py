@@ -18,6 +18,9 @@ DATABASE_FIREWALL = "digitalocean:index/databaseFirewall:DatabaseFirewall"
 DROPLET = "digitalocean:index/droplet:Droplet"
 DATABASE_CLUSTER = "digitalocean:index/databaseCluster:DatabaseCluster"
 LOAD_BALANCER = "digitalocean:index/loadBalancer:LoadBalancer"
+DOMAIN = "digitalocean:index/domain:Domain"
+UPTIME_CHECK = "digitalocean:index/uptimeCheck:UptimeCheck"
+UPTIME_ALERT = "digitalocean:index/uptimeAlert:UptimeAlert"
 SSH_PORT = 22
 # What the world may reach on a droplet: the site, over TCP. SSH has its own policy.
 WORLD_PORTS = {"tcp": frozenset({80, 443})}
@@ -167,6 +170,48 @@ def placement_violations(
     if len(regions) > 1:
         listed = ", ".join(sorted(str(r) for r in regions))
         violations.append((None, f"resources are spread over regions {listed}; use one"))
+    return violations
+
+
+def uptime_violations(
+    resources: Iterable[tuple[str, str, Props]],
+) -> list[tuple[str | None, str]]:
+    """Across the stack: every domain the stack serves has an enabled uptime check on
+    ``https://<domain>``, and that check has an alert for the site being down.
+
+    An alert belongs to a check through ``checkId``. When the check's own ``id`` is not among
+    the properties the engine passed, any down alert of the stack is taken to be its alert.
+    (During a preview, a value not known yet makes CrossGuard skip the stack policy.)
+    """
+    resources = list(resources)
+    checks = [(urn, p) for typ, urn, p in resources if typ == UPTIME_CHECK]
+    down_alert_checks = [
+        str(p.get("checkId"))
+        for typ, _, p in resources
+        if typ == UPTIME_ALERT and p.get("type") in ("down", "down_global")
+    ]
+    violations: list[tuple[str | None, str]] = []
+    for typ, urn, props in resources:
+        if typ != DOMAIN:
+            continue
+        domain = str(props.get("name") or "").lower().rstrip(".")
+        site = f"https://{domain}"
+        watching = [
+            (check_urn, p)
+            for check_urn, p in checks
+            if str(p.get("target") or "").lower().rstrip("/") == site
+            and p.get("enabled") is not False
+        ]
+        if not watching:
+            violations.append(
+                (urn, f"domain {domain} has no enabled uptime check on {site}; add one")
+            )
+            continue
+        ids = {str(p.get("id")) for _, p in watching if "id" in list(p)}
+        if not any(not ids or check in ids for check in down_alert_checks):
+            violations.append(
+                (urn, f"the uptime check on {site} has no alert for the site being down")
+            )
     return violations
 
 

@@ -30,6 +30,8 @@ LB_IP = "192.0.2.200"
 RESERVED_IP = "192.0.2.250"
 CA_CERT = "-----BEGIN CERTIFICATE-----\nMIIBmockmockmock\n-----END CERTIFICATE-----\n"
 DB_PASSWORD = "p@ss/w:rd?&="  # characters that must be percent-encoded in a URI
+SPACES_ACCESS_KEY = "DO00MOCKACCESSKEY"
+SPACES_SECRET_KEY = "mock-spaces-secret/key+"  # pragma: allowlist secret (a made-up mock value)
 
 
 @dataclass(frozen=True)
@@ -144,6 +146,25 @@ def _cloud_side(typ: str, name: str, inputs: dict, number: int) -> tuple[str, di
         host = inputs["clusterId"].removesuffix("-uuid")
         out.update(privateHost=f"private-{host}-do-user-1-0.b.db.ondigitalocean.com", port=25061)
         return f"{name}-id", out
+    if kind == "UptimeCheck":
+        # A bridged provider's state carries the id among the properties, as the engine then
+        # hands them to a stack policy.
+        out.update(id=f"{name}-uuid")
+        return f"{name}-uuid", out
+    if kind == "MonitorAlert":
+        out.update(uuid=f"{name}-uuid")
+        return f"{name}-uuid", out
+    if kind == "SpacesBucket":
+        region = inputs["region"]
+        out.update(
+            bucketDomainName=f"{inputs['name']}.{region}.digitaloceanspaces.com",
+            endpoint=f"{region}.digitaloceanspaces.com",
+            bucketUrn=f"do:space:{inputs['name']}",
+        )
+        return inputs["name"], out
+    if kind == "SpacesKey":
+        out.update(accessKey=SPACES_ACCESS_KEY, secretKey=SPACES_SECRET_KEY)
+        return SPACES_ACCESS_KEY, out
     if kind == "Project":
         return f"project-{number:04d}-uuid", out
     return f"{name}-id", out
@@ -180,12 +201,17 @@ def engine_config(config: Mapping[str, object]) -> dict[str, str]:
     return encoded
 
 
-def run_program(config: Mapping[str, object], *, stack: str = "test") -> ProgramRun:
-    """Execute infra/__main__.py under mocks with ``config`` (keys without the namespace)."""
+def run_program(
+    config: Mapping[str, object], *, stack: str = "test", secrets: tuple[str, ...] = ()
+) -> ProgramRun:
+    """Execute infra/__main__.py under mocks with ``config`` (keys without the namespace);
+    ``secrets`` are the keys the stack stores encrypted."""
     mocks = RecordingMocks()
     monitor = RecordingMonitor(mocks)
     runtime_settings.reset_options(project=PROJECT, stack=stack)  # forgets the previous root stack
-    pulumi.runtime.set_all_config(engine_config(config))
+    pulumi.runtime.set_all_config(
+        engine_config(config), secret_keys=[f"{PROJECT}:{key}" for key in secrets]
+    )
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
     run = ProgramRun(resources=mocks.resources, calls=mocks.calls)
 

@@ -125,6 +125,11 @@ def test_up_provision_deploy_readyz_destroy(tmp_path):
                 "dropstack:allowSshFromAnywhere": auto.ConfigValue(
                     "true" if admin_cidr in ("0.0.0.0/0", "::/0") else "false"
                 ),
+                # A throwaway stack: nobody to alert, no Spaces credentials for a backup
+                # bucket, and its data must go with it when the test destroys it.
+                "dropstack:alerts": auto.ConfigValue("false"),
+                "dropstack:backups": auto.ConfigValue("false"),
+                "dropstack:protectDatabase": auto.ConfigValue("false"),
             }
         )
         result = stack.up(

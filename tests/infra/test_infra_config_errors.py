@@ -72,6 +72,40 @@ BAD_VALUES = [
     ("existingSshKeyFingerprints", ["SHA256:abc"], "is not an MD5 fingerprint"),
     ("existingSshKeyFingerprints", ["00:" * 15 + "00"], "is not the fingerprint of any"),
     ("webcount", 2, "dropstack:webcount: unknown key; known keys are region,"),
+    # Day-2 keys: alerts, backups, restore.
+    ("alerts", "maybe", "'maybe' is not true or false"),
+    ("alertEmails", [], "alerts are on and have nowhere to go; list the addresses"),
+    ("alertEmails", ["ops"], "entry 1 ('ops') is not an e-mail address"),
+    ("alertEmails", ["ops@localhost"], "is not an e-mail address"),
+    ("alertEmails", ["you@example.com"], "is an example address (RFC 2606)"),
+    ("alertEmails", "ops@dropstack.test", "must be a list of e-mail addresses"),
+    ("alertSlackWebhook", "http://hooks.slack.com/x", "is not a Slack incoming-webhook URL"),
+    ("alertSlackChannel", "#ops", "together; set alertSlackWebhook too, or neither"),
+    ("alertSlackChannel", "#ops alerts", "is not a Slack channel name like #ops-alerts"),
+    ("alertWindow", "15m", "'15m' is not a monitor alert window; use one of 5m, 10m, 30m, 1h"),
+    ("alertCpuPercent", 0, "0 is outside 1..100 (percent CPU)"),
+    ("alertMemoryPercent", 101, "101 is outside 1..100"),
+    ("alertDiskPercent", "most", "'most' is not an integer from 1 to 100"),
+    ("alertLb5xxPercent", "0.5", "'0.5' is not an integer from 1 to 100"),
+    ("alertLbLatencyMs", 0, "0 is outside 1..60000 (milliseconds)"),
+    ("uptimeRegions", ["eu_central"], "'eu_central' is not an uptime check region; use us_east"),
+    ("uptimeRegions", [], "is empty; list one or more of us_east"),
+    ("uptimePeriod", "4m", "'4m' is not an uptime alert period; use one of 2m, 3m, 5m"),
+    ("uptimeLatencyMs", 60001, "60001 is outside 1..60000"),
+    ("tlsExpiryDays", 0, "0 is outside 1..90 (days before expiry)"),
+    ("backups", "sometimes", "'sometimes' is not true or false"),
+    ("backupRegion", "nyc1", "'nyc1' has no Spaces; use one of ams3, atl1"),
+    ("backupRegion", "mars1", "'mars1' has no Spaces"),
+    ("backupBucket", "My_Backups", "is not a Spaces bucket name"),
+    ("backupBucket", "ab", "is not a Spaces bucket name"),
+    ("backupBucket", "a--b", "is not a Spaces bucket name"),
+    ("backupRetentionDays", 0, "0 is outside 1..3650 (days)"),
+    ("restoreFromCluster", "Prod DB", "is not a database cluster name"),
+    ("restoreToTime", "2026-12-01 09:30", "is not an RFC 3339 timestamp with an offset"),
+    ("restoreToTime", "2026-12-01T09:30:00", "is not an RFC 3339 timestamp with an offset"),
+    ("restoreToTime", "2026-13-01T09:30:00Z", "is not an RFC 3339 timestamp"),
+    ("restoreToTime", "2999-01-01T00:00:00Z", "2999-01-01T00:00:00Z is in the future"),
+    ("useRestoredDatabase", True, "needs dropstack:restoreFromCluster, the name of the cluster"),
 ]
 
 
@@ -121,6 +155,29 @@ def test_ssh_from_anywhere_needs_the_explicit_opt_in():
     (firewall,) = [r for r in run.resources if r.typ == "digitalocean:index/firewall:Firewall"]
     (ssh,) = [r for r in firewall.inputs["inboundRules"] if r.get("portRange") == "22"]
     assert ssh["sourceAddresses"] == ["0.0.0.0/0"]
+
+
+def test_a_stack_in_a_region_without_spaces_needs_a_backup_region():
+    run = run_program(valid_config(region="nyc1"))
+    (line,) = str(run.error).splitlines()
+    assert line.startswith("dropstack:backupRegion: the stack's region nyc1 has no Spaces")
+    assert run.resources == []
+    assert run_program(valid_config(region="nyc1", backupRegion="nyc3")).error is None
+    assert run_program(valid_config(region="nyc1", backups=False)).error is None
+
+
+def test_a_slack_webhook_stored_in_clear_is_refused_and_never_echoed():
+    # A made-up webhook; the scanner is told so on the next line.
+    webhook = "https://hooks.slack.com/services/T0/B0/very-secret-token"  # pragma: allowlist secret
+    config = valid_config(alertSlackWebhook=webhook, alertSlackChannel="#ops")
+    run = run_program(config)
+    (line,) = str(run.error).splitlines()
+    assert line.startswith("dropstack:alertSlackWebhook: is stored in clear; ")
+    assert "very-secret-token" not in str(run.error)
+    assert run.resources == []
+    assert run_program(config, secrets=("alertSlackWebhook",)).error is None
+    bad = run_program(valid_config(alertSlackWebhook="https://evil.test/very-secret-token"))
+    assert "very-secret-token" not in str(bad.error)
 
 
 def test_stack_name_too_long_for_resource_names():

@@ -22,7 +22,9 @@ DB_DATABASE = "digitalocean:index/databaseDb:DatabaseDb"
 DB_USER = "digitalocean:index/databaseUser:DatabaseUser"
 DB_FIREWALL = "digitalocean:index/databaseFirewall:DatabaseFirewall"
 SSH_KEY = "digitalocean:index/sshKey:SshKey"
-DATA = (DB_CLUSTER, DB_DATABASE, DB_USER)
+SPACES_BUCKET = "digitalocean:index/spacesBucket:SpacesBucket"
+# What holds data: the database and the off-site backups of it.
+DATA = (DB_CLUSTER, DB_DATABASE, DB_USER, SPACES_BUCKET)
 WORLD = tuple(ANYWHERE)
 
 SCENARIOS = {

@@ -137,6 +137,7 @@ def test_policies_are_mandatory_and_named():
         "database-trusts-this-stacks-droplets",
         "every-droplet-behind-a-firewall",
         "one-vpc-one-region",
+        "domain-has-an-uptime-check",
     ]
     assert {p.enforcement_level.value for p in POLICIES} == {"mandatory"}
 

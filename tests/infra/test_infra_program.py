@@ -286,6 +286,8 @@ def test_every_resource_belongs_to_a_tier_component(runs, name):
         "dropstack:network:Network",
         "dropstack:web:WebTier",
         "dropstack:database:DatabaseTier",
+        "dropstack:monitoring:Monitoring",
+        "dropstack:backups:BackupStorage",
     }
     for resource in run.resources:
         if resource.typ.startswith("digitalocean:"):

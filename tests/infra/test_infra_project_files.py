@@ -30,11 +30,28 @@ TYPES = {
     "sshPublicKeys": "array",
     "adminCidrs": "array",
     "existingSshKeyFingerprints": "array",
+    "alerts": "boolean",
+    "alertEmails": "array",
+    "alertCpuPercent": "integer",
+    "alertMemoryPercent": "integer",
+    "alertDiskPercent": "integer",
+    "alertLb5xxPercent": "integer",
+    "alertLbLatencyMs": "integer",
+    "uptimeRegions": "array",
+    "uptimeLatencyMs": "integer",
+    "tlsExpiryDays": "integer",
+    "backups": "boolean",
+    "backupRetentionDays": "integer",
+    "useRestoredDatabase": "boolean",
 }
 # The README documents the original keys; docs/digitalocean.md the DigitalOcean-specific ones
 # until the lead moves its tables into the README.
 # The docs site pages with the stack config and output tables.
-DOCS = [REPO / "docs" / "infra.md", REPO / "docs" / "digitalocean.md"]
+DOCS = [
+    REPO / "docs" / "infra.md",
+    REPO / "docs" / "digitalocean.md",
+    REPO / "docs" / "day2-infra.md",
+]
 
 
 def test_project_runs_infra_main():
@@ -71,6 +88,7 @@ def test_example_uses_known_keys_and_refuses_its_placeholders():
     assert [line.split(": ", 1)[0] for line in caught.value.errors] == [
         "dropstack:sshPublicKeys",
         "dropstack:adminCidrs",
+        "dropstack:alertEmails",
     ]
     assert parse_settings({**raw, **valid_config()}).region == "fra1"
 

@@ -19,13 +19,15 @@ from infra.settings import (
     parse_settings,
     settings_field_defaults,
 )
-from tests.infra.sample_config import ADMIN_CIDRS, ADMIN_KEY, SECOND_KEY, valid_config
+from tests.infra.sample_config import ADMIN_CIDRS, ADMIN_KEY, ALERT_EMAIL, SECOND_KEY, valid_config
 
 
 def test_defaults():
     settings = parse_settings(valid_config())
     assert settings == Settings(
-        ssh_public_keys=(ADMIN_KEY, SECOND_KEY), admin_cidrs=tuple(ADMIN_CIDRS)
+        ssh_public_keys=(ADMIN_KEY, SECOND_KEY),
+        admin_cidrs=tuple(ADMIN_CIDRS),
+        alert_emails=(ALERT_EMAIL,),
     )
     assert (settings.region, settings.droplet_image, settings.web_count) == (
         "fra1",
@@ -43,6 +45,7 @@ def test_engine_strings_are_coerced():
         {
             "sshPublicKeys": f'["{ADMIN_KEY}"]',
             "adminCidrs": '["198.18.0.7/32"]',
+            "alertEmails": f'["{ALERT_EMAIL}"]',
             "webCount": "3",
             "dbPoolSize": " 20 ",
             "allowSshFromAnywhere": "False",
@@ -127,6 +130,7 @@ def test_every_error_is_collected_one_line_each_and_named():
         "dropstack:sshPublicKeys",
         "dropstack:adminCidrs",
         "dropstack:domain",
+        "dropstack:alertEmails",
     ]
     assert str(caught.value) == "\n".join(errors)
     assert isinstance(caught.value, ValueError)
@@ -170,6 +174,7 @@ def test_load_settings_reads_config_passed_in_the_environment(monkeypatch):
                 "dropstack:sshPublicKeys": json.dumps([ADMIN_KEY]),
                 "dropstack:adminCidrs": '["198.18.0.7/32"]',
                 "dropstack:webCount": "2",
+                "dropstack:alerts": "false",
                 "digitalocean:token": "not ours",
             }
         ),
