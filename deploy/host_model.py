@@ -118,6 +118,14 @@ class HostSettings:
     rate_limit_burst: int = _doc(20, "Write requests a client may make above the rate at once.")
     static_max_age: int = _doc(3600, "Seconds browsers may cache /static/ files.")
     upstream_keepalive: int = _doc(32, "Idle keepalive connections each Nginx worker keeps.")
+    maintenance_bypass: tuple[str, ...] = _doc(
+        (),
+        "CIDRs (the admin ones) whose requests reach the app in maintenance mode; matched "
+        "against the real client address (after trusted_proxies).",
+    )
+    maintenance_retry_after: int = _doc(
+        300, "Seconds a maintenance 503 tells clients to wait (Retry-After)."
+    )
 
     # --- where Nginx lives (tests point these into a temporary prefix) ---
     nginx_dir: str = _doc("/etc/nginx", "Nginx's configuration directory.")
@@ -272,6 +280,22 @@ class HostLayout:
     def tmpfiles_conf(self) -> str:
         return f"/etc/tmpfiles.d/{self.app_name}.conf"
 
+    # --- maintenance mode (fab maintenance.on / off) ---
+    @property
+    def maintenance_dir(self) -> str:
+        """The maintenance pages, and the flag whose presence Nginx checks per request."""
+        return f"{self.root}/maintenance"
+
+    @property
+    def maintenance_flag(self) -> str:
+        return f"{self.maintenance_dir}/on"
+
+    def maintenance_page(self, kind: str) -> str:
+        """``page.html`` for browsers, ``page.json`` for API clients."""
+        if kind not in ("html", "json"):
+            raise SettingsError(f"maintenance page: {kind!r} is not one of html, json")
+        return f"{self.maintenance_dir}/page.{kind}"
+
     # --- configuration and logs ---
     @property
     def db_ca_cert(self) -> str:
@@ -408,6 +432,12 @@ def _problems(s: HostSettings) -> list[str]:
     need(_int_in(s.rate_limit_burst, 0, 100000), "rate_limit_burst", "0..100000")
     need(_int_in(s.static_max_age, 0, 31536000), "static_max_age", "0..31536000 seconds")
     need(_int_in(s.upstream_keepalive, 1, 1024), "upstream_keepalive", "1..1024")
+    need(
+        isinstance(s.maintenance_bypass, tuple) and all(_network(n) for n in s.maintenance_bypass),
+        "maintenance_bypass",
+        "a tuple of networks such as 198.51.100.0/24",
+    )
+    need(_int_in(s.maintenance_retry_after, 0, 86400), "maintenance_retry_after", "0..86400 s")
     return problems
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from fabric import task
 from invoke.exceptions import Exit
 
+from deploy import notify
 from deploy.release import commands as cmd
 from deploy.release import plan
 from deploy.release.build import (
@@ -138,8 +139,12 @@ def deploy(c, stack="", inventory="", hosts="", batch=1, dry_run=False, allow_di
         say(f"warning: deploying uncommitted changes ({', '.join(src.changed)}) on top of "
             f"{src.revision[:7]}; the release is named -dirty")  # fmt: skip
     cancel = threading.Event()
-    with interrupts_cancel(cancel):
+    # notify: one webhook event when the block ends, however it ends (none for a dry-run).
+    announced = notify.announce(c, "deploy", dry_run, revision=src.revision)
+    with interrupts_cancel(cancel), announced as event:
+        notify.pre_deploy_hook(c, dry_run, src.revision, hosts)  # before any host is contacted
         hosts = open_hosts(c, stack, inventory, hosts, cancel, task="deploy")
+        event.update(hosts=[h.name for h in hosts])  # notify
         try:
             target = parse_target(hosts[0].run(target_probe_command()).stdout)
             if dry_run:
@@ -153,6 +158,7 @@ def deploy(c, stack="", inventory="", hosts="", batch=1, dry_run=False, allow_di
                     f"{target.tag} ({'cached' if w.cached else 'downloaded'}), venv {w.venv_key}"
                 )
                 holder = new_holder("deploy", src.revision, art.name)
+                event.update(release=art.name)  # notify
                 locked = lock_all(hosts, holder, settings.lock_wait if wait < 0 else wait)
                 try:
                     failures = run_rollout(
@@ -165,7 +171,7 @@ def deploy(c, stack="", inventory="", hosts="", batch=1, dry_run=False, allow_di
             raise Exit("dropstack: deploy interrupted; locks released", INTERRUPTED_EXIT) from None
         except (ReleaseError, StepFailed) as exc:
             raise Exit(f"dropstack: {exc}", code=1) from None
-    finish(f"deploy of {art.name}", failures, started)
+        finish(f"deploy of {art.name}", failures, started)  # inside: its failure is an event
 
 
 def print_deploy_plan(settings, src, target, hosts, batch) -> None:
@@ -255,8 +261,10 @@ def rollback(c, release="", stack="", inventory="", hosts="", batch=1, dry_run=F
     started = time.monotonic()
     settings = settings_of(c)
     cancel = threading.Event()
-    with interrupts_cancel(cancel):
+    # notify: one webhook event when the block ends, however it ends (none for a dry-run).
+    with interrupts_cancel(cancel), notify.announce(c, "rollback", dry_run) as event:
         hosts = open_hosts(c, stack, inventory, hosts, cancel, task="rollback")
+        event.update(hosts=[h.name for h in hosts])  # notify
         try:
             states = {h.name: h.state() for h in hosts}
             target = plan.rollback_target(states[hosts[0].name], release or None)
@@ -266,6 +274,7 @@ def rollback(c, release="", stack="", inventory="", hosts="", batch=1, dry_run=F
             if note:
                 say(f"warning: {note}")
             revision = RELEASE_NAME.fullmatch(target).group("sha")
+            event.update(release=target, revision=revision)  # notify
             if dry_run:
                 groups = [
                     [plan.host_plan(n, states[n], None) for n in group]
@@ -290,4 +299,4 @@ def rollback(c, release="", stack="", inventory="", hosts="", batch=1, dry_run=F
             ) from None
         except (ReleaseError, StepFailed) as exc:
             raise Exit(f"dropstack: {exc}", code=1) from None
-    finish(f"rollback to {target}", failures, started)
+        finish(f"rollback to {target}", failures, started)  # inside: its failure is an event
