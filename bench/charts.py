@@ -20,6 +20,7 @@ from pathlib import Path
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogFormatter
 
 from bench.report import SWITCH_LABELS
 from bench.timeline import Timeline
@@ -71,6 +72,9 @@ def figure_switches(timelines: Mapping[str, Timeline]) -> Figure:
         axes[0][column].set_title(label, fontsize="medium")
         axes[-1][column].set_xlabel("seconds from the command's start")
     axes[1][0].set_yscale("log")  # the row shares its y axis: one call sets every column
+    # 5 and 2000, not 5x10^0 and 2x10^3; in-between ticks labelled only when the range is narrow.
+    axes[1][0].yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    axes[1][0].yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False))
     axes[0][0].set_ylim(bottom=0)
     # No failure at all still gets a readable axis, with zero at the bottom.
     axes[2][0].set_ylim(0, max(1.0, axes[2][0].get_ylim()[1]))
