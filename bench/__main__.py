@@ -3,7 +3,8 @@
 bin/bench is the way in (it installs what is needed, becomes root and always ends with
 `fab local.down`). The benchmarks run in order on a stack they bring up themselves: deploy
 timings (one host), zero downtime and throughput (on that host), multi-host (three hosts). A
-benchmark that fails is recorded as not measured, with why, and the next one still runs.
+benchmark that fails is recorded as not measured, with why, and the next one still runs. The
+charts (bench/charts.py) are drawn from the result JSON once it is written.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import deploy_times, multi_host, report, throughput, zero_downtime
+from bench import charts, deploy_times, multi_host, report, throughput, zero_downtime
 from bench.drive import LOG, REPO, BenchFailed, Source, fab, note, temporary_workdir, wrk_version
 
 RESULTS = REPO / "bench" / "results"
@@ -61,6 +62,10 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     parser.add_argument("--runs", type=int, default=3, help="repeats of the cheap deploys")
     parser.add_argument("--results", type=Path, default=RESULTS, help="where the JSON goes")
+    parser.add_argument(
+        "--charts", type=Path, default=charts.CHARTS,
+        help="where the PNG charts go (default the docs' images, so they are committed)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     chosen = [name.strip() for name in args.only.split(",") if name.strip()]
     unknown = sorted(set(chosen) - set(report.SECTIONS))
@@ -115,9 +120,16 @@ def main(argv: list[str] | None = None) -> int:
     stamp = measured_at.replace(":", "").replace("-", "")
     for path in (args.results / f"{stamp}.json", args.results / "latest.json"):
         path.write_text(text)
+    try:
+        drawn = charts.draw(doc, args.charts)
+    except Exception as exc:  # the figures are written already; a chart must not hide the table
+        drawn = {"charts": f"not drawn: {type(exc).__name__}: {exc}"}
     rows = report.table_rows(doc)
     print()
     print(report.render_text(rows))
+    print()
+    for name, where in drawn.items():
+        print(f"bench: chart {name}: {where}")
     print(f"\nbench: {doc['total_seconds']} s in all; results in {args.results}/latest.json "
           f"and {stamp}.json; full output in {LOG}")  # fmt: skip
     return 1 if any("error" in doc[name] for name in chosen) else 0

@@ -24,6 +24,7 @@ TIMING_LABELS = {
 SWITCH_LABELS = {
     "dropstack_deploy": "fab deploy (blue/green)",
     "dropstack_rollback": "fab rollback",
+    "gunicorn_reload": "Gunicorn reload (HUP), in place",
     "naive_restart": "naive: stop, reinstall, start",
 }
 CLIENT_LABELS = {"keepalive": "keep-alive", "close": "conn/request"}
@@ -83,6 +84,9 @@ def switch_rows(data: Mapping) -> list[tuple[str, str, str]]:
         run = data.get(key)
         if not run:
             continue
+        if "error" in run:
+            rows.append(("zero downtime", label, f"not measured: {run['error']}"))
+            continue
         total = run["total"]
         kinds = ", ".join(
             f"{CLIENT_LABELS.get(kind, kind)} {c['failed']}/{c['requests']}"
@@ -98,7 +102,17 @@ def switch_rows(data: Mapping) -> list[tuple[str, str, str]]:
             for kind, c in run["clients"].items()
         )
         rows.append(("zero downtime", f"{label}: p50 / p99", latency))
-        rows.append(("zero downtime", f"{label}: took", seconds(run["seconds"])))
+        during = run.get("during")
+        if during:
+            p99 = ms(during["p99_ms"]) if during["p99_ms"] is not None else "no response"
+            rows.append(
+                ("zero downtime", f"{label}: while it ran: failed / sent, p99",
+                 f"{during['failed']} / {during['requests']}, p99 {p99}")
+            )  # fmt: skip
+        took = seconds(run["seconds"])
+        if run.get("reload_seconds") is not None:
+            took += f" (the reload itself {seconds(run['reload_seconds'])})"
+        rows.append(("zero downtime", f"{label}: took", took))
     return rows
 
 

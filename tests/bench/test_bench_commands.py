@@ -1,6 +1,11 @@
-"""The host commands the benchmarks build: the naive restart and the direct Gunicorn instance."""
+"""The host commands the benchmarks build: the naive restart, Gunicorn's reload (its script run
+against stand-in systemctl, pgrep and curl) and the direct Gunicorn instance."""
 
 import configparser
+import shlex
+import subprocess
+
+import pytest
 
 from bench.throughput import (
     direct_start_script,
@@ -9,7 +14,13 @@ from bench.throughput import (
     wait_ready_command,
     workers_command,
 )
-from bench.zero_downtime import naive_restart_command, unpack_wheels_command
+from bench.zero_downtime import (
+    RELOAD_WAIT_SCRIPT,
+    naive_restart_command,
+    reinstall_command,
+    reload_command,
+    unpack_wheels_command,
+)
 from deploy.host_model import HostSettings
 
 
@@ -57,3 +68,73 @@ def test_wait_and_worker_probes():
     assert "systemctl show -p MainPID --value dropstack@blue.service" in workers_command(
         "dropstack@blue.service"
     )
+
+
+def test_the_reload_runs_as_root_with_the_slots_unit_socket_and_probe_as_arguments():
+    command = reload_command(HostSettings().paths, "green", timeout=45)
+    assert command[:4] == ["sudo", "-n", "sh", "-c"]
+    assert shlex.split(command[4]) == [
+        "sh", "-c", RELOAD_WAIT_SCRIPT, "reload-wait",
+        "dropstack@green.service", "/run/dropstack/green.sock", "/readyz", "45",
+    ]  # fmt: skip
+
+
+def test_reinstall_is_the_naive_restarts_own_pip_step():
+    pip = reinstall_command("/srv/dropstack/venvs/abc", "wheels")
+    assert pip in naive_restart_command(HostSettings().paths, "blue", "/srv/dropstack/venvs/abc",
+                                        "wheels")  # fmt: skip
+
+
+FAKES = {
+    # MainPID 100; `reload` is recorded, and from then on the workers are new ones.
+    "systemctl": """case "$1" in
+  show) echo "${FAKE_MAIN:-100}";;
+  reload) [ -n "$FAKE_REFUSE" ] && exit 1; touch "$STATE/reloaded";;
+esac""",
+    # Old workers 201 202 until the reload, then still one of them for FAKE_LINGER calls.
+    "pgrep": """[ "$2" = 100 ] || exit 1
+if [ ! -e "$STATE/reloaded" ]; then printf '201\\n202\\n'; exit 0; fi
+n=$(cat "$STATE/pgrep" 2>/dev/null || echo 0); echo $((n + 1)) > "$STATE/pgrep"
+if [ "$n" -lt "${FAKE_LINGER:-0}" ]; then printf '202\\n301\\n302\\n'
+else printf '301\\n302\\n'; fi""",
+    # The first FAKE_STARTING probes find no worker ready yet.
+    "curl": """n=$(cat "$STATE/curl" 2>/dev/null || echo 0); echo $((n + 1)) > "$STATE/curl"
+if [ "$n" -lt "${FAKE_STARTING:-0}" ]; then printf ' [HTTP 502]'
+else printf 'ok [HTTP 200]'; fi""",
+}
+
+
+def run_reload_script(tmp_path, **env):
+    fakes = tmp_path / "bin"
+    fakes.mkdir()
+    for name, body in FAKES.items():
+        (fakes / name).write_text("#!/bin/sh\n" + body + "\n")
+        (fakes / name).chmod(0o755)
+    state = tmp_path / "state"
+    state.mkdir()
+    environment = {"PATH": f"{fakes}:/usr/bin:/bin", "STATE": str(state), **env}
+    # the script as reload_command passes it, without the sudo in front
+    args = reload_command(HostSettings().paths, "blue", timeout=3)[2:]
+    assert args[0] == "sh"
+    done = subprocess.run(args, env=environment, capture_output=True, text=True, timeout=30)
+    return done, state
+
+
+def test_the_reload_waits_for_the_old_workers_to_go_and_a_new_one_to_answer(tmp_path):
+    done, state = run_reload_script(tmp_path, FAKE_LINGER="3", FAKE_STARTING="2")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.strip() == "old workers gone; ok [HTTP 200]"
+    assert (state / "pgrep").read_text().strip() == "4"  # three polls saw worker 202 linger
+    assert (state / "curl").read_text().strip() == "3"  # the socket asked until it answered
+
+
+@pytest.mark.parametrize(
+    ("env", "code", "says"),
+    [({"FAKE_MAIN": "0"}, 2, "is not running"), ({"FAKE_REFUSE": "1"}, 3, ""),
+     ({"FAKE_LINGER": "1000"}, 1, "old workers still running after 3 s"),
+     ({"FAKE_STARTING": "1000"}, 1, "[HTTP 502]")],
+)  # fmt: skip
+def test_the_reload_fails_with_a_reason(tmp_path, env, code, says):
+    done, _ = run_reload_script(tmp_path, **env)
+    assert done.returncode == code
+    assert says in done.stdout

@@ -25,8 +25,19 @@ SECTIONS_MEASURED = {
                 "close": figures(1500, 0, 3.0, 9.4),
             },
         },
+        "gunicorn_reload": {
+            "seconds": 7.5,
+            "reload_seconds": 2.1,
+            "total": {"requests": 2500, "failed": 0},
+            "during": {"requests": 1900, "failed": 0, "no_response": 0, "p99_ms": 1850.0},
+            "clients": {
+                "keepalive": figures(1250, 0, 3.0, 900.0),
+                "close": figures(1250, 0, 3.1, 950.0),
+            },
+        },
         "naive_restart": {
             "seconds": 6.0,
+            "during": {"requests": 1500, "failed": 900, "no_response": 1500, "p99_ms": None},
             "total": {"requests": 2000, "failed": 900},
             "clients": {
                 "keepalive": figures(1000, 450, 1.0, 5.0),
@@ -69,6 +80,19 @@ def test_table_rows_say_what_was_measured_and_what_was_not():
         "keep-alive 2.1 ms / 35 ms; conn/request 3.0 ms / 9.4 ms"
     )
     assert by_measure["naive: stop, reinstall, start: failed / sent"].startswith("900 / 2000")
+    assert by_measure["Gunicorn reload (HUP), in place: took"] == "7.5 s (the reload itself 2.1 s)"
+    assert by_measure["Gunicorn reload (HUP), in place: while it ran: failed / sent, p99"] == (
+        "0 / 1900, p99 1850 ms"
+    )
+    assert by_measure["naive: stop, reinstall, start: while it ran: failed / sent, p99"] == (
+        "900 / 1500, p99 no response"
+    )
+    measures = [measure for _, measure, _ in rows]
+    assert (
+        measures.index("fab deploy (blue/green): took")
+        < measures.index("Gunicorn reload (HUP), in place: failed / sent")
+        < measures.index("naive: stop, reinstall, start: failed / sent")
+    )
     assert by_measure["GET /healthz: Nginx / direct (inside the host)"] == "0.91 (target >= 0.85)"
     assert by_measure["GET /healthz: Gunicorn direct, inside the host"] == "2200 req/s, p99 18 ms"
     assert ("multi host", "not measured", "local.up --web-count 3 exited 1: no space") in rows
@@ -83,3 +107,12 @@ def test_renderings_hold_every_row():
     assert markdown[:2] == ["| benchmark | measure | result |", "|---|---|---|"]
     assert markdown[3] == "| bench | a longer measure | 2 / 3 |"
     assert render_text([]) == ""
+
+
+def test_a_switch_method_that_failed_says_why_and_the_others_still_show():
+    data = {**SECTIONS_MEASURED["zero_downtime"], "gunicorn_reload": {"error": "reload refused"}}
+    rows = table_rows(document("t", {}, "r", {"zero_downtime": data}))
+    assert ("zero downtime", "Gunicorn reload (HUP), in place", "not measured: reload refused") in (
+        rows
+    )
+    assert any(m == "fab deploy (blue/green): took" for _, m, _ in rows)

@@ -5,9 +5,11 @@ import http.server
 import shutil
 import subprocess
 import threading
+import time
 
 import pytest
 
+from bench.timeline import parse_request_log
 from bench.wrk import (
     SWITCH_SCRIPT,
     THROUGHPUT_SCRIPT,
@@ -128,9 +130,14 @@ def loopback_server():
     server.server_close()
 
 
-@pytest.mark.skipif(not shutil.which("wrk"), reason="wrk is not installed (bin/setup installs it)")
+needs_wrk = pytest.mark.skipif(
+    not shutil.which("wrk"), reason="wrk is not installed (bin/setup installs it)"
+)
+
+
+@needs_wrk
 @pytest.mark.parametrize(
-    ("script", "args"), [(SWITCH_SCRIPT, ("close", "5", "20")), (THROUGHPUT_SCRIPT, ("20",))]
+    ("script", "args"), [(SWITCH_SCRIPT, ("keepalive", "5", "20")), (THROUGHPUT_SCRIPT, ("20",))]
 )
 def test_the_lua_scripts_print_what_parse_output_reads(loopback_server, script, args):
     Flaky.seen = 0
@@ -145,3 +152,28 @@ def test_the_lua_scripts_print_what_parse_output_reads(loopback_server, script, 
         assert fig.non2xx == 5 and fig.statuses == {"503": 5}
         assert fig.releases == {"20260101000000-abcdef0": 20}
         assert fig.failing_window and fig.failing_window[0] <= fig.failing_window[1]
+
+
+@needs_wrk
+@pytest.mark.parametrize("kind", ["keepalive", "close"])
+def test_the_request_log_has_a_line_per_request_wrk_counted(loopback_server, tmp_path, kind):
+    """Two threads of one connection each, as bench/load.py runs them; the first thread's
+    extra request() call (wrk checks the script with it) must not show as a lost request."""
+    Flaky.seen = 0
+    log = tmp_path / "requests.log"
+    started = time.time()
+    command = wrk_command(
+        loopback_server, threads=2, connections=2, seconds=3, script=SWITCH_SCRIPT,
+        script_args=(kind, "5", "15", str(log)),
+    )  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
+    fig = parse_output(done.stdout)
+    requests = parse_request_log(log.read_text())
+    answered = [r for r in requests if r.status]
+    assert len(answered) == fig.requests  # one line per response wrk counted
+    assert sum(r.status == 503 for r in answered) == fig.non2xx
+    if kind == "keepalive":  # nothing is lost on a kept-alive connection to a healthy server
+        assert len(requests) == 30 and not [r for r in requests if not r.status]
+        assert fig.non2xx == 5
+    assert all(started * 1000 <= r.at_ms <= time.time() * 1000 for r in requests)
+    assert all(0 < r.latency_ms < 1000 for r in answered)
