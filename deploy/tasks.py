@@ -8,6 +8,7 @@ import functools
 from invoke import Collection, task
 from invoke.exceptions import Exit
 
+from deploy import maintenance, notify
 from deploy.host_model import SettingsError
 from deploy.inventory import InventoryError
 from deploy.local import tasks as local_tasks
@@ -81,3 +82,8 @@ namespace = Collection(
 )
 namespace.add_collection(Collection.from_module(local_tasks), name="local")
 namespace.add_collection(Collection(rotate), name="keys")
+namespace.add_collection(
+    Collection(maintenance.maintenance_on, maintenance.maintenance_off), name="maintenance"
+)
+# Invoke maps FABRIC_DROPSTACK_NOTIFY_* onto keys that exist: declare them with their defaults.
+namespace.configure(notify.CONFIG_DEFAULTS)

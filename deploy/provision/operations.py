@@ -77,6 +77,7 @@ def directories(s: HostSettings, deploy_user: str) -> list[tuple[str, str, str, 
         (p.releases_dir, "0755", deploy_user, deploy_user),
         (p.slots_dir, "0755", deploy_user, deploy_user),
         (p.config_dir, "0750", "root", s.app_user),
+        (p.maintenance_dir, "0755", "root", "root"),
         (s.acme_webroot, "0755", "root", "root"),
     ]
 

@@ -52,7 +52,10 @@ def test_web_image_is_a_bare_droplet():
 
 
 def test_db_image_adds_postgresql_to_the_droplet():
-    assert set(DB_IMAGE.packages) - set(WEB_IMAGE.packages) == {"postgresql-15", "openssl"}
+    # PgBouncer stands in for DigitalOcean's connection pools (fab local.up --db-pool N).
+    assert set(DB_IMAGE.packages) - set(WEB_IMAGE.packages) == {
+        "postgresql-15", "openssl", "pgbouncer"
+    }  # fmt: skip
     assert image_key(DB_IMAGE) != image_key(WEB_IMAGE)
 
 

@@ -19,10 +19,11 @@ from infra.firewall_rules import (
 RESOLVERS = ["10.255.255.53"]
 
 
-def make(web_count=2, admin=(ADMIN_CIDR,), outbound=None, resolvers=RESOLVERS):
+def make(web_count=2, admin=(ADMIN_CIDR,), outbound=None, resolvers=RESOLVERS, db_ports=(25060,)):
     plan = plan_stack(web_count)
     return ruleset(
         plan,
+        db_ports=db_ports,
         web_inbound=web_inbound_rules(admin, behind_load_balancer=False),
         web_outbound=outbound if outbound is not None else web_outbound_rules(VPC_CIDR),
         db_trusted_tags=database_trusted_tags("web"),
@@ -87,10 +88,17 @@ def test_a_narrower_outbound_rule_set_narrows_the_chain():
 
 def test_database_port_only_from_web_hosts_vpc_addresses():
     rules = chains(make(web_count=2))["db_inbound"]
-    assert rules[0].startswith("tcp dport 25060 ip saddr { 198.18.1.11, 198.18.1.12 } accept")
+    assert rules[0].startswith("tcp dport { 25060 } ip saddr { 198.18.1.11, 198.18.1.12 } accept")
     assert rules[1].startswith("tcp dport 22 ip saddr 198.18.0.1/32 accept")
     assert rules[-1] == "reject with icmpx type admin-prohibited"
     assert len(rules) == 3
+
+
+def test_a_pool_port_opens_to_the_same_sources_only():
+    rules = chains(make(web_count=2, db_ports=(25060, 25061)))["db_inbound"]
+    assert rules[0].startswith(
+        "tcp dport { 25060, 25061 } ip saddr { 198.18.1.11, 198.18.1.12 } accept"
+    )
 
 
 def test_database_opens_nothing():
