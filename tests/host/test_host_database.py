@@ -27,8 +27,7 @@ try:
         # The client's own view of the link it has: to the server, or to a pool in front of
         # it (whose own link to the server pg_stat_ssl would describe instead).
         ssl = bool(conn.pgconn.ssl_in_use)
-        version = (conn.pgconn.ssl_attribute(b"protocol") or b"").decode() or None
-    print(json.dumps({"connected": True, "ssl": ssl, "version": version}))
+    print(json.dumps({"connected": True, "ssl": ssl}))
 except Exception as exc:
     message = str(exc).strip().splitlines()[-1] if str(exc).strip() else ""
     if password:
