@@ -25,14 +25,7 @@ def files(settings: HostSettings, backup: BackupSettings, bucket: Bucket) -> lis
         return []
     return [
         RemoteFile(layout.recipients_file, backup.recipient + "\n", "0644", "root", "root"),
-        RemoteFile(
-            layout.env_file,
-            job_environment(layout, bucket, backup),
-            "0600",
-            "root",
-            "root",
-            secret=True,
-        ),  # fmt: skip
+        RemoteFile(layout.env_file, job_environment(layout, bucket, backup), "0600", secret=True),
         *templates.backup_units(settings, backup, layout),
     ]
 
