@@ -69,7 +69,7 @@ class S3Server:
             "s3",
             endpoint_url=self.endpoint,
             aws_access_key_id="test",
-            aws_secret_access_key="test",  # moto accepts any key
+            aws_secret_access_key="test",  # pragma: allowlist secret (moto accepts any key)
             region_name="us-east-1",
         )
 
