@@ -144,3 +144,48 @@ def render_site_files(settings: HostSettings) -> dict[str, RemoteFile]:
     """
     files = nginx_files(settings) + systemd_files(settings)
     return {f.path: f for f in files}
+
+
+def backup_units(settings: HostSettings, backup_settings, backup_layout) -> list[RemoteFile]:
+    """The backup job's unit and timer (deploy/backup), for the stack's first web host."""
+    extra = {"backup": backup_layout, "backup_settings": backup_settings}
+    unit_dir = settings.paths.unit_dir
+    return [
+        RemoteFile(
+            f"{unit_dir}/{backup_layout.service}",
+            render("dropstack-backup.service.j2", settings, **extra),
+        ),
+        RemoteFile(
+            f"{unit_dir}/{backup_layout.timer}",
+            render("dropstack-backup.timer.j2", settings, **extra),
+        ),
+    ]
+
+
+def restore_drill_units(
+    settings: HostSettings,
+    backup_settings,
+    *,
+    target: str,
+    target_args: str,
+    checkout: str,
+    operator_user: str,
+) -> dict[str, str]:
+    """The drill's unit and timer for the operator's machine (where the private key is), keyed
+    by file name. ``target_args`` is what `fab db.drill` needs to find the stack (--stack X)."""
+    extra = {
+        "backup_settings": backup_settings,
+        "target": target,
+        "target_args": target_args,
+        "checkout": checkout,
+        "operator_user": operator_user,
+    }
+    name = settings.app_name
+    return {
+        f"{name}-restore-drill.service": render(
+            "dropstack-restore-drill.service.j2", settings, **extra
+        ),
+        f"{name}-restore-drill.timer": render(
+            "dropstack-restore-drill.timer.j2", settings, **extra
+        ),
+    }
