@@ -49,10 +49,11 @@ def ensure_key_pair(paths: StatePaths, say: Say) -> str:
     return public.strip()
 
 
-def wait_for_ssh(paths: StatePaths, plan: StackPlan) -> None:
-    """Until the deploy user can log in to every host, verifying each host's own key."""
+def wait_for_ssh(paths: StatePaths, plan: StackPlan, only=None) -> None:
+    """Until the deploy user can log in to every host (or those in ``only``), verifying each
+    host's own key; known_hosts is rewritten with every host of the plan."""
     deadline = time.monotonic() + SSH_READY_SECONDS
-    waiting = list(plan.hosts)
+    waiting = list(only if only is not None else plan.hosts)
     known: dict[str, str] = {}
     while waiting:
         for host in list(waiting):
@@ -74,6 +75,13 @@ def wait_for_ssh(paths: StatePaths, plan: StackPlan) -> None:
                 f"{paths.console_log(host)}, then {DOWN_HINT}"
             )
         time.sleep(0.25)
+    if only is not None and paths.known_hosts.exists():
+        # Keep the other hosts' lines; the waited-for hosts' keys are read again.
+        mine = {h.ssh_address for h in only}
+        kept = [line + "\n" for line in paths.known_hosts.read_text().splitlines()
+                if line.split(" ", 1)[0] not in mine]  # fmt: skip
+        write_private(paths.known_hosts, "".join(kept) + "".join(known.values()), mode=0o644)
+        return
     write_private(paths.known_hosts, "".join(known[h.name] for h in plan.hosts), mode=0o644)
 
 

@@ -94,6 +94,29 @@ def nspawn_command(host: HostPlan, root: Path) -> list[str]:
     ]
 
 
+# A reboot inside a host ends systemd-nspawn with status 133 ("reboot requested"). On
+# DigitalOcean the hypervisor boots the droplet again with its disk; this loop is that part:
+# the same root, booted again. Any other end (a poweroff, `down`, a hard kill) ends the loop.
+SUPERVISOR = "dropstack-supervise"
+SUPERVISE_SCRIPT = 'while :; do "$@"; rc=$?; [ "$rc" -eq 133 ] || exit "$rc"; done'
+# cgroup v2 inside the container, as on a droplet (this machine is hybrid: systemd in a v1
+# container failed to attach deploy units to their cgroups now and then, 219/CGROUP).
+NSPAWN_ENVIRONMENT = {"SYSTEMD_NSPAWN_UNIFIED_HIERARCHY": "1"}
+
+
+def supervised(command: list[str]) -> list[str]:
+    """The command, started again each time it exits with 133 (a reboot)."""
+    return ["sh", "-c", SUPERVISE_SCRIPT, SUPERVISOR, *command]
+
+
+def is_supervisor_of(cmdline: list[str], host: HostPlan) -> bool:
+    return (
+        len(cmdline) > 4
+        and cmdline[3] == SUPERVISOR
+        and f"--network-namespace-path={host.netns_path}" in cmdline
+    )
+
+
 def overlay_mount_command(image: Path, host_dir: Path) -> list[str]:
     """Mount ``host_dir/root`` as the image (read-only, shared) plus this host's own changes."""
     layers = f"lowerdir={image},upperdir={host_dir / 'upper'},workdir={host_dir / 'work'}"

@@ -9,6 +9,7 @@ kind of failure, and touches nothing else on the machine. The parts live by conc
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import shutil
 import signal
@@ -23,6 +24,7 @@ from invoke.exceptions import UnexpectedExit
 
 from deploy.local import database, hosts, nftables
 from deploy.local.access import (
+    connection,
     ensure_key_pair,
     port_answers,
     quiet_paramiko,
@@ -42,6 +44,7 @@ from deploy.local.machine import (
     nspawn_leaders,
     run_unless_gone,
     send_signal,
+    supervisors,
     unmount,
     wait_gone,
     wait_reaped,
@@ -96,6 +99,8 @@ def _up(paths: StatePaths, web_count: int, say: Say, db_pool: int = 0) -> None:
     started = time.monotonic()
     plan = plan_stack(web_count)
     if _already_running(paths, web_count, say, db_pool):
+        return
+    if _restart_stopped(paths, web_count, say, db_pool):
         return
     leftovers = leftover_parts(paths)
     if leftovers:
@@ -156,6 +161,76 @@ def _already_running(paths: StatePaths, web_count: int, say: Say, db_pool: int =
         )
     say(f"the local stack is already running ({web_count} web host(s)); `fab local.status`")
     return True
+
+
+def _restart_stopped(paths: StatePaths, web_count: int, say: Say, db_pool: int) -> bool:
+    """A complete stack with hosts whose containers stopped (a hard kill, a power loss): boot
+    them again on their own disks, as a droplet comes back after a power cycle. True when that
+    was the case and they are up."""
+    record = read_record(paths)
+    if not (record and paths.inventory.exists()):
+        return False
+    if (record["web_count"], record.get("db_pool", 0)) != (web_count, db_pool):
+        return False
+    plan = plan_stack(web_count)
+    stopped = [h for h in plan.hosts if not nspawn_leaders(h) and not supervisors(h)]
+    intact = all(Path(h.netns_path).exists() and is_mounted(paths.host_root(h)) for h in plan.hosts)
+    if not stopped or not intact:
+        return False
+    started = time.monotonic()
+    for host in stopped:
+        say(f"{host.name}: its container is not running; booting it again on its disk")
+        _start_container(paths, host)
+    with quiet_paramiko():
+        wait_for_ssh(paths, StackPlan(web=tuple(h for h in stopped if h.role == "web"),
+                                      db=plan.db), only=stopped)  # fmt: skip
+        for host in stopped:
+            wait_for_cloud_init(paths, host)
+    say(f"up: {', '.join(h.name for h in stopped)} back in {time.monotonic() - started:.1f} s")
+    return True
+
+
+def reboot(host_name: str, say: Say) -> float:
+    """`systemctl reboot` inside the host, as on a droplet; returns the seconds until it
+    answers SSH again with cloud-init done. Its disk, and everything on it, stays."""
+    paths = StatePaths.from_environment()
+    with exclusive(paths):
+        plan = _running_plan(paths)
+        host = plan.host(host_name)
+        before = nspawn_leaders(host)
+        started = time.monotonic()
+        with quiet_paramiko():
+            with connection(paths, host) as conn:
+                conn.run("sudo -n systemctl reboot", hide=True, warn=True)
+            wait_gone(before, seconds=60)
+            if alive_any(before):
+                raise LocalStackError(f"{host.name}: did not stop within 60 s of the reboot")
+            wait_for_ssh(paths, plan, only=[host])
+            wait_for_cloud_init(paths, host)
+        took = time.monotonic() - started
+        say(f"{host.name}: rebooted, answering SSH again after {took:.1f} s")
+        return took
+
+
+def poweroff(host_name: str, say: Say) -> None:
+    """Pull the plug: SIGKILL the host's container (no shutdown, like a power loss).
+    `fab local.up` boots it again on its disk."""
+    paths = StatePaths.from_environment()
+    with exclusive(paths):
+        host = _running_plan(paths).host(host_name)
+        for pid in supervisors(host):
+            send_signal(pid, signal.SIGKILL)
+        leaders = nspawn_leaders(host)
+        for pid in leaders:
+            send_signal(pid, signal.SIGKILL)
+        # The container's init dies with its PID namespace's leader.
+        wait_gone(leaders)
+        wait_reaped(leaders)
+        say(f"{host.name}: powered off hard; `fab local.up` boots it again on its disk")
+
+
+def alive_any(pids: list[int]) -> bool:
+    return any(alive(p) for p in pids)
 
 
 def _host_nameservers() -> list[str]:
@@ -247,14 +322,16 @@ def _prepare_root(
 
 
 def _start_container(paths: StatePaths, host: HostPlan) -> None:
-    """Detached in its own session, so the container outlives this `fab` process."""
-    log = paths.console_log(host).open("wb")
+    """Detached in its own session, so the container outlives this `fab` process, under the
+    loop that boots it again after a reboot (hosts.supervised)."""
+    log = paths.console_log(host).open("ab")
     process = subprocess.Popen(
-        hosts.nspawn_command(host, paths.host_root(host)),
+        hosts.supervised(hosts.nspawn_command(host, paths.host_root(host))),
         stdin=subprocess.DEVNULL,
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
+        env={**os.environ, **hosts.NSPAWN_ENVIRONMENT},
     )
     log.close()
     (paths.host_dir(host) / "nspawn.pid").write_text(f"{process.pid}\n")
@@ -314,7 +391,11 @@ def _down(paths: StatePaths, say: Say) -> None:
 
 
 def _stop_containers(plan: StackPlan, say: Say, removed: list[str]) -> None:
-    """SIGTERM to nspawn makes it send SIGRTMIN+3 to the container's systemd: a clean poweroff."""
+    """SIGTERM to nspawn makes it send SIGRTMIN+3 to the container's systemd: a clean poweroff.
+    The reboot loops go first, so none boots a container again while it stops."""
+    for host in plan.hosts:
+        for pid in supervisors(host):
+            send_signal(pid, signal.SIGKILL)
     leaders = {host.name: nspawn_leaders(host) for host in plan.hosts}
     running = {name: pids for name, pids in leaders.items() if pids}
     if running:
@@ -371,7 +452,11 @@ def status() -> tuple[list[HostStatus], list[str], StatePaths]:
 
 def running_plan() -> tuple[StackPlan, StatePaths]:
     paths = StatePaths.from_environment()
+    return _running_plan(paths), paths
+
+
+def _running_plan(paths: StatePaths) -> StackPlan:
     record = read_record(paths)
     if not record or not is_running(paths, record):
         raise LocalStackError("no local stack is running; start one with `fab local.up`")
-    return plan_stack(record["web_count"]), paths
+    return plan_stack(record["web_count"])

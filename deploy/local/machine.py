@@ -39,9 +39,17 @@ def is_running(paths: StatePaths, record: dict) -> bool:
     return paths.inventory.exists() and all(nspawn_leaders(h) for h in plan.hosts)
 
 
-def nspawn_leaders(host: HostPlan) -> list[int]:
-    """The systemd-nspawn processes running this host (not their forked children)."""
-    matches = {}
+def supervisors(host: HostPlan) -> list[int]:
+    """The reboot loops (hosts.supervised) that restart this host's container."""
+    found = []
+    for pid, argv, _state, _ppid in processes():
+        if hosts.is_supervisor_of(argv, host):
+            found.append(pid)
+    return found
+
+
+def processes():
+    """(pid, argv, state, ppid) of every process this machine has, read from /proc."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -50,10 +58,17 @@ def nspawn_leaders(host: HostPlan) -> list[int]:
             stat = (entry / "stat").read_text()
         except OSError:
             continue
-        if hosts.is_nspawn_of([a.decode(errors="replace") for a in argv if a], host):
-            state, ppid = stat.rsplit(")", 1)[1].split()[:2]
-            if state != "Z":
-                matches[int(entry.name)] = int(ppid)
+        state, ppid = stat.rsplit(")", 1)[1].split()[:2]
+        yield int(entry.name), [a.decode(errors="replace") for a in argv if a], state, int(ppid)
+
+
+def nspawn_leaders(host: HostPlan) -> list[int]:
+    """The systemd-nspawn processes running this host (not their forked children)."""
+    matches = {
+        pid: ppid
+        for pid, argv, state, ppid in processes()
+        if state != "Z" and hosts.is_nspawn_of(argv, host)
+    }
     return [pid for pid, ppid in matches.items() if ppid not in matches]
 
 

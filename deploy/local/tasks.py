@@ -3,6 +3,8 @@
 fab local.up [--web-count N]   boot web-1..web-N and the database, write the inventory
 fab local.status               hosts, addresses, running or not, SSH reachable or not
 fab local.ssh [--host web-1]   a shell on a host as the deploy user
+fab local.reboot --host NAME   reboot a host like a droplet (its disk stays)
+fab local.poweroff --host NAME pull its plug; `fab local.up` boots it again on its disk
 fab local.down                 stop and remove everything but the image cache and the SSH key
 """
 
@@ -108,7 +110,27 @@ def status(c):
     inventory = paths.inventory if paths.inventory.exists() else "(not written)"
     print(f"inventory: {inventory}")
     if not all(r.running and r.ssh for r in rows):
-        raise Exit("local.status: not every host is up; `fab local.down` then `fab local.up`", 1)
+        raise Exit("local.status: not every host is up; `fab local.up` boots stopped hosts again", 1)
+
+
+@task(help={"host": "web-N or db"})
+def reboot(c, host):
+    """Reboot a host as a droplet reboots (systemctl reboot inside it): its disk stays."""
+    _preflight("fab local.reboot")
+    try:
+        lifecycle.reboot(host, say)
+    except (lifecycle.LocalStackError, KeyError) as exc:
+        raise Exit(f"local.reboot: {exc.args[0]}", code=1) from None
+
+
+@task(help={"host": "web-N or db"})
+def poweroff(c, host):
+    """Pull a host's plug (SIGKILL its container, no shutdown); `fab local.up` boots it again."""
+    _preflight("fab local.poweroff", commands={})
+    try:
+        lifecycle.poweroff(host, say)
+    except (lifecycle.LocalStackError, KeyError) as exc:
+        raise Exit(f"local.poweroff: {exc.args[0]}", code=1) from None
 
 
 @task(help={"host": "web-N or db (default web-1)", "command": "run this instead of a shell"})
