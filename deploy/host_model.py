@@ -358,6 +358,10 @@ def for_host(
         if web is not None:
             names = [ip for ip in (web.public_ip, web.private_ip, inv["load_balancer_ip"]) if ip]
             values["extra_server_names"] = names
+        if inv["load_balancer_ip"]:
+            # A load balancer reaches the droplets from inside the VPC: its X-Forwarded-For
+            # names the real client, for logs and rate limits.
+            values["trusted_proxies"] = [inv["vpc_cidr"]]
     if dns_servers:
         values["dns_servers"] = list(dns_servers)
     return HostSettings.from_mapping({**values, **config_section(config)})

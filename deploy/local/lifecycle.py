@@ -34,6 +34,7 @@ from deploy.local.access import (
 from deploy.local.database_setup import configure_database
 from deploy.local.image import IMAGES, cache_root
 from deploy.local.image_cache import ensure_image, write_into_root
+from deploy.local.load_balancer import haproxy_command, haproxy_config
 from deploy.local.machine import (
     alive,
     firewall_table_exists,
@@ -41,7 +42,9 @@ from deploy.local.machine import (
     is_running,
     leftover_parts,
     link_exists,
+    load_balancers,
     nspawn_leaders,
+    plan_of,
     run_unless_gone,
     send_signal,
     supervisors,
@@ -89,18 +92,17 @@ IP_FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
 # up
 
 
-def up(web_count: int, say: Say, db_pool: int = 0) -> None:
+def up(web_count: int, say: Say, db_pool: int = 0, load_balancer: bool | None = None) -> None:
     paths = StatePaths.from_environment()
     with exclusive(paths):
-        _up(paths, web_count, say, db_pool)
+        _up(paths, plan_stack(web_count, load_balancer), say, db_pool)
 
 
-def _up(paths: StatePaths, web_count: int, say: Say, db_pool: int = 0) -> None:
+def _up(paths: StatePaths, plan: StackPlan, say: Say, db_pool: int = 0) -> None:
     started = time.monotonic()
-    plan = plan_stack(web_count)
-    if _already_running(paths, web_count, say, db_pool):
+    if _already_running(paths, plan, say, db_pool):
         return
-    if _restart_stopped(paths, web_count, say, db_pool):
+    if _restart_stopped(paths, plan, say, db_pool):
         return
     leftovers = leftover_parts(paths)
     if leftovers:
@@ -111,10 +113,10 @@ def _up(paths: StatePaths, web_count: int, say: Say, db_pool: int = 0) -> None:
     images = {role: ensure_image(recipe, cache_root(), say) for role, recipe in IMAGES.items()}
     warm_start = time.monotonic()
     public_key = ensure_key_pair(paths, say)
-    stack_id = _write_record(paths, web_count, images, db_pool)
+    stack_id = _write_record(paths, plan, images, db_pool)
 
-    say(f"network: namespaces and links for {', '.join(h.name for h in plan.hosts)}")
-    for host in plan.hosts:
+    say(f"network: namespaces and links for {', '.join(h.name for h in plan.namespaces)}")
+    for host in plan.namespaces:
         for command in host_network_commands(host):
             run(command)
     IP_FORWARD.write_text("1\n")
@@ -141,6 +143,9 @@ def _up(paths: StatePaths, web_count: int, say: Say, db_pool: int = 0) -> None:
         raise LocalStackError(
             f"db: configuring PostgreSQL failed: {last_words(exc)}; {DOWN_HINT}"
         ) from None
+    if plan.lb:
+        say(f"lb: HAProxy at {plan.lb.public_ip}, health checks like DigitalOcean's")
+        _start_load_balancer(paths, plan)
     _write_outputs(paths, plan, credentials, tls, db_pool)
     now = time.monotonic()
     say(
@@ -149,44 +154,55 @@ def _up(paths: StatePaths, web_count: int, say: Say, db_pool: int = 0) -> None:
     )
 
 
-def _already_running(paths: StatePaths, web_count: int, say: Say, db_pool: int = 0) -> bool:
+def _shape(record: dict) -> tuple[int, int, bool]:
+    return record["web_count"], record.get("db_pool", 0), record.get("load_balancer", False)
+
+
+def _already_running(paths: StatePaths, plan: StackPlan, say: Say, db_pool: int = 0) -> bool:
     record = read_record(paths)
     if not (record and is_running(paths, record)):
         return False
-    if (record["web_count"], record.get("db_pool", 0)) != (web_count, db_pool):
+    wanted = (len(plan.web), db_pool, plan.lb is not None)
+    if _shape(record) != wanted:
+        web, pool, lb = _shape(record)
         raise LocalStackError(
-            f"a local stack with {record['web_count']} web host(s) and db pool "
-            f"{record.get('db_pool', 0)} is running; run `fab local.down` first to change "
-            "--web-count or --db-pool"
+            f"a local stack with {web} web host(s), db pool {pool} and "
+            f"{'a' if lb else 'no'} load balancer is running; run `fab local.down` first to "
+            "change --web-count, --db-pool or --load-balancer"
         )
-    say(f"the local stack is already running ({web_count} web host(s)); `fab local.status`")
+    say(f"the local stack is already running ({len(plan.web)} web host(s)); `fab local.status`")
     return True
 
 
-def _restart_stopped(paths: StatePaths, web_count: int, say: Say, db_pool: int) -> bool:
+def _restart_stopped(paths: StatePaths, plan: StackPlan, say: Say, db_pool: int) -> bool:
     """A complete stack with hosts whose containers stopped (a hard kill, a power loss): boot
     them again on their own disks, as a droplet comes back after a power cycle. True when that
     was the case and they are up."""
     record = read_record(paths)
     if not (record and paths.inventory.exists()):
         return False
-    if (record["web_count"], record.get("db_pool", 0)) != (web_count, db_pool):
+    if _shape(record) != (len(plan.web), db_pool, plan.lb is not None):
         return False
-    plan = plan_stack(web_count)
     stopped = [h for h in plan.hosts if not nspawn_leaders(h) and not supervisors(h)]
-    intact = all(Path(h.netns_path).exists() and is_mounted(paths.host_root(h)) for h in plan.hosts)
-    if not stopped or not intact:
+    mounted = all(is_mounted(paths.host_root(h)) for h in plan.hosts)
+    intact = mounted and all(Path(n.netns_path).exists() for n in plan.namespaces)
+    lb_down = plan.lb is not None and not load_balancers()
+    if not (stopped or lb_down) or not intact:
         return False
     started = time.monotonic()
+    if lb_down:
+        say("lb: HAProxy is not running; starting it again")
+        _start_load_balancer(paths, plan)
     for host in stopped:
         say(f"{host.name}: its container is not running; booting it again on its disk")
         _start_container(paths, host)
     with quiet_paramiko():
-        wait_for_ssh(paths, StackPlan(web=tuple(h for h in stopped if h.role == "web"),
-                                      db=plan.db), only=stopped)  # fmt: skip
+        if stopped:
+            wait_for_ssh(paths, plan, only=stopped)
         for host in stopped:
             wait_for_cloud_init(paths, host)
-    say(f"up: {', '.join(h.name for h in stopped)} back in {time.monotonic() - started:.1f} s")
+    back = ", ".join([h.name for h in stopped] + (["the load balancer"] if lb_down else []))
+    say(f"up: {back} back in {time.monotonic() - started:.1f} s")
     return True
 
 
@@ -246,12 +262,13 @@ def _host_nameservers() -> list[str]:
 
 
 def _write_record(
-    paths: StatePaths, web_count: int, images: dict[str, Path], db_pool: int = 0
+    paths: StatePaths, plan: StackPlan, images: dict[str, Path], db_pool: int = 0
 ) -> str:
     """Written before anything is made, so `down` knows what to restore after any failure."""
     record = {
-        "web_count": web_count,
+        "web_count": len(plan.web),
         "db_pool": db_pool,
+        "load_balancer": plan.lb is not None,
         "stack_id": secrets.token_hex(4),
         "ip_forward_before": IP_FORWARD.read_text().strip(),
         "images": {role: str(path) for role, path in images.items()},
@@ -291,7 +308,9 @@ def _apply_firewall(plan: StackPlan, nameservers: list[str], db_pool: int = 0) -
     pool_port = POSTGRES_POOL_PORT if db_pool else None
     text = nftables.ruleset(
         plan,
-        web_inbound=web_inbound_rules((ADMIN_CIDR,), behind_load_balancer=False),
+        # Behind a load balancer HTTP(S) reaches the droplets from it only (infra/ gives the
+        # real firewall source_load_balancer_uids).
+        web_inbound=web_inbound_rules((ADMIN_CIDR,), behind_load_balancer=plan.lb is not None),
         web_outbound=web_outbound_rules(VPC_CIDR, pool_port=pool_port),
         db_trusted_tags=database_trusted_tags(WEB_TAG),
         tag_addresses={WEB_TAG: [h.private_ip for h in plan.web]},
@@ -299,6 +318,27 @@ def _apply_firewall(plan: StackPlan, nameservers: list[str], db_pool: int = 0) -
         db_ports=(POSTGRES_PORT, *((pool_port,) if pool_port else ())),
     )
     run(["nft", "-f", "/dev/stdin"], stdin=text)
+
+
+def _start_load_balancer(paths: StatePaths, plan: StackPlan) -> None:
+    """HAProxy in the load balancer's namespace, detached, its config and log in the state dir."""
+    lb_dir = paths.root / "lb"
+    lb_dir.mkdir(parents=True, exist_ok=True)
+    config = lb_dir / "haproxy.cfg"
+    config.write_text(haproxy_config(plan.lb, plan.web))
+    run(["haproxy", "-c", "-q", "-f", str(config)])
+    log = (lb_dir / "haproxy.log").open("ab")
+    subprocess.Popen(
+        ["ip", "netns", "exec", plan.lb.netns,
+         *haproxy_command(str(config), str(lb_dir / "haproxy.pid"))],
+        stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    log.close()
+    deadline = time.monotonic() + 10
+    while not load_balancers():
+        if time.monotonic() > deadline:
+            raise LocalStackError(f"lb: HAProxy did not start; see {lb_dir / 'haproxy.log'}")
+        time.sleep(0.1)
 
 
 def _prepare_root(
@@ -352,13 +392,17 @@ def _down(paths: StatePaths, say: Say) -> None:
     plan = largest_plan()
     removed: list[str] = []
 
+    for pid in load_balancers():
+        send_signal(pid, signal.SIGTERM)
+        wait_gone([pid])
+        removed.append("load balancer")
     _stop_containers(plan, say, removed)
     for host in plan.hosts:
         root = paths.host_root(host)
         if is_mounted(root):
             unmount(root)
             removed.append(f"overlay {host.name}")
-    for host in plan.hosts:
+    for host in plan.namespaces:
         # Root-side links first: deleting one end of a veth pair deletes both at once, whereas a
         # deleted namespace takes its links along only later, in the kernel's own time.
         for name in host.root_link_names:
@@ -376,7 +420,7 @@ def _down(paths: StatePaths, say: Say) -> None:
         removed.append("nft table inet dropstack")
     if record and record.get("ip_forward_before") == "0":
         IP_FORWARD.write_text("0\n")
-    for path in (paths.hosts, paths.db):
+    for path in (paths.hosts, paths.db, paths.root / "lb"):
         if path.exists():
             shutil.rmtree(path)
             removed.append(str(path))
@@ -443,7 +487,7 @@ def status() -> tuple[list[HostStatus], list[str], StatePaths]:
     record = read_record(paths)
     rows = []
     if record:
-        for host in plan_stack(record["web_count"]).hosts:
+        for host in plan_of(record).hosts:
             running = bool(nspawn_leaders(host))
             ssh = running and port_answers(host.ssh_address, 22, timeout=1)
             rows.append(HostStatus(host, running, ssh))
@@ -459,4 +503,4 @@ def _running_plan(paths: StatePaths) -> StackPlan:
     record = read_record(paths)
     if not record or not is_running(paths, record):
         raise LocalStackError("no local stack is running; start one with `fab local.up`")
-    return plan_stack(record["web_count"])
+    return plan_of(record)

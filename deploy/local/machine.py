@@ -13,14 +13,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 from deploy.local import hosts, nftables
+from deploy.local.load_balancer import is_haproxy_of
 from deploy.local.network import HostPlan, largest_plan, plan_stack
 from deploy.local.state import LocalStackError, StatePaths, run
 
 
 def leftover_parts(paths: StatePaths) -> list[str]:
     """Anything a local stack makes that exists now, by name (empty on a clean machine)."""
-    found = []
-    for host in largest_plan().hosts:
+    found = [f"load balancer (pid {pid})" for pid in load_balancers()]
+    for host in largest_plan().namespaces:
         if nspawn_leaders(host):
             found.append(f"container {host.name}")
         if Path(host.netns_path).exists():
@@ -34,9 +35,23 @@ def leftover_parts(paths: StatePaths) -> list[str]:
     return found
 
 
+def plan_of(record: dict):
+    """The plan a stack record describes."""
+    return plan_stack(record["web_count"], record.get("load_balancer", False))
+
+
 def is_running(paths: StatePaths, record: dict) -> bool:
-    plan = plan_stack(record["web_count"])
-    return paths.inventory.exists() and all(nspawn_leaders(h) for h in plan.hosts)
+    plan = plan_of(record)
+    return (
+        paths.inventory.exists()
+        and all(nspawn_leaders(h) for h in plan.hosts)
+        and (plan.lb is None or bool(load_balancers()))
+    )
+
+
+def load_balancers() -> list[int]:
+    """The HAProxy processes standing in for the load balancer."""
+    return [pid for pid, argv, state, _ in processes() if state != "Z" and is_haproxy_of(argv)]
 
 
 def supervisors(host: HostPlan) -> list[int]:

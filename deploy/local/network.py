@@ -18,6 +18,9 @@ VPC_CIDR = "198.18.1.0/24"
 ROUTER_ADDRESS = "198.18.0.1"  # this machine, on every link
 ADMIN_CIDR = f"{ROUTER_ADDRESS}/32"
 DB_ADDRESS = "198.18.1.100"
+# The load balancer: its public address (the inventory's load_balancer_ip) and its VPC side.
+LB_PUBLIC_ADDRESS = "198.18.0.2"
+LB_VPC_ADDRESS = "198.18.1.2"
 MAX_WEB_COUNT = 10
 NETNS_DIR = "/run/netns"
 # Every interface this project creates in the root namespace starts with this, and nothing else
@@ -75,10 +78,17 @@ def _address_in(links: tuple[Link, ...], cidr: str) -> str | None:
 class StackPlan:
     web: tuple[HostPlan, ...]
     db: HostPlan
+    lb: HostPlan | None = None  # a namespace, not a container: HAProxy runs in it
 
     @property
     def hosts(self) -> tuple[HostPlan, ...]:
+        """The containers (droplets and the database)."""
         return (*self.web, self.db)
+
+    @property
+    def namespaces(self) -> tuple[HostPlan, ...]:
+        """Everything with a network namespace and links: the hosts and the load balancer."""
+        return (*self.hosts, *((self.lb,) if self.lb else ()))
 
     def host(self, name: str) -> HostPlan:
         for host in self.hosts:
@@ -108,19 +118,40 @@ def db_host() -> HostPlan:
     )
 
 
+def load_balancer_host() -> HostPlan:
+    """The load balancer: public on one side, in the VPC (where it reaches the droplets) on the
+    other, as DigitalOcean's is."""
+    return HostPlan(
+        name="lb",
+        role="lb",
+        netns="ds-lb",
+        links=(
+            Link("ds-lb-pub", "eth0", LB_PUBLIC_ADDRESS, 24),
+            Link("ds-lb-vpc", "eth1", LB_VPC_ADDRESS, 24),
+        ),
+    )
+
+
 def _nth(cidr: str, index: int) -> str:
     return str(ipaddress.ip_network(cidr)[index])
 
 
-def plan_stack(web_count: int) -> StackPlan:
+def plan_stack(web_count: int, load_balancer: bool | None = None) -> StackPlan:
+    """The stack's hosts. A load balancer whenever there is more than one web host (as infra/
+    creates one), or when asked for with one."""
     if not 1 <= web_count <= MAX_WEB_COUNT:
         raise ValueError(f"web count must be 1..{MAX_WEB_COUNT}, not {web_count}")
-    return StackPlan(web=tuple(web_host(n) for n in range(1, web_count + 1)), db=db_host())
+    with_lb = web_count > 1 if load_balancer is None else load_balancer
+    return StackPlan(
+        web=tuple(web_host(n) for n in range(1, web_count + 1)),
+        db=db_host(),
+        lb=load_balancer_host() if with_lb else None,
+    )
 
 
 def largest_plan() -> StackPlan:
     """Every host a local stack can have: ``down`` cleans all of their names, whatever was made."""
-    return plan_stack(MAX_WEB_COUNT)
+    return plan_stack(MAX_WEB_COUNT, load_balancer=True)
 
 
 def host_network_commands(host: HostPlan) -> list[list[str]]:

@@ -45,6 +45,14 @@ def ruleset(
     """
     web_links = _names(link for host in plan.web for link in host.root_link_names)
     db_links = _names(plan.db.root_link_names)
+    lb = plan.lb
+    lb_links = _names(lb.root_link_names) if lb else None
+    # The load balancer's address inside the VPC: what the droplets see its traffic come from.
+    lb_peers = [lb.private_ip] if lb else []
+
+    def lb_jumps(into: str, out: str) -> list[str]:
+        return [f"iifname {lb_links} jump {out}", f"oifname {lb_links} jump {into}"] if lb else []
+
     db_sources = [a for tag in db_trusted_tags for a in _tag(tag_addresses, tag)]
     chains = [
         _chain(
@@ -58,6 +66,7 @@ def ruleset(
                 f"iifname {db_links} jump db_outbound",
                 f"oifname {web_links} jump web_inbound",
                 f"oifname {db_links} jump db_inbound",
+                *lb_jumps("lb_inbound", "lb_outbound"),
                 f"oifname != {OURS} jump leave_machine",
             ],
         ),
@@ -74,6 +83,7 @@ def ruleset(
                 "ct state established,related accept",
                 f"oifname {web_links} jump web_inbound",
                 f"oifname {db_links} jump db_inbound",
+                *([f"oifname {lb_links} jump lb_inbound"] if lb else []),
             ],
         ),
         _chain(
@@ -84,12 +94,13 @@ def ruleset(
                 "ct state established,related accept",
                 f"iifname {web_links} jump web_outbound",
                 f"iifname {db_links} jump db_outbound",
+                *([f"iifname {lb_links} jump lb_outbound"] if lb else []),
             ],
         ),
         _chain(
             "web_inbound",
             None,
-            [*_rule_lines(web_inbound, "inbound", tag_addresses, "accept"), REJECT],
+            [*_rule_lines(web_inbound, "inbound", tag_addresses, "accept", lb_peers), REJECT],
         ),
         _chain(
             "web_outbound",
@@ -109,6 +120,30 @@ def ruleset(
             ],
         ),
         _chain("db_outbound", None, [f'{REJECT} comment "a managed database opens nothing"']),
+        *(
+            [
+                _chain(
+                    "lb_inbound",
+                    None,
+                    [
+                        'tcp dport { 80, 443 } accept comment "the load balancer\'s listeners"',
+                        "meta l4proto icmp accept",
+                        REJECT,
+                    ],
+                ),
+                _chain(
+                    "lb_outbound",
+                    None,
+                    [
+                        f"tcp dport 80 ip daddr {_set(h.private_ip for h in plan.web)} return"
+                        ' comment "to the droplets, and health checks"',
+                        f'{REJECT} comment "a load balancer reaches only its droplets"',
+                    ],
+                ),
+            ]
+            if lb
+            else []
+        ),
         _chain(
             "leave_machine",
             None,
@@ -152,14 +187,17 @@ def _chain(name: str, hook: str | None, lines: Sequence[str]) -> str:
 
 
 def _rule_lines(
-    rules: Iterable[FirewallRule], direction: str, tags: Mapping[str, Sequence[str]], verdict: str
-) -> list[str]:
-    """One nft line per rule and address family it names; ``direction`` picks saddr or daddr."""
+    rules: Iterable[FirewallRule], direction: str, tags: Mapping[str, Sequence[str]], verdict: str,
+    lb_peers: Sequence[str] = (),
+) -> list[str]:  # fmt: skip
+    """One nft line per rule and address family it names; ``direction`` picks saddr or daddr.
+    A rule naming the load balancer resolves to ``lb_peers``, its addresses."""
     lines = []
     for rule in rules:
-        if rule.load_balancer:
-            raise ValueError(f"rule {rule.description!r}: the local droplet has no load balancer")
+        if rule.load_balancer and not lb_peers:
+            raise ValueError(f"rule {rule.description!r}: this local stack has no load balancer")
         peers = [*rule.addresses, *(a for tag in rule.tags for a in _tag(tags, tag))]
+        peers += list(lb_peers) if rule.load_balancer else []
         for peer_match in _peer_matches(peers, "saddr" if direction == "inbound" else "daddr"):
             parts = [peer_match, _protocol_match(rule, peer_match), verdict]
             comment = rule.description.replace('"', "'")

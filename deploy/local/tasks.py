@@ -64,14 +64,16 @@ def _db_pool(value: str | int | None) -> int:
         "web_count": f"web hosts, 1..{MAX_WEB_COUNT} (default $DROPSTACK_WEB_COUNT or 1)",
         "db_pool": "server connections of a PgBouncer pool on 25061, transaction mode, like "
         "dbPoolSize (default $DROPSTACK_DB_POOL or 0: no pool, the app connects directly)",
+        "load_balancer": "a load balancer (HAProxy) even with one web host; with more there is "
+        "always one, as on DigitalOcean",
     }
 )
-def up(c, web_count=None, db_pool=None):
+def up(c, web_count=None, db_pool=None, load_balancer=False):
     """Boot the local stack (web hosts + managed-style PostgreSQL) and write its inventory."""
     count, pool = _web_count(web_count), _db_pool(db_pool)
     _preflight("fab local.up")
     try:
-        lifecycle.up(count, say, db_pool=pool)
+        lifecycle.up(count, say, db_pool=pool, load_balancer=True if load_balancer else None)
     except (lifecycle.LocalStackError, ImageBuildError) as exc:
         raise Exit(f"local.up: {exc}", code=1) from None
 
@@ -110,7 +112,9 @@ def status(c):
     inventory = paths.inventory if paths.inventory.exists() else "(not written)"
     print(f"inventory: {inventory}")
     if not all(r.running and r.ssh for r in rows):
-        raise Exit("local.status: not every host is up; `fab local.up` boots stopped hosts again", 1)
+        raise Exit(
+            "local.status: not every host is up; `fab local.up` boots stopped hosts again", 1
+        )
 
 
 @task(help={"host": "web-N or db"})
