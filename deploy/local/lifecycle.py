@@ -326,7 +326,7 @@ def _start_load_balancer(paths: StatePaths, plan: StackPlan) -> None:
     lb_dir.mkdir(parents=True, exist_ok=True)
     config = lb_dir / "haproxy.cfg"
     config.write_text(haproxy_config(plan.lb, plan.web))
-    run(["haproxy", "-c", "-q", "-f", str(config)])
+    run(["haproxy", "-c", "-f", str(config)])
     log = (lb_dir / "haproxy.log").open("ab")
     subprocess.Popen(
         ["ip", "netns", "exec", plan.lb.netns,

@@ -35,6 +35,7 @@ def haproxy_config(
     frontends = "".join(
         f"frontend http_{r.entry_port}\n"
         f"    bind {lb.public_ip}:{r.entry_port}\n"
+        f"    http-request set-header X-Forwarded-Proto {r.entry_protocol}\n"
         "    default_backend web\n\n"
         for r in rules
     )
@@ -50,7 +51,6 @@ defaults
     timeout server {IDLE_TIMEOUT_SECONDS}s
     timeout http-keep-alive {IDLE_TIMEOUT_SECONDS}s
     option forwardfor
-    http-request set-header X-Forwarded-Proto http
     # A connection a host refuses or never answers is tried on another host.
     retries 3
     option redispatch

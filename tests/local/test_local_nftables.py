@@ -19,12 +19,15 @@ from infra.firewall_rules import (
 RESOLVERS = ["10.255.255.53"]
 
 
-def make(web_count=2, admin=(ADMIN_CIDR,), outbound=None, resolvers=RESOLVERS, db_ports=(25060,)):
-    plan = plan_stack(web_count)
+def make(
+    web_count=2, admin=(ADMIN_CIDR,), outbound=None, resolvers=RESOLVERS, db_ports=(25060,),
+    lb=False,
+):  # fmt: skip
+    plan = plan_stack(web_count, load_balancer=lb)
     return ruleset(
         plan,
         db_ports=db_ports,
-        web_inbound=web_inbound_rules(admin, behind_load_balancer=False),
+        web_inbound=web_inbound_rules(admin, behind_load_balancer=lb),
         web_outbound=outbound if outbound is not None else web_outbound_rules(VPC_CIDR),
         db_trusted_tags=database_trusted_tags("web"),
         tag_addresses={"web": [h.private_ip for h in plan.web]},
@@ -182,3 +185,27 @@ def test_the_kernel_accepts_the_ruleset(tmp_path):
     path.write_text(make(web_count=10))
     result = subprocess.run(["nft", "-c", "-f", str(path)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_behind_the_load_balancer_http_reaches_droplets_from_it_only():
+    rules = chains(make(web_count=3, lb=True))
+    assert 'ip saddr { 198.18.1.2 } tcp dport 80 accept comment "http"' in rules["web_inbound"]
+    assert 'tcp dport 80 accept comment "http"' not in rules["web_inbound"]
+    assert rules["lb_outbound"][0].startswith(
+        "tcp dport 80 ip daddr { 198.18.1.11, 198.18.1.12, 198.18.1.13 } return"
+    )
+    assert rules["lb_outbound"][-1].startswith("reject")
+    assert rules["lb_inbound"][0].startswith("tcp dport { 80, 443 } accept")
+    assert 'iifname { "ds-lb-pub", "ds-lb-vpc" } jump lb_outbound' in rules["forward"]
+
+
+def test_a_rule_naming_a_load_balancer_needs_one():
+    import pytest
+
+    with pytest.raises(ValueError, match="has no load balancer"):
+        plan = plan_stack(2, load_balancer=False)
+        ruleset(
+            plan, web_inbound=web_inbound_rules((ADMIN_CIDR,), behind_load_balancer=True),
+            web_outbound=web_outbound_rules(VPC_CIDR), db_trusted_tags=("web",),
+            tag_addresses={"web": [h.private_ip for h in plan.web]}, resolvers=RESOLVERS,
+        )  # fmt: skip
