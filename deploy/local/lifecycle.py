@@ -334,10 +334,12 @@ def _start_load_balancer(paths: StatePaths, plan: StackPlan) -> None:
         stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
     log.close()
+    # Up once its listener answers; an HAProxy that exits at start (a limit, a bad bind) says why.
     deadline = time.monotonic() + 10
-    while not load_balancers():
+    while not port_answers(plan.lb.public_ip, 80, timeout=0.5):
         if time.monotonic() > deadline:
-            raise LocalStackError(f"lb: HAProxy did not start; see {lb_dir / 'haproxy.log'}")
+            last = (lb_dir / "haproxy.log").read_text().strip().splitlines()[-1:] or ["no log"]
+            raise LocalStackError(f"lb: HAProxy did not start: {last[0]}; {DOWN_HINT}")
         time.sleep(0.1)
 
 

@@ -42,7 +42,8 @@ def haproxy_config(
     return f"""\
 # Written by `fab local.up`: the local stand-in for a DigitalOcean load balancer.
 global
-    maxconn 10000
+    # Within this machine's open-file limit (HAProxy needs about two descriptors a connection).
+    maxconn 4000
 
 defaults
     mode http

@@ -189,7 +189,7 @@ def test_the_kernel_accepts_the_ruleset(tmp_path):
 
 def test_behind_the_load_balancer_http_reaches_droplets_from_it_only():
     rules = chains(make(web_count=3, lb=True))
-    assert 'ip saddr { 198.18.1.2 } tcp dport 80 accept comment "http"' in rules["web_inbound"]
+    assert 'ip saddr { 198.18.1.2/32 } tcp dport 80 accept comment "http"' in rules["web_inbound"]
     assert 'tcp dport 80 accept comment "http"' not in rules["web_inbound"]
     assert rules["lb_outbound"][0].startswith(
         "tcp dport 80 ip daddr { 198.18.1.11, 198.18.1.12, 198.18.1.13 } return"
