@@ -98,15 +98,28 @@ def nspawn_command(host: HostPlan, root: Path) -> list[str]:
 # DigitalOcean the hypervisor boots the droplet again with its disk; this loop is that part:
 # the same root, booted again. Any other end (a poweroff, `down`, a hard kill) ends the loop.
 SUPERVISOR = "dropstack-supervise"
-SUPERVISE_SCRIPT = 'while :; do "$@"; rc=$?; [ "$rc" -eq 133 ] || exit "$rc"; done'
-# cgroup v2 inside the container, as on a droplet (this machine is hybrid: systemd in a v1
-# container failed to attach deploy units to their cgroups now and then, 219/CGROUP).
+# $1: the host's own cgroup (empty: none). Every container needs one: with --keep-unit and no
+# systemd on this machine, nspawn puts each container's payload in <its own cgroup>/payload, so
+# containers started from one cgroup share one cgroup tree, and one host's systemd removed
+# another's unit cgroups: "Failed to attach to cgroup .../dropstack@blue.service: No such file
+# or directory", status 219/CGROUP, on multi-host stacks only.
+SUPERVISE_SCRIPT = (
+    'cg=$1; shift; if [ -n "$cg" ]; then mkdir -p "$cg" && echo $$ > "$cg/cgroup.procs" '
+    '|| exit 1; fi; while :; do "$@"; rc=$?; [ "$rc" -eq 133 ] || exit "$rc"; done'
+)
+# cgroup v2 inside the container, as on a droplet (this machine runs hybrid cgroups).
 NSPAWN_ENVIRONMENT = {"SYSTEMD_NSPAWN_UNIFIED_HIERARCHY": "1"}
+CGROUP_PARENT = "dropstack"
 
 
-def supervised(command: list[str]) -> list[str]:
-    """The command, started again each time it exits with 133 (a reboot)."""
-    return ["sh", "-c", SUPERVISE_SCRIPT, SUPERVISOR, *command]
+def host_cgroup(host: HostPlan, unified_root: Path | None) -> str:
+    """The host's own cgroup in this machine's cgroup v2 tree ('' without one)."""
+    return str(unified_root / CGROUP_PARENT / host.netns) if unified_root else ""
+
+
+def supervised(command: list[str], cgroup: str = "") -> list[str]:
+    """The command in its own cgroup, started again each time it exits with 133 (a reboot)."""
+    return ["sh", "-c", SUPERVISE_SCRIPT, SUPERVISOR, cgroup, *command]
 
 
 def is_supervisor_of(cmdline: list[str], host: HostPlan) -> bool:

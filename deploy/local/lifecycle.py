@@ -45,9 +45,11 @@ from deploy.local.machine import (
     load_balancers,
     nspawn_leaders,
     plan_of,
+    remove_cgroup,
     run_unless_gone,
     send_signal,
     supervisors,
+    unified_cgroup_root,
     unmount,
     wait_gone,
     wait_reaped,
@@ -271,6 +273,8 @@ def _write_record(
         "load_balancer": plan.lb is not None,
         "stack_id": secrets.token_hex(4),
         "ip_forward_before": IP_FORWARD.read_text().strip(),
+        # Who made it: bin/test clears only stacks it made itself, never a user's demo.
+        "owner": os.environ.get("DROPSTACK_STACK_OWNER") or "user",
         "images": {role: str(path) for role, path in images.items()},
     }
     write_private(paths.record, json.dumps(record, indent=2) + "\n", mode=0o644)
@@ -368,7 +372,10 @@ def _start_container(paths: StatePaths, host: HostPlan) -> None:
     loop that boots it again after a reboot (hosts.supervised)."""
     log = paths.console_log(host).open("ab")
     process = subprocess.Popen(
-        hosts.supervised(hosts.nspawn_command(host, paths.host_root(host))),
+        hosts.supervised(
+            hosts.nspawn_command(host, paths.host_root(host)),
+            hosts.host_cgroup(host, unified_cgroup_root()),
+        ),
         stdin=subprocess.DEVNULL,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -383,9 +390,19 @@ def _start_container(paths: StatePaths, host: HostPlan) -> None:
 # down
 
 
-def down(say: Say) -> None:
+def down(say: Say, if_owner: str = "") -> None:
+    """Remove the stack; with ``if_owner``, only one that owner made (or a half-made one with
+    no record), refusing any other with a one-line error that says what to do."""
     paths = StatePaths.from_environment()
     with exclusive(paths):
+        record = read_record(paths)
+        owner = (record or {}).get("owner", "user")
+        if if_owner and record and owner != if_owner:
+            raise LocalStackError(
+                f"a local stack made by {owner} is running (`fab local.status`); {if_owner} "
+                "needs this machine's one local stack and leaves yours alone: when you are done "
+                "with it, run `fab local.down`, then run this again"
+            )
         _down(paths, say)
 
 
@@ -417,6 +434,9 @@ def _down(paths: StatePaths, say: Say) -> None:
                 lambda h=host: not Path(h.netns_path).exists(),
             )
             removed.append(f"netns {host.netns}")
+    cgroups = unified_cgroup_root()
+    if cgroups and remove_cgroup(cgroups / hosts.CGROUP_PARENT):
+        removed.append("cgroups")
     if firewall_table_exists():
         run(nftables.delete_table_command(), hint="")
         removed.append("nft table inet dropstack")

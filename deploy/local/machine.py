@@ -29,6 +29,9 @@ def leftover_parts(paths: StatePaths) -> list[str]:
         found += [f"link {n}" for n in host.root_link_names if link_exists(n)]
         if is_mounted(paths.host_root(host)):
             found.append(f"overlay {paths.host_root(host)}")
+    root = unified_cgroup_root()
+    if root and (root / hosts.CGROUP_PARENT).is_dir():
+        found.append(f"cgroup {root / hosts.CGROUP_PARENT}")
     if firewall_table_exists():
         found.append("nft table inet dropstack")
     found += [str(p) for p in (paths.record, paths.inventory, paths.hosts) if p.exists()]
@@ -47,6 +50,28 @@ def is_running(paths: StatePaths, record: dict) -> bool:
         and all(nspawn_leaders(h) for h in plan.hosts)
         and (plan.lb is None or bool(load_balancers()))
     )
+
+
+def unified_cgroup_root() -> Path | None:
+    """Where this machine's cgroup v2 tree is mounted: /sys/fs/cgroup/unified on a hybrid
+    machine (this one), /sys/fs/cgroup on a unified one; None without cgroup v2."""
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        fields = line.split()
+        if " - cgroup2 " in line and fields[4] in ("/sys/fs/cgroup/unified", "/sys/fs/cgroup"):
+            return Path(fields[4])
+    return None
+
+
+def remove_cgroup(path: Path) -> bool:
+    """Remove a cgroup directory and its (empty) children, deepest first; False if absent."""
+    if not path.is_dir():
+        return False
+    for child in sorted((p for p in path.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+        with contextlib.suppress(OSError):
+            child.rmdir()
+    with contextlib.suppress(OSError):
+        path.rmdir()
+    return True
 
 
 def load_balancers() -> list[int]:

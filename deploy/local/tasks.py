@@ -78,13 +78,15 @@ def up(c, web_count=None, db_pool=None, load_balancer=False):
         raise Exit(f"local.up: {exc}", code=1) from None
 
 
-@task
-def down(c):
+@task(
+    help={"if_owner": "only a stack this owner made ($DROPSTACK_STACK_OWNER at up); refuse others"}
+)
+def down(c, if_owner=""):
     """Stop the hosts and remove their roots, namespaces, firewall table and inventory."""
     # Only root: down must clean up whatever exists, even on a machine missing a tool.
     _preflight("fab local.down", commands={})
     try:
-        lifecycle.down(say)
+        lifecycle.down(say, if_owner)
     except lifecycle.LocalStackError as exc:
         raise Exit(f"local.down: {exc}", code=1) from None
 
