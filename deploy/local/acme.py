@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 # Full speed and no simulated faults: pebble otherwise sleeps up to 15 s before validating and
 # rejects 5% of good nonces (certbot retries badNonce, but the tests would be slow and flaky).
+CERTIFICATE_DAYS = 90
 PEBBLE_ENVIRONMENT = {"PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0"}
 
 
@@ -101,6 +102,9 @@ def pebble_config(ca: AcmeCa) -> str:
             # TLS-ALPN-01 is never offered by certbot --webroot; the port is required anyway.
             "tlsPort": 5001,
             "ocspResponderURL": "",
+            # Let's Encrypt's 90 days, not pebble's default five years: renewal timing, and
+            # scanners' validity checks, see what a real certificate gets.
+            "certificateValidityPeriod": CERTIFICATE_DAYS * 86400,
             "externalAccountBindingRequired": False,
         }
     }

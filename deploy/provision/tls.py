@@ -128,10 +128,13 @@ def force_renewal_command(
     s: HostSettings, acme: Acme, dirs: CertbotDirs | None = None
 ) -> list[str]:
     """Renew now against the CA stored in the renewal configuration, running its deploy hook.
-    Not ``renew --dry-run``: that ignores the stored server and asks Let's Encrypt's staging CA."""
+    Not ``renew --dry-run``: that ignores the stored server and asks Let's Encrypt's staging CA.
+    Without a terminal certbot renew first sleeps up to 8 minutes (spreading the timer's load on
+    the CA); an operator's renewal should not."""
     certbot = ["env", f"REQUESTS_CA_BUNDLE={ca_bundle_path(s, acme)}",
                "certbot", "renew", "--non-interactive", "--force-renewal",
-               "--cert-name", s.domain or "", *(dirs.options() if dirs else [])]  # fmt: skip
+               "--no-random-sleep-on-renew", "--cert-name", s.domain or "",
+               *(dirs.options() if dirs else [])]  # fmt: skip
     return certify_script(s.domain or "", acme.directory, certbot)
 
 
