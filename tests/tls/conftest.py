@@ -227,48 +227,52 @@ def site(world_readable_dir: Path) -> Iterator[TlsSite]:
         run(command)
     Path(ca.config_path).write_text(acme.pebble_config(ca))
     local_ca = LocalCa(ca)
-    dns_log = open(ca_dir / "challtestsrv.log", "w")  # noqa: SIM115
-    local_ca.dns = subprocess.Popen(acme.challtestsrv_command(ca), stdout=dns_log,
-                                    stderr=subprocess.STDOUT)  # fmt: skip
-    wait_for_port(ca.dns_management_port, local_ca.dns, "pebble-challtestsrv")
-    local_ca.start_pebble()
-    local_ca.dns_request(acme.a_record_request(DOMAIN, "127.0.0.1"))
-
-    # The host's first pass: the site over HTTP with the ACME webroot (tls_certificate_ready
-    # False), exactly as the "tls certificate" step renders it before certbot runs.
-    letsencrypt = root / "letsencrypt"
-    dirs = tls.CertbotDirs(str(letsencrypt), str(root / "certbot-work"), str(root / "certbot-log"))
-    http_only = HostSettings(
-        vpc_cidr=VPC, app_root=str(root / "srv/dropstack"), listen_ipv6=False, domain=DOMAIN,
-        tls_certificate_ready=False, config_dir=str(root / "etc-dropstack"),
-    )  # fmt: skip
-    http_only = build_nginx_tree(root, http_only)
-    http_only = replace(http_only, tls_cert_dir=f"{letsencrypt}/live/{DOMAIN}")
-    Path(http_only.acme_webroot).mkdir(mode=0o755)
-    Path(http_only.config_dir).mkdir()
-    nginx_conf = Path(http_only.nginx_dir, "nginx.conf")
-    temp = "".join(f"{kind}_temp_path {root}/tmp-{kind};\n"
-                   for kind in ("proxy", "fastcgi", "uwsgi", "scgi"))  # fmt: skip
-    temp += f"client_body_temp_path {root}/tmp-body;\n"
-    nginx_conf.write_text(nginx_conf.read_text().replace("http {", "http {\n" + temp, 1))
-    site = TlsSite(root, http_only, http_port, https_port, local_ca, dirs)
-    site.write_site(http_only)
-    # certbot writes the CA bundle's file where the inventory's PEM goes on a host.
-    for file in tls.acme_files(http_only, local_ca.acme):
-        if file.path.startswith(http_only.config_dir):
-            Path(file.path).write_text(file.content)
-    assert nginx_t(root).returncode == 0, nginx_t(root).stderr
-
-    live = Path(http_only.paths.live_socket)
-    live.parent.mkdir(parents=True, exist_ok=True)
-    app = UnixAppServer(str(live), AppHandler)
-    live.chmod(0o666)
-    threading.Thread(target=app.serve_forever, daemon=True).start()
-    site.nginx = subprocess.Popen(
-        ["nginx", *site.nginx_args, "-g", f"daemon off; pid {root}/nginx.pid;"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
+    site = None
+    app = None
     try:
+        dns_log = open(ca_dir / "challtestsrv.log", "w")  # noqa: SIM115
+        local_ca.dns = subprocess.Popen(acme.challtestsrv_command(ca), stdout=dns_log,
+                                        stderr=subprocess.STDOUT)  # fmt: skip
+        wait_for_port(ca.dns_management_port, local_ca.dns, "pebble-challtestsrv")
+        local_ca.start_pebble()
+        local_ca.dns_request(acme.a_record_request(DOMAIN, "127.0.0.1"))
+
+        # The host's first pass: the site over HTTP with the ACME webroot (tls_certificate_ready
+        # False), exactly as the "tls certificate" step renders it before certbot runs.
+        letsencrypt = root / "letsencrypt"
+        dirs = tls.CertbotDirs(
+            str(letsencrypt), str(root / "certbot-work"), str(root / "certbot-log")
+        )
+        http_only = HostSettings(
+            vpc_cidr=VPC, app_root=str(root / "srv/dropstack"), listen_ipv6=False, domain=DOMAIN,
+            tls_certificate_ready=False, config_dir=str(root / "etc-dropstack"),
+        )  # fmt: skip
+        http_only = build_nginx_tree(root, http_only)
+        http_only = replace(http_only, tls_cert_dir=f"{letsencrypt}/live/{DOMAIN}")
+        Path(http_only.acme_webroot).mkdir(mode=0o755)
+        Path(http_only.config_dir).mkdir()
+        nginx_conf = Path(http_only.nginx_dir, "nginx.conf")
+        temp = "".join(f"{kind}_temp_path {root}/tmp-{kind};\n"
+                       for kind in ("proxy", "fastcgi", "uwsgi", "scgi"))  # fmt: skip
+        temp += f"client_body_temp_path {root}/tmp-body;\n"
+        nginx_conf.write_text(nginx_conf.read_text().replace("http {", "http {\n" + temp, 1))
+        site = TlsSite(root, http_only, http_port, https_port, local_ca, dirs)
+        site.write_site(http_only)
+        # The "certbot's certificate authority" step: the CA bundle certbot is given.
+        for file in tls.acme_files(http_only, local_ca.acme):
+            if file.path.startswith(http_only.config_dir):
+                Path(file.path).write_text(file.content)
+        assert nginx_t(root).returncode == 0, nginx_t(root).stderr
+
+        live = Path(http_only.paths.live_socket)
+        live.parent.mkdir(parents=True, exist_ok=True)
+        app = UnixAppServer(str(live), AppHandler)
+        live.chmod(0o666)
+        threading.Thread(target=app.serve_forever, daemon=True).start()
+        site.nginx = subprocess.Popen(
+            ["nginx", *site.nginx_args, "-g", f"daemon off; pid {root}/nginx.pid;"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )  # fmt: skip
         wait_for_port(http_port, site.nginx, "nginx")
         started = time.monotonic()
         result = site.certonly()
@@ -277,8 +281,12 @@ def site(world_readable_dir: Path) -> Iterator[TlsSite]:
         site.switch_to_https()
         yield site
     finally:
-        stop(site.nginx)
-        app.shutdown()
-        app.server_close()
+        # Whatever was started, even when setup failed half-way.
+        if site and site.nginx:
+            stop(site.nginx)
+        if app:
+            app.shutdown()
+            app.server_close()
         local_ca.stop_pebble()
-        stop(local_ca.dns)
+        if local_ca.dns:
+            stop(local_ca.dns)
