@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from deploy import shell
 from deploy.host_model import SLOTS, HostSettings
 from deploy.inventory import Inventory
-from deploy.provision import database, desired, templates
+from deploy.provision import database, desired, templates, tls
 from deploy.provision import facts as f
 from deploy.provision.files import RemoteFile, describe_difference, differing
 
@@ -117,6 +117,7 @@ def wanted_paths(t: Target) -> list[str]:
     files += templates.nginx_files(t.settings) + templates.systemd_files(t.settings)
     if t.settings.domain:
         files += templates.nginx_files(replace(t.settings, tls_certificate_ready=False))
+        files += tls.acme_files(t.settings, acme_settings(t))
     return sorted({file.path for file in files})
 
 
@@ -364,26 +365,42 @@ def nginx_changes(t: Target, facts: f.HostFacts, s: HostSettings, summary: str) 
     ]
 
 
+def acme_settings(t: Target) -> tls.Acme:
+    try:
+        return tls.acme_from_inventory(t.inv)
+    except tls.AcmeError as exc:
+        raise Unsupported(str(exc)) from None
+
+
+def acme_client(t: Target, facts: f.HostFacts) -> list[Change]:
+    """certbot's CA bundle, and the drop-in giving certbot's timer the same one (renewals go to
+    the CA stored in the renewal configuration: the inventory's acme_directory)."""
+    files = tls.acme_files(t.settings, acme_settings(t))
+    reload = (root(["systemctl", "daemon-reload"]),)
+    return file_changes(t, facts, files, "certbot's CA", then=reload)
+
+
 def tls_certificate(t: Target, facts: f.HostFacts) -> list[Change]:
     """First pass with a domain and no certificate yet: serve HTTP with the ACME webroot so
     certbot can prove the domain, then obtain it. certbot's timer renews it; its deploy hook
-    reloads Nginx."""
+    validates and reloads Nginx. If certbot fails, the step fails with one line naming the
+    domain and the cause, and the host keeps serving HTTP: the HTTPS site is only rendered
+    (and `nginx -t`-validated) by the next step, once the certificate exists."""
     s = t.settings
     if not s.domain or f"{s.tls_cert_dir}/fullchain.pem" in facts.present:
         return []
     http_only = replace(s, tls_certificate_ready=False)
     site = nginx_changes(t, facts, http_only, "nginx site over http for certbot")
-    certbot = root(certbot_command(s))
+    certbot = root(certbot_command(s, acme_settings(t)))
     detail = (*(site[0].detail if site else ()), f"+ certificate for {s.domain} (certbot)")
     if site:
         return [replace(site[0], then=(*site[0].then, certbot), detail=detail)]
     return [Change(f"certificate for {s.domain}", commands=(certbot,), detail=detail)]
 
 
-def certbot_command(s: HostSettings) -> list[str]:
-    return ["certbot", "certonly", "--non-interactive", "--agree-tos", "--webroot",
-            "-w", s.acme_webroot, "--register-unsafely-without-email", "-d", s.domain,
-            "--deploy-hook", "systemctl reload nginx"]  # fmt: skip
+def certbot_command(s: HostSettings, acme: tls.Acme) -> list[str]:
+    """certbot certonly over HTTP-01 against the inventory's CA (tls.certonly_command)."""
+    return tls.certonly_command(s, acme)
 
 
 def nginx_site(t: Target, facts: f.HostFacts) -> list[Change]:
@@ -438,6 +455,7 @@ STEPS: tuple[tuple[str, Operation], ...] = (
     ("systemd units for gunicorn", systemd_units),
     # Before any Nginx site: the static upstream names the link, so a serving host needs it first.
     ("live slot link", live_link),
+    ("certbot's certificate authority", acme_client),
     ("tls certificate (certbot)", tls_certificate),
     ("nginx site", nginx_site),
     ("host firewall (ufw)", host_firewall),
@@ -449,7 +467,7 @@ STEPS: tuple[tuple[str, Operation], ...] = (
 def steps_for(settings: HostSettings, first: bool = True) -> tuple[tuple[str, Operation], ...]:
     """The steps this host runs: the certificate step only with a domain; the database, which
     all hosts share, from the first host only."""
-    skipped = ({tls_certificate} if not settings.domain else set()) | (
+    skipped = ({acme_client, tls_certificate} if not settings.domain else set()) | (
         {database_privileges} if not first else set()
     )
     return tuple(s for s in STEPS if s[1] not in skipped)
