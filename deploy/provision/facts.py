@@ -251,6 +251,21 @@ def parse_shadow_ages(text: str) -> dict[str, tuple[bool, str, str, str]]:
     return users
 
 
+def parse_lynis_report(text: str) -> dict:
+    """The report's hardening index, test count, warnings and suggestions."""
+    values: dict[str, Any] = {"warnings": [], "suggestions": []}
+    for line in text.splitlines():
+        key, _, value = line.partition("=")
+        if key == "hardening_index":
+            values["hardening_index"] = int(value)
+        elif key == "lynis_tests_done":
+            values["tests"] = int(value)
+        elif key in ("warning[]", "suggestion[]"):
+            test, message = [*value.split("|"), ""][:2]
+            values[f"{key[:-2]}s"].append({"test": test, "message": message})
+    return values
+
+
 def parse_security_updates(text: str) -> tuple[str, ...]:
     """Packages `apt-get -s upgrade` would take from a security archive (`Inst` lines)."""
     found = []

@@ -377,3 +377,13 @@ def test_baseline_steps_run_before_sshd_reads_their_files():
     names = [name for name, _ in ops.STEPS]
     for step in ("login banner", "ssh host keys", "ssh moduli"):
         assert names.index(step) < names.index("sshd hardening")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("hardening_index=81\nlynis_tests_done=250\nwarning[]=X-1|msg|-|-|\n",
+      {"hardening_index": 81, "tests": 250, "warnings": [{"test": "X-1", "message": "msg"}],
+       "suggestions": []})],
+)  # fmt: skip
+def test_parse_lynis_report(text, expected):
+    assert f.parse_lynis_report(text) == expected
