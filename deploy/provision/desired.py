@@ -477,10 +477,15 @@ ProcessSizeMax=0
 # login.defs is the distribution's file (no drop-in directory in Debian 12's shadow): these keys
 # are set in place, every other line is kept as it is.
 LOGIN_DEFS_PATH = "/etc/login.defs"
+PASSWORD_POLICY_DAYS = (365, 1, 14)  # max, min, warn: login.defs, and chage for existing accounts
 LOGIN_DEFS = {
-    "PASS_MAX_DAYS": "365",
-    "PASS_MIN_DAYS": "1",
-    "PASS_WARN_AGE": "14",
+    **dict(
+        zip(
+            ("PASS_MAX_DAYS", "PASS_MIN_DAYS", "PASS_WARN_AGE"),
+            (str(days) for days in PASSWORD_POLICY_DAYS),
+            strict=True,
+        )
+    ),
     "UMASK": "027",
     "SHA_CRYPT_MIN_ROUNDS": "65536",
     "SHA_CRYPT_MAX_ROUNDS": "65536",
@@ -521,7 +526,6 @@ ocredit = -1
 retry = 3
 enforce_for_root
 """
-PASSWORD_POLICY_DAYS = (365, 1, 14)  # max, min, warn: chage for accounts that have a password
 
 
 AUDIT_RULES_PATH = "/etc/audit/rules.d/dropstack.rules"

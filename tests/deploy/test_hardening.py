@@ -132,8 +132,6 @@ def test_host_keys_probe_and_generation_on_this_machine(tmp_path):
     for command in commands:
         moved = [str(t).replace("/etc/ssh", str(tmp_path)) for t in command]
         subprocess.run(["sh", "-c", join([Raw(t) if t == "&&" else t for t in moved])], check=True)
-    private = (tmp_path / "ssh_host_rsa_key").read_text()
-    assert "BEGIN OPENSSH PRIVATE KEY" in private
     # No passphrase: sshd must load it unattended.
     subprocess.run(["ssh-keygen", "-y", "-P", "", "-f", str(tmp_path / "ssh_host_rsa_key")],
                    check=True, capture_output=True)  # fmt: skip
