@@ -40,6 +40,10 @@ def render_user_data(*, hostname: str, deploy_user: str, ssh_public_keys: Sequen
         "manage_etc_hosts": True,
         "disable_root": True,
         "ssh_pwauth": False,
+        # Only the ed25519 host key at first boot: ssh-audit's hardened policy refuses ECDSA,
+        # and cloud-init makes RSA keys of 3072 bits; fab provision adds the RSA 4096 key.
+        # The operator's known_hosts pins this ed25519 key, which provisioning never replaces.
+        "ssh_genkeytypes": ["ed25519"],
         "users": [
             {
                 "name": deploy_user,

@@ -30,7 +30,7 @@ TLS_PACKAGES = ("certbot",)
 
 
 def packages_for(tls: bool) -> tuple[str, ...]:
-    return BASE_PACKAGES + (TLS_PACKAGES if tls else ())
+    return BASE_PACKAGES + HARDENING_PACKAGES + (TLS_PACKAGES if tls else ())
 
 
 def check_distro(os_release: str) -> str | None:
@@ -53,7 +53,8 @@ def install_packages_command(packages: list[str]) -> list[str]:
     )  # fmt: skip
 
 
-# Mozilla's OpenSSH "modern" guidelines, trimmed to what OpenSSH 9.2 (Debian 12) offers.
+# Mozilla's OpenSSH "modern" guidelines and ssh-audit's hardening guide for Debian 12; the
+# algorithm lists are SSHD_ALGORITHMS (below), exactly what SSH_AUDIT_POLICY wants.
 SSHD_HARDENING = """\
 # Managed by dropstack (fab provision). Validated with `sshd -t` before sshd reloads.
 PermitRootLogin no
@@ -70,31 +71,22 @@ ClientAliveCountMax 2
 X11Forwarding no
 AllowAgentForwarding no
 PermitTunnel no
+# Provisioning reaches the database through a local forward (deploy/provision/database.py);
+# nothing forwards the other way.
+AllowTcpForwarding local
+GatewayPorts no
+PermitUserEnvironment no
+# Fabric keeps an SFTP session open beside its commands; 4 leaves room, lynis's best is 2.
+MaxSessions 4
+Compression no
+# ClientAlive* above detects dead peers inside the encrypted channel; TCP keepalives are spoofable.
+TCPKeepAlive no
+UseDNS no
+LogLevel VERBOSE
+Banner {banner}
+ModuliFile {moduli}
+RequiredRSASize {rsa_bits}
 {crypto}"""
-SSHD_ALGORITHMS = {
-    "KexAlgorithms": (
-        "sntrup761x25519-sha512@openssh.com",
-        "curve25519-sha256",
-        "curve25519-sha256@libssh.org",
-        "diffie-hellman-group16-sha512",
-        "diffie-hellman-group18-sha512",
-    ),
-    "Ciphers": (
-        "chacha20-poly1305@openssh.com",
-        "aes256-gcm@openssh.com",
-        "aes128-gcm@openssh.com",
-        "aes256-ctr",
-        "aes192-ctr",
-        "aes128-ctr",
-    ),
-    "MACs": (
-        "hmac-sha2-512-etm@openssh.com",
-        "hmac-sha2-256-etm@openssh.com",
-        "umac-128-etm@openssh.com",
-    ),
-    "HostKeyAlgorithms": ("ssh-ed25519", "ecdsa-sha2-nistp256", "rsa-sha2-512", "rsa-sha2-256"),
-}
-
 FAIL2BAN_JAIL = """\
 # Managed by dropstack (fab provision).
 [DEFAULT]
@@ -133,10 +125,8 @@ def os_files(ssh_user: str, operator_ip: str = "") -> dict[str, RemoteFile]:
     return {
         "sshd": RemoteFile(
             "/etc/ssh/sshd_config.d/20-dropstack.conf",
-            SSHD_HARDENING.format(
-                ssh_user=ssh_user,
-                crypto="".join(f"{k} {','.join(v)}\n" for k, v in SSHD_ALGORITHMS.items()),
-            ),
+            sshd_settings(ssh_user),
+            "0600",
         ),
         "fail2ban": RemoteFile(
             "/etc/fail2ban/jail.d/dropstack.local",
@@ -224,3 +214,418 @@ def app_database_url(db_uri: str, ca_path: str) -> str:
     params = [p for p in query.split("&") if p and not p.startswith(("sslmode=", "sslrootcert="))]
     params += ["sslmode=verify-full", f"sslrootcert={ca_path}"]
     return f"{base}?{'&'.join(params)}"
+
+
+# --- host baseline (docs/security.md "Host baseline"): lynis, ssh-audit, CIS-derived checks ---
+
+# The ssh-audit policy the sshd settings below meet, by its exact built-in name (`ssh-audit -L`).
+# Version 3 is the newest for Debian 12; it wants sntrup761x25519-sha512, which Debian's
+# OpenSSH 9.2p1-2+deb12u10 has (security archive), hence the openssh upgrade step.
+SSH_AUDIT_POLICY = "Hardened Debian 12 (version 3)"
+HOST_KEY_DIR = "/etc/ssh"
+# type -> (file, bits). sshd offers exactly these; ECDSA and DSA keys are deleted.
+HOST_KEYS = {"ed25519": ("ssh_host_ed25519_key", 256), "rsa": ("ssh_host_rsa_key", 4096)}
+UNWANTED_HOST_KEYS = ("ssh_host_ecdsa_key", "ssh_host_dsa_key")
+# Group-exchange moduli of at least 3072 bits (the policy's dh_modulus_sizes). A filtered copy
+# beside Debian's file, named by ModuliFile: the packaged /etc/ssh/moduli stays pristine, so an
+# openssh-server security update never stops on a conffile prompt (unattended-upgrades skips such
+# packages).
+MODULI_SOURCE = "/etc/ssh/moduli"
+MODULI_FILE = "/etc/ssh/moduli.dropstack"
+MODULI_MIN_BITS = 3071  # the moduli file's size column is the modulus length minus one
+BANNER_PATH = "/etc/issue.net"
+
+# Exactly the policy's lists, in its order: ssh-audit compares them as sequences. The server
+# appends kex-strict-s-v00@openssh.com (the Terrapin countermeasure) itself.
+SSHD_ALGORITHMS = {
+    "KexAlgorithms": (
+        "sntrup761x25519-sha512",
+        "sntrup761x25519-sha512@openssh.com",
+        "curve25519-sha256",
+        "curve25519-sha256@libssh.org",
+        "diffie-hellman-group16-sha512",
+        "diffie-hellman-group18-sha512",
+        "diffie-hellman-group-exchange-sha256",
+    ),
+    "Ciphers": (
+        "chacha20-poly1305@openssh.com",
+        "aes256-gcm@openssh.com",
+        "aes256-ctr",
+        "aes192-ctr",
+        "aes128-gcm@openssh.com",
+        "aes128-ctr",
+    ),
+    "MACs": (
+        "hmac-sha2-256-etm@openssh.com",
+        "hmac-sha2-512-etm@openssh.com",
+        "umac-128-etm@openssh.com",
+    ),
+    "HostKeyAlgorithms": (
+        "sk-ssh-ed25519-cert-v01@openssh.com",
+        "ssh-ed25519-cert-v01@openssh.com",
+        "rsa-sha2-512-cert-v01@openssh.com",
+        "rsa-sha2-256-cert-v01@openssh.com",
+        "sk-ssh-ed25519@openssh.com",
+        "ssh-ed25519",
+        "rsa-sha2-512",
+        "rsa-sha2-256",
+    ),
+    "CASignatureAlgorithms": (
+        "sk-ssh-ed25519@openssh.com",
+        "ssh-ed25519",
+        "rsa-sha2-512",
+        "rsa-sha2-256",
+    ),
+    "GSSAPIKexAlgorithms": ("gss-curve25519-sha256-", "gss-group16-sha512-"),
+    "HostbasedAcceptedAlgorithms": (
+        "sk-ssh-ed25519-cert-v01@openssh.com",
+        "ssh-ed25519-cert-v01@openssh.com",
+        "sk-ssh-ed25519@openssh.com",
+        "ssh-ed25519",
+        "rsa-sha2-512-cert-v01@openssh.com",
+        "rsa-sha2-512",
+        "rsa-sha2-256-cert-v01@openssh.com",
+        "rsa-sha2-256",
+    ),
+    "PubkeyAcceptedAlgorithms": (
+        "sk-ssh-ed25519-cert-v01@openssh.com",
+        "ssh-ed25519-cert-v01@openssh.com",
+        "sk-ssh-ed25519@openssh.com",
+        "ssh-ed25519",
+        "rsa-sha2-512-cert-v01@openssh.com",
+        "rsa-sha2-512",
+        "rsa-sha2-256-cert-v01@openssh.com",
+        "rsa-sha2-256",
+    ),
+}
+REQUIRED_RSA_BITS = 3072  # sshd's RequiredRSASize: smaller RSA keys, host or user, are refused
+# The key types of authorized keys that PubkeyAcceptedAlgorithms above still accepts: a deploy
+# key of another type (ECDSA, DSA) would be refused after the reload, so provisioning stops first.
+ACCEPTED_USER_KEY_TYPES = ("ssh-ed25519", "sk-ssh-ed25519@openssh.com", "ssh-rsa")
+
+
+def sshd_settings(
+    ssh_user: str,
+    *,
+    key_dir: str = HOST_KEY_DIR,
+    moduli: str = MODULI_FILE,
+    banner: str = BANNER_PATH,
+) -> str:
+    """The drop-in sshd reads before Debian's defaults (the first value of a keyword wins).
+    The paths are parameters for the loopback test, which runs a real sshd on its own files."""
+    host_keys = "".join(f"HostKey {key_dir}/{name}\n" for name, _ in HOST_KEYS.values())
+    crypto = "".join(f"{k} {','.join(v)}\n" for k, v in SSHD_ALGORITHMS.items())
+    return SSHD_HARDENING.format(
+        ssh_user=ssh_user,
+        banner=banner,
+        moduli=moduli,
+        rsa_bits=REQUIRED_RSA_BITS,
+        crypto=host_keys + crypto,
+    )
+
+
+def user_key_problem(public_key: str) -> str | None:
+    """None when the hardened sshd still accepts this authorized key, else why not (one line)."""
+    parts = public_key.split()
+    if len(parts) < 2:
+        return f"{public_key[:30]!r} is not an OpenSSH public key line"
+    kind, blob = parts[0], parts[1]
+    if kind not in ACCEPTED_USER_KEY_TYPES:
+        allowed = ", ".join(ACCEPTED_USER_KEY_TYPES)
+        return f"a {kind} key would be refused by the hardened sshd (allowed: {allowed})"
+    if kind == "ssh-rsa":
+        bits = rsa_key_bits(blob)
+        if bits < REQUIRED_RSA_BITS:
+            return f"a {bits}-bit RSA key is below RequiredRSASize {REQUIRED_RSA_BITS}"
+    return None
+
+
+def rsa_key_bits(blob_b64: str) -> int:
+    """The modulus length of an ssh-rsa public key blob (RFC 4253: string, mpint e, mpint n)."""
+    import base64
+    import struct
+
+    data = base64.b64decode(blob_b64)
+    fields, offset = [], 0
+    for _ in range(3):
+        (length,) = struct.unpack(">I", data[offset : offset + 4])
+        fields.append(data[offset + 4 : offset + 4 + length])
+        offset += 4 + length
+    return int.from_bytes(fields[2], "big").bit_length()
+
+
+def host_key_commands(keys: dict[str, tuple[str, int]]) -> tuple[list[list[str]], list[str]]:
+    """What brings /etc/ssh's host keys to ed25519 + RSA 4096: (commands, detail lines).
+
+    A key is made under a temporary name and moved into place, so sshd never finds half a key;
+    the ed25519 key, which the operator's known_hosts pins, is only ever created, never replaced.
+    """
+    commands, detail = [], []
+    for name in UNWANTED_HOST_KEYS:
+        if name in keys:
+            path = f"{HOST_KEY_DIR}/{name}"
+            commands.append(["rm", "-f", path, f"{path}.pub"])
+            detail.append(f"- {path} ({keys[name][0]} {keys[name][1]} bits)")
+    for kind, (name, bits) in HOST_KEYS.items():
+        have = keys.get(name)
+        if have and (kind == "ed25519" or have[1] >= bits):
+            continue
+        path = f"{HOST_KEY_DIR}/{name}"
+        commands.append(new_host_key_command(kind, bits, path))
+        was = f"{have[1]} bits" if have else "absent"
+        detail.append(f"~ {path}: {was} -> {kind} {bits} bits (the host's fingerprint changes)")
+    return commands, detail
+
+
+def new_host_key_command(kind: str, bits: int, path: str) -> list[str]:
+    staged = f"{path}.dropstack-new"
+    size = ["-b", str(bits)] if kind == "rsa" else []
+    return shell.chain(
+        ["rm", "-f", staged, f"{staged}.pub"],
+        ["ssh-keygen", "-q", "-t", kind, *size, "-N", "", "-C", "", "-f", staged],
+        ["mv", "-f", f"{staged}.pub", f"{path}.pub"],
+        ["mv", "-f", staged, path],
+    )
+
+
+def moduli_command() -> list[str]:
+    """Write MODULI_FILE: Debian's moduli of at least 3072 bits (comments kept)."""
+    return shell.script(
+        'awk \'/^#/ || $5 >= m\' m="$1" "$2" > "$3.dropstack-new" && '
+        'chmod 644 "$3.dropstack-new" && mv -f "$3.dropstack-new" "$3"',
+        MODULI_MIN_BITS,
+        MODULI_SOURCE,
+        MODULI_FILE,
+    )
+
+
+# Kernel parameters. The network ones are per network namespace, so a container (the local
+# droplet) sets them too; the kernel.*, fs.* and global ones a container cannot write
+# (/proc/sys is read-only there), so they are applied on a droplet and only installed in one.
+SYSCTL_NETWORK = {
+    "net.ipv4.conf.all.accept_redirects": "0",
+    "net.ipv4.conf.default.accept_redirects": "0",
+    "net.ipv4.conf.all.secure_redirects": "0",
+    "net.ipv4.conf.default.secure_redirects": "0",
+    "net.ipv4.conf.all.send_redirects": "0",
+    "net.ipv4.conf.default.send_redirects": "0",
+    "net.ipv4.conf.all.accept_source_route": "0",
+    "net.ipv4.conf.default.accept_source_route": "0",
+    "net.ipv4.conf.all.rp_filter": "1",
+    "net.ipv4.conf.default.rp_filter": "1",
+    "net.ipv4.conf.all.log_martians": "1",
+    "net.ipv4.conf.default.log_martians": "1",
+    "net.ipv4.icmp_echo_ignore_broadcasts": "1",
+    "net.ipv4.icmp_ignore_bogus_error_responses": "1",
+    "net.ipv4.tcp_syncookies": "1",
+    "net.ipv6.conf.all.accept_redirects": "0",
+    "net.ipv6.conf.default.accept_redirects": "0",
+    "net.ipv6.conf.all.accept_source_route": "0",
+    "net.ipv6.conf.default.accept_source_route": "0",
+}
+SYSCTL_KERNEL = {
+    "kernel.kptr_restrict": "2",
+    "kernel.dmesg_restrict": "1",
+    "kernel.perf_event_paranoid": "3",
+    "kernel.unprivileged_bpf_disabled": "1",
+    "kernel.yama.ptrace_scope": "1",
+    "kernel.sysrq": "0",
+    "kernel.core_uses_pid": "1",
+    "kernel.randomize_va_space": "2",
+    "fs.suid_dumpable": "0",
+    "fs.protected_fifos": "2",
+    "fs.protected_regular": "2",
+    "fs.protected_hardlinks": "1",
+    "fs.protected_symlinks": "1",
+    "dev.tty.ldisc_autoload": "0",
+    "net.core.bpf_jit_harden": "2",
+}
+SYSCTL_NETWORK_PATH = "/etc/sysctl.d/60-dropstack-network.conf"
+SYSCTL_KERNEL_PATH = "/etc/sysctl.d/60-dropstack-kernel.conf"
+
+
+def sysctl_file(values: dict[str, str], why: str) -> str:
+    lines = [f"# Managed by dropstack (fab provision): {why}"]
+    return "\n".join([*lines, *(f"{key} = {value}" for key, value in values.items())]) + "\n"
+
+
+def sysctl_differences(wanted: dict[str, str], running: dict[str, str]) -> list[str]:
+    """The wanted keys whose running value differs (multi-value keys compare word by word)."""
+    return [k for k, v in wanted.items() if running.get(k, "").split() != v.split()]
+
+
+LOGIN_BANNER = """\
+Authorised access only. This system is private property: activity on it is monitored and
+logged, and evidence of unauthorised use may be given to law enforcement. By continuing you
+consent to these terms.
+"""
+
+CORE_LIMITS = """\
+# Managed by dropstack (fab provision): no process may write a core dump (memory can hold
+# secrets: the app's SECRET_KEY, database passwords).
+* hard core 0
+* soft core 0
+root hard core 0
+"""
+COREDUMP_CONF = """\
+# Managed by dropstack (fab provision): systemd-coredump, if ever installed, keeps nothing.
+[Coredump]
+Storage=none
+ProcessSizeMax=0
+"""
+
+# login.defs is the distribution's file (no drop-in directory in Debian 12's shadow): these keys
+# are set in place, every other line is kept as it is.
+LOGIN_DEFS_PATH = "/etc/login.defs"
+PASSWORD_POLICY_DAYS = (365, 1, 14)  # max, min, warn: login.defs, and chage for existing accounts
+LOGIN_DEFS = {
+    **dict(
+        zip(
+            ("PASS_MAX_DAYS", "PASS_MIN_DAYS", "PASS_WARN_AGE"),
+            (str(days) for days in PASSWORD_POLICY_DAYS),
+            strict=True,
+        )
+    ),
+    "UMASK": "027",
+    "SHA_CRYPT_MIN_ROUNDS": "65536",
+    "SHA_CRYPT_MAX_ROUNDS": "65536",
+    "ENCRYPT_METHOD": "SHA512",
+}
+
+
+def edit_login_defs(text: str, wanted: dict[str, str] = LOGIN_DEFS) -> str:
+    """``text`` with each wanted key's active line set to its value (the first active line
+    rewritten, later duplicates dropped); keys absent from the file are appended."""
+    seen: set[str] = set()
+    out = []
+    for line in text.splitlines():
+        words = line.split()
+        key = words[0] if words and not line.lstrip().startswith("#") else None
+        if key in wanted:
+            if key in seen:
+                continue
+            seen.add(key)
+            out.append(f"{key}\t{wanted[key]}")
+        else:
+            out.append(line)
+    missing = [k for k in wanted if k not in seen]
+    if missing:
+        out.append("# Set by dropstack (fab provision):")
+        out += [f"{k}\t{wanted[k]}" for k in missing]
+    return "\n".join(out) + "\n"
+
+
+PWQUALITY = """\
+# Managed by dropstack (fab provision). No account logs in with a password (SSH takes keys
+# only), but any password set later (console, sudo) must be strong.
+minlen = 14
+dcredit = -1
+ucredit = -1
+lcredit = -1
+ocredit = -1
+retry = 3
+enforce_for_root
+"""
+
+
+AUDIT_RULES_PATH = "/etc/audit/rules.d/dropstack.rules"
+AUDIT_RULES = """\
+# Managed by dropstack (fab provision): who used privilege, and who changed who may.
+-w /usr/bin/sudo -p x -k privileged
+-w /usr/bin/su -p x -k privileged
+-w /etc/sudoers -p wa -k privilege-config
+-w /etc/sudoers.d/ -p wa -k privilege-config
+-w /etc/passwd -p wa -k identity
+-w /etc/shadow -p wa -k identity
+-w /etc/group -p wa -k identity
+-w /etc/gshadow -p wa -k identity
+-w /usr/bin/passwd -p x -k passwd-change
+-w /usr/sbin/usermod -p x -k identity
+-w /etc/ssh/sshd_config -p wa -k sshd-config
+-w /etc/ssh/sshd_config.d/ -p wa -k sshd-config
+-a always,exit -F arch=b64 -S execve -C uid!=euid -F euid=0 -k setuid-root
+-a always,exit -F arch=b32 -S execve -C uid!=euid -F euid=0 -k setuid-root
+"""
+
+MODPROBE_PATH = "/etc/modprobe.d/dropstack-blacklist.conf"
+# Filesystems and protocols a web droplet never uses: each is one more kernel attack surface
+# that loads on demand. `install X /bin/true` is the form lynis and CIS look for.
+UNUSED_MODULES = (
+    "dccp",
+    "sctp",
+    "rds",
+    "tipc",
+    "cramfs",
+    "freevxfs",
+    "hfs",
+    "hfsplus",
+    "jffs2",
+    "udf",
+    "usb-storage",
+    "firewire-core",
+)
+
+
+def modprobe_file() -> str:
+    lines = ["# Managed by dropstack (fab provision): modules a web droplet never loads."]
+    return "\n".join([*lines, *(f"install {m} /bin/true" for m in UNUSED_MODULES)]) + "\n"
+
+
+# /tmp on a droplet: Debian 12 ships tmp.mount masked-off (disabled); this drop-in plus
+# `systemctl enable tmp.mount` gives a tmpfs /tmp without device files, setuid or execution.
+# noexec is deliberately left off /tmp: pip and apt run build and maintainer scripts there.
+TMP_MOUNT_PATH = "/etc/systemd/system/tmp.mount.d/dropstack.conf"
+TMP_MOUNT = """\
+# Managed by dropstack (fab provision).
+[Mount]
+Options=mode=1777,strictatime,nosuid,nodev,size=50%,nr_inodes=1m
+"""
+# Not a temporary file: the shared-memory mount whose options are hardened.
+SHM = "/dev/shm"  # noqa: S108
+SHM_OPTIONS = ("nodev", "nosuid", "noexec")
+# /dev/shm: a systemd drop-in cannot remount it (systemd mounts it itself), an fstab line can.
+FSTAB_SHM = f"tmpfs {SHM} tmpfs defaults,nodev,nosuid,noexec 0 0"
+
+
+def edit_fstab_shm(fstab: str) -> str:
+    """``fstab`` with /dev/shm mounted nodev,nosuid,noexec: an existing /dev/shm line is
+    replaced, else FSTAB_SHM is appended; every other line is kept."""
+    lines = [line for line in fstab.splitlines() if line.split()[1:2] != [SHM]]
+    current = [line for line in fstab.splitlines() if line.split()[1:2] == [SHM]]
+    if current == [FSTAB_SHM]:
+        return fstab
+    return "\n".join([*lines, FSTAB_SHM]) + "\n"
+
+
+def upgrade_packages_command(packages: list[str]) -> list[str]:
+    """Upgrade installed packages only (never installs a new one), keeping local configs."""
+    return [
+        "env",
+        "DEBIAN_FRONTEND=noninteractive",
+        "apt-get",
+        "install",
+        "-y",
+        "-q",
+        "--only-upgrade",
+        "-o",
+        "Dpkg::Options::=--force-confold",
+        *packages,
+    ]
+
+
+CRON_MODES = {
+    "/etc/crontab": "600",
+    **{f"/etc/cron.{d}": "700" for d in ("d", "hourly", "daily", "weekly", "monthly")},
+}
+SSHD_CONFIG_MODES = {"/etc/ssh/sshd_config": "600", "/etc/ssh/sshd_config.d": "700"}
+
+# Packages lynis suggests that cost nothing at run time. needrestart and apt-listbugs are left
+# out: both prompt during apt runs (needrestart may restart services unattended).
+HARDENING_PACKAGES = (
+    "auditd",  # the audit log of privilege use (AUDIT_RULES)
+    "libpam-pwquality",  # password strength (PWQUALITY)
+    "libpam-tmpdir",  # a private $TMPDIR per login session
+    "debsums",  # verify installed files against the packages' checksums
+    "apt-show-versions",  # which packages have updates (patch management)
+    "apt-listchanges",  # changelogs of upgrades, in the apt log
+)

@@ -194,6 +194,135 @@ def ufw_status() -> Fact:
     return Fact("ufw", ["ufw", "status", "verbose"])
 
 
+# --- the host baseline's facts (docs/security.md "Host baseline") ---
+
+HOST_KEYS_SCRIPT = (
+    'for k in "$1"/ssh_host_*_key; do [ -f "$k" ] || continue; '
+    'printf "%s %s\\n" "${k##*/}" "$(ssh-keygen -l -f "$k" | '
+    "awk '{print $1, $NF}')\"; done"
+)
+MODULI_STATE_SCRIPT = (
+    'if [ -f "$1" ]; then awk -v m="$2" \'!/^#/ && NF { if ($5 >= m) s++; else w++ } '
+    'END { print s+0, w+0 }\' "$1"; else echo 0 0; fi'
+)
+# Whether each account has a usable password (y/n), then its password ages; never the hash.
+PASSWORDS_SCRIPT = (
+    'awk -F: \'{ print $1 ":" (($2 == "" || $2 ~ /^[!*]/) ? "n" : "y") ":" '
+    '$3 ":" $4 ":" $5 ":" $6 }\' /etc/shadow'
+)
+
+
+def parse_host_keys(text: str) -> dict[str, tuple[str, int]]:
+    """`<file> <bits> <type>` lines (HOST_KEYS_SCRIPT) -> {file: (type, bits)}."""
+    keys = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[1].isdigit():
+            keys[parts[0]] = (parts[2].strip("()").lower(), int(parts[1]))
+    return keys
+
+
+def parse_moduli_state(text: str) -> tuple[int, int]:
+    """`<strong> <weak>` counts of moduli lines in MODULI_FILE (MODULI_STATE_SCRIPT)."""
+    parts = text.split()
+    if len(parts) != 2 or not all(p.isdigit() for p in parts):
+        return (0, 0)
+    return int(parts[0]), int(parts[1])
+
+
+def parse_sysctl(text: str) -> dict[str, str]:
+    """`sysctl key ...` output: `key = value` lines (an unknown key prints nothing on stdout)."""
+    values = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(" = ")
+        if sep:
+            values[key.strip()] = value.strip()
+    return values
+
+
+def parse_shadow_ages(text: str) -> dict[str, tuple[bool, str, str, str]]:
+    """`/etc/shadow` lines -> {user: (has_password, max, min, warn)}. Read as root; only the
+    password field's first character leaves the host's probe (PASSWORDS_SCRIPT)."""
+    users = {}
+    for line in text.splitlines():
+        fields = line.split(":")
+        if len(fields) >= 6:
+            users[fields[0]] = (fields[1] == "y", fields[4], fields[3], fields[5])
+    return users
+
+
+def parse_lynis_report(text: str) -> dict:
+    """The report's hardening index, test count, warnings and suggestions."""
+    values: dict[str, Any] = {"warnings": [], "suggestions": []}
+    for line in text.splitlines():
+        key, _, value = line.partition("=")
+        if key == "hardening_index":
+            values["hardening_index"] = int(value)
+        elif key == "lynis_tests_done":
+            values["tests"] = int(value)
+        elif key in ("warning[]", "suggestion[]"):
+            test, message = [*value.split("|"), ""][:2]
+            values[f"{key[:-2]}s"].append({"test": test, "message": message})
+    return values
+
+
+def parse_security_updates(text: str) -> tuple[str, ...]:
+    """Packages `apt-get -s upgrade` would take from a security archive (`Inst` lines)."""
+    found = []
+    for line in text.splitlines():
+        if line.startswith("Inst ") and "-security" in line.split("(", 1)[-1]:
+            found.append(line.split()[1])
+    return tuple(found)
+
+
+def _container(text: str) -> str:
+    return text.strip() or "none"
+
+
+def container() -> Fact:
+    """systemd-detect-virt's container type ("none" on a droplet or a VM)."""
+    return Fact("container", ["systemd-detect-virt", "--container"], _container)
+
+
+def ssh_host_keys(key_dir: str) -> Fact:
+    return Fact("host_keys", shell.script(HOST_KEYS_SCRIPT, key_dir), parse_host_keys)
+
+
+def ssh_kex() -> Fact:
+    """The key exchanges this host's OpenSSH knows (openssh-server depends on the very same
+    openssh-client version, so the client's list is the server's)."""
+    return Fact("ssh_kex", ["ssh", "-Q", "kex"], lambda text: frozenset(text.split()))
+
+
+def moduli_state(path: str, min_bits: int) -> Fact:
+    return Fact("moduli", shell.script(MODULI_STATE_SCRIPT, path, min_bits), parse_moduli_state)
+
+
+def sysctl_values(keys: Iterable[str]) -> Fact:
+    return Fact("sysctl", ["sysctl", *keys], parse_sysctl)
+
+
+def text_file(key: str, path: str) -> Fact:
+    """A distribution file provisioning edits line by line (login.defs, fstab): its content."""
+    return Fact(key, ["cat", path])
+
+
+def passwords() -> Fact:
+    return Fact("passwords", shell.script(PASSWORDS_SCRIPT), parse_shadow_ages)
+
+
+def modes(paths: Iterable[str]) -> Fact:
+    """`path mode owner group` (or `path absent`) of files and directories."""
+    return Fact("modes", shell.script(DIRS_SCRIPT, *paths), parse_dirs)
+
+
+def security_updates() -> Fact:
+    """What apt would upgrade from the security archive, with the lists the host has (the
+    packages step and apt's daily timer refresh them)."""
+    command = ["apt-get", "-s", "-o", "Debug::NoLocking=1", "upgrade"]
+    return Fact("security_updates", command, parse_security_updates)
+
+
 @dataclass(frozen=True)
 class HostFacts:
     """Everything provisioning knows about one host, from one batched probe."""
@@ -213,6 +342,17 @@ class HostFacts:
     # The app user's (USAGE, CREATE) on schema public, read through the cluster admin on the
     # first host only (deploy.provision.database); None: not read on this host.
     db_privileges: tuple[bool, bool] | None = None
+    # The host baseline's facts (read by the hardening steps in operations.py).
+    container: str = "none"
+    host_keys: dict[str, tuple[str, int]] = field(default_factory=dict)
+    ssh_kex: frozenset[str] = frozenset()
+    moduli: tuple[int, int] = (0, 0)
+    sysctl: dict[str, str] = field(default_factory=dict)
+    login_defs: str = ""
+    fstab: str = ""
+    passwords: dict[str, tuple[bool, str, str, str]] = field(default_factory=dict)
+    modes: dict[str, str] = field(default_factory=dict)
+    security_updates: tuple[str, ...] = ()
 
     def unit(self, name: str) -> dict[str, str]:
         full = name if "." in name else f"{name}.service"
