@@ -21,6 +21,7 @@ from deploy.inventory import Inventory
 from deploy.provision import database, desired, templates
 from deploy.provision import facts as f
 from deploy.provision.files import RemoteFile, describe_difference, differing
+from deploy.secrets import plan as rotation
 
 Command = tuple[str, ...]
 
@@ -98,18 +99,23 @@ def directories(s: HostSettings, deploy_user: str) -> list[tuple[str, str, str, 
 
 
 def env_files(t: Target, existing_env: str) -> list[RemoteFile]:
-    """The database CA and the app's environment file. SECRET_KEY is made once and kept."""
+    """The database CA and the app's environment file. SECRET_KEY is made once and kept; so
+    are what `fab secrets.rotate` wrote: SECRET_KEY_FALLBACKS while set (the rotation's
+    retire stage removes them, provisioning never does) and a rotated database password."""
     s, p = t.settings, t.settings.paths
-    secret = desired.parse_env_file(existing_env).get("SECRET_KEY") or secrets.token_urlsafe(48)
+    existing = desired.parse_env_file(existing_env)
+    secret = existing.get("SECRET_KEY") or secrets.token_urlsafe(48)
+    url = desired.app_database_url(t.inv["db_uri"], p.db_ca_cert)
     values = {
         "DROPSTACK_ENV": "production",
-        "DATABASE_URL": desired.app_database_url(t.inv["db_uri"], p.db_ca_cert),
+        "DATABASE_URL": url,
         "SECRET_KEY": secret,
+        **rotation.kept_env_values(existing, url),
     }
     return [
         RemoteFile(p.db_ca_cert, t.inv["db_ca_cert"], "0644", "root", s.app_user),
         RemoteFile(
-            p.env_file, desired.env_file_content(values), "0640", "root", s.app_user, secret=True
+            p.env_file, rotation.env_content(values), "0640", "root", s.app_user, secret=True
         ),
     ]
 
