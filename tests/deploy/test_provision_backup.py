@@ -100,8 +100,8 @@ def test_a_host_in_sync_needs_nothing():
 def test_a_stopped_timer_is_started():
     t = target()
     (change,) = operations.backup_job(t, in_sync(t, timer_state="inactive"))
-    assert change.commands == (operations.root(["systemctl", "enable", "--now",
-                                                BackupLayout(t.settings.paths).timer]),)  # fmt: skip
+    timer = BackupLayout(t.settings.paths).timer
+    assert change.commands == (operations.root(["systemctl", "enable", "--now", timer]),)
     assert not change.files
 
 

@@ -1,5 +1,6 @@
 """The pure part of secret rotation: stages, env file edits, and what provisioning keeps."""
 
+import itertools
 import secrets
 
 import pytest
@@ -49,7 +50,7 @@ def test_every_stage_keeps_both_keys_verifiable_until_retire():
     stages = plan.secret_key_stages(3)
     states = [{"SECRET_KEY": OLD, plan.FALLBACKS: None}]
     states += [plan.secret_key_values(stage, OLD, NEW) for stage in stages]
-    for before, after in zip(states[:-1], states[1:], strict=True):
+    for before, after in itertools.pairwise(states):
         if after[plan.FALLBACKS] is None and after["SECRET_KEY"] == NEW:
             continue  # the retire stage: the old key stops working, by design
         for signer in (before, after):
