@@ -38,6 +38,9 @@ DEFAULTS: dict[str, Any] = {
     "DROPSTACK_ENV": "production",
     "DATABASE_URL": None,
     "SECRET_KEY": None,
+    # Old keys that still verify what they signed (Flask 3.1 tries them after SECRET_KEY), so a
+    # rotation does not sign everyone out at once: comma-separated in the environment.
+    "SECRET_KEY_FALLBACKS": (),
     "MAX_CONTENT_LENGTH": 64 * 1024,
     "LOG_LEVEL": "INFO",
     "DROPSTACK_RELEASE": None,
@@ -56,6 +59,7 @@ ENVIRONMENT_VARIABLES = (
     "DROPSTACK_ENV",
     "DATABASE_URL",
     "SECRET_KEY",
+    "SECRET_KEY_FALLBACKS",
     "MAX_CONTENT_LENGTH",
     "LOG_LEVEL",
     "DROPSTACK_RELEASE",
@@ -102,6 +106,9 @@ def validated(config: dict[str, Any]) -> dict[str, Any]:
     config["MAX_CONTENT_LENGTH"] = positive_int("MAX_CONTENT_LENGTH", config["MAX_CONTENT_LENGTH"])
     config["LOG_LEVEL"] = log_level(config["LOG_LEVEL"])
     config["SECRET_KEY"] = secret_key(config["SECRET_KEY"], environment)
+    config["SECRET_KEY_FALLBACKS"] = secret_key_fallbacks(
+        config["SECRET_KEY_FALLBACKS"], environment
+    )
     for name in TOKEN_SETTINGS:
         config[name] = api_token(name, config[name])
     if not config["DATABASE_URL"]:
@@ -145,6 +152,29 @@ def secret_key(value: str | None, environment: str) -> str:
             "python3 -c 'import secrets; print(secrets.token_hex(32))'"
         )
     return value
+
+
+def secret_key_fallbacks(value: str | list | tuple | None, environment: str) -> list[str]:
+    """The old keys, as the list Flask wants; each held to SECRET_KEY's rules in production."""
+    if isinstance(value, str):
+        keys = [key.strip() for key in value.split(",")]
+    else:
+        keys = [str(key).strip() for key in value or ()]
+    if any(not key for key in keys):
+        raise ConfigError(
+            "SECRET_KEY_FALLBACKS has an empty entry: it must be old keys separated by commas"
+        )
+    if environment == "production":
+        for number, key in enumerate(keys, 1):
+            problem = secret_key_problem(key)
+            if problem:
+                # Never the value: an old key is still a real secret while it verifies anything.
+                raise ConfigError(
+                    f"SECRET_KEY_FALLBACKS entry {number} {problem} (DROPSTACK_ENV=production): "
+                    f"old keys must meet SECRET_KEY's rules, at least {MIN_SECRET_KEY_LENGTH} "
+                    "random characters"
+                )
+    return keys
 
 
 def secret_key_problem(value: str | None) -> str | None:

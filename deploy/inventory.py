@@ -34,10 +34,23 @@ INVENTORY_KEYS: dict[str, str] = {
     "db_uri": "secret: postgresql:// URI on the private network with sslmode=require",
     "db_admin_uri": "secret: the cluster admin's (doadmin) URI to the app database, direct",
     "db_ca_cert": "PEM CA certificate that signed the database server's certificate",
+    # The off-site backup bucket (infra/backups.py); all "" when backups are off.
+    "backup_endpoint": "S3 endpoint URL of the backup bucket, or '' (no bucket)",
+    "backup_bucket": "name of the bucket the logical backups go to, or ''",
+    "backup_region": "the bucket's region (Spaces: the region slug), or ''",
+    "backup_access_key_id": "access key id of the key that may read and write the bucket, or ''",
+    "backup_secret_access_key": "secret: that key's secret, or ''",
 }
-SECRET_KEYS = frozenset({"db_uri", "db_admin_uri"})
+SECRET_KEYS = frozenset({"db_uri", "db_admin_uri", "backup_secret_access_key"})
 # Pulumi drops outputs whose value is None, so the program exports "" for these; read both as None.
 OPTIONAL_KEYS = ("load_balancer_ip", "domain")
+BACKUP_KEYS = (
+    "backup_endpoint",
+    "backup_bucket",
+    "backup_region",
+    "backup_access_key_id",
+    "backup_secret_access_key",
+)
 
 DEFAULT_STATE_DIR = "/var/lib/dropstack/local"
 
@@ -80,6 +93,11 @@ class Inventory:
 
     def __getitem__(self, key: str):
         return self.data[key]
+
+    @property
+    def has_backup_bucket(self) -> bool:
+        """Whether the stack has a backup bucket: every bucket key set ("" means none)."""
+        return all(self.data.get(key) for key in BACKUP_KEYS)
 
     def redacted(self) -> dict:
         """The inventory with secrets replaced, safe to print."""

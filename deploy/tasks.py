@@ -9,12 +9,14 @@ from invoke import Collection, task
 from invoke.exceptions import Exit
 
 from deploy import maintenance, notify
+from deploy.backup import tasks as backup_tasks
 from deploy.host_model import SettingsError
 from deploy.inventory import InventoryError
 from deploy.local import tasks as local_tasks
 from deploy.provision import runner as provisioning
 from deploy.release import reports
 from deploy.release import tasks as release_tasks
+from deploy.secrets import tasks as secret_tasks
 from deploy.steps import exit_quietly_on_closed_pipe
 from deploy.targets import HostUnreachable
 
@@ -82,6 +84,8 @@ namespace = Collection(
 )
 namespace.add_collection(Collection.from_module(local_tasks), name="local")
 namespace.add_collection(Collection(rotate), name="keys")
+namespace.add_collection(Collection.from_module(backup_tasks), name="db")
+namespace.add_collection(Collection(secret_tasks.rotate), name="secrets")
 namespace.add_collection(
     Collection(maintenance.maintenance_on, maintenance.maintenance_off), name="maintenance"
 )

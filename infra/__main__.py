@@ -85,6 +85,12 @@ outputs = stack_outputs(
         "db_uri": active_database.uri,
         "db_admin_uri": active_database.admin_uri,
         "db_ca_cert": active_database.ca_cert,
+        # The bucket's coordinates for the backup job (deploy/backup); ABSENT without backups.
+        "backup_endpoint": backups.endpoint if backups else ABSENT,
+        "backup_bucket": backups.bucket_name if backups else ABSENT,
+        "backup_region": backups.region if backups else ABSENT,
+        "backup_access_key_id": backups.access_key_id if backups else ABSENT,
+        "backup_secret_access_key": backups.secret_access_key if backups else ABSENT,
     }
 )
 for output_name, value in outputs.items():

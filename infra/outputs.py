@@ -30,6 +30,11 @@ OUTPUT_NAMES = (
     "db_uri",
     "db_admin_uri",
     "db_ca_cert",
+    "backup_endpoint",
+    "backup_bucket",
+    "backup_region",
+    "backup_access_key_id",
+    "backup_secret_access_key",
 )
 
 # The PgBouncer pool's name, the "database" clients name in a pooled URI (DigitalOcean's and the

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from deploy.inventory import Inventory, parse_inventory
+from deploy.inventory import BACKUP_KEYS, Inventory, parse_inventory
 from deploy.local.database import ADMIN_USER, DB_NAME, DB_USER, db_uri
 from deploy.local.network import VPC_CIDR, StackPlan
 from infra.cloudinit import DEPLOY_USER
@@ -44,5 +44,7 @@ def local_inventory(
         "db_uri": app_uri,
         "db_admin_uri": db_uri(plan.db.private_ip, admin_password, user=ADMIN_USER),
         "db_ca_cert": ca_cert_pem,
+        # No bucket yet: the local S3 stand-in is not part of the local stack.
+        **{key: "" for key in BACKUP_KEYS},
     }
     return parse_inventory(data, source)

@@ -14,11 +14,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from deploy import shell
-from deploy.host_model import SLOTS, HostSettings
+from deploy.backup import provision as backup_provision
+from deploy.backup.settings import BackupLayout, BackupSettings, Bucket
+from deploy.host_model import SLOTS, HostSettings, SettingsError
 from deploy.inventory import Inventory
 from deploy.provision import database, desired, templates, tls
 from deploy.provision import facts as f
 from deploy.provision.files import RemoteFile, describe_difference, differing
+from deploy.secrets import plan as rotation
 
 Command = tuple[str, ...]
 
@@ -47,10 +50,23 @@ class Target:
     inv: Inventory
     contents: dict[str, str] = field(default_factory=dict)  # current file contents, for diffs
     connecting_key: str | None = None  # "type base64" of the key SSH logs in with, if known
+    backup: BackupSettings | None = None  # dropstack.backup; None: not configured
 
     @property
     def deploy_user(self) -> str:
         return self.inv["ssh_user"]
+
+    @property
+    def first(self) -> bool:
+        return self.host == self.inv.web_hosts[0].name
+
+    @property
+    def backs_up(self) -> bool:
+        """This host runs the stack's backup job: the first host, with a bucket in the
+        inventory and an age recipient configured (one dump per stack, not one per host)."""
+        return bool(
+            self.first and self.inv.has_backup_bucket and self.backup and self.backup.recipient
+        )
 
 
 class Unsupported(Exception):
@@ -83,18 +99,23 @@ def directories(s: HostSettings, deploy_user: str) -> list[tuple[str, str, str, 
 
 
 def env_files(t: Target, existing_env: str) -> list[RemoteFile]:
-    """The database CA and the app's environment file. SECRET_KEY is made once and kept."""
+    """The database CA and the app's environment file. SECRET_KEY is made once and kept; so
+    are what `fab secrets.rotate` wrote: SECRET_KEY_FALLBACKS while set (the rotation's
+    retire stage removes them, provisioning never does) and a rotated database password."""
     s, p = t.settings, t.settings.paths
-    secret = desired.parse_env_file(existing_env).get("SECRET_KEY") or secrets.token_urlsafe(48)
+    existing = desired.parse_env_file(existing_env)
+    secret = existing.get("SECRET_KEY") or secrets.token_urlsafe(48)
+    url = desired.app_database_url(t.inv["db_uri"], p.db_ca_cert)
     values = {
         "DROPSTACK_ENV": "production",
-        "DATABASE_URL": desired.app_database_url(t.inv["db_uri"], p.db_ca_cert),
+        "DATABASE_URL": url,
         "SECRET_KEY": secret,
+        **rotation.kept_env_values(existing, url),
     }
     return [
         RemoteFile(p.db_ca_cert, t.inv["db_ca_cert"], "0644", "root", s.app_user),
         RemoteFile(
-            p.env_file, desired.env_file_content(values), "0640", "root", s.app_user, secret=True
+            p.env_file, rotation.env_content(values), "0640", "root", s.app_user, secret=True
         ),
     ]
 
@@ -119,11 +140,35 @@ def wanted_paths(t: Target) -> list[str]:
     if t.settings.domain:
         files += templates.nginx_files(replace(t.settings, tls_certificate_ready=False))
         files += tls.acme_files(t.settings, acme_settings(t))
+    files += backup_files(t)
     paths = [file.path for file in files] + [desired.LOGIN_DEFS_PATH, "/etc/fstab"]
     return sorted(set(paths))
 
 
+def backup_files(t: Target) -> list[RemoteFile]:
+    """The backup job's files on the host that runs it (deploy/backup/provision.py), else none."""
+    if not t.backs_up:
+        return []
+    try:
+        bucket = Bucket.from_inventory(t.inv.data)
+    except SettingsError as exc:
+        raise Unsupported(str(exc)) from None
+    return backup_provision.files(t.settings, t.backup, bucket)
+
+
+def wanted_packages(t: Target) -> tuple[str, ...]:
+    """The packages whose state the probe reads: the backup job's too on the host running it."""
+    extra = backup_provision.PACKAGES if t.backs_up else ()
+    return desired.packages_for(bool(t.settings.domain)) + extra
+
+
 MANAGED_UNITS = ("nginx", "ssh", "fail2ban", "systemd-journald", "systemd-timesyncd", "auditd")
+
+
+def units_to_read(t: Target) -> list[str]:
+    p = t.settings.paths
+    names = [*(f"{u}.service" for u in MANAGED_UNITS), *(p.unit(slot) for slot in SLOTS)]
+    return names + ([BackupLayout(p).timer] if t.backs_up else [])
 
 
 def facts_for(t: Target) -> list[f.Fact]:
@@ -138,12 +183,12 @@ def facts_for(t: Target) -> list[f.Fact]:
         f.os_release(),
         f.resolv_conf(),
         f.ssh_client(),
-        f.installed_packages(desired.packages_for(bool(s.domain))),
+        f.installed_packages(wanted_packages(t)),
         f.file_states(wanted_paths(t)),
         f.directories([d[0] for d in directories(s, t.deploy_user)]),
         f.links(links),
         f.present(present),
-        f.units([*(f"{u}.service" for u in MANAGED_UNITS), *(p.unit(slot) for slot in SLOTS)]),
+        f.units(units_to_read(t)),
         f.user(s.app_user),
         f.secret_file(p.env_file),
         f.ufw_status(),
@@ -708,6 +753,42 @@ def security_updates(t: Target, facts: f.HostFacts) -> list[Change]:
     ]
 
 
+def backup_job(t: Target, facts: f.HostFacts) -> list[Change]:
+    """The backup job's packages, env file (the bucket's key: values never shown), recipient
+    and units on the host that runs it, verified before daemon-reload, then the timer enabled.
+    Nothing when backups are not set up (no bucket in the inventory, or no recipient)."""
+    if not t.backs_up:
+        return []
+    missing = [name for name in backup_provision.PACKAGES if name not in facts.packages]
+    files = backup_files(t)
+    changed = differing(files, facts.files)
+    timer = BackupLayout(t.settings.paths).timer
+    if not (missing or changed):
+        return ensure_running(facts, timer)
+    detail = [f"+ package {name}" for name in missing]
+    for file in changed:
+        # A secret file's host copy is never read for a diff: which file differs is enough.
+        current = None if file.secret else t.contents.get(file.path)
+        state = facts.files.get(file.path)
+        if file.secret and state not in (None, "absent"):
+            detail.append(f"~ {file.path}: differs (values redacted)")
+        else:
+            detail += describe_difference(file, state, current)
+    install = (root(desired.install_packages_command(missing)),) if missing else ()
+    validate = root(backup_provision.verify_command(t.settings)) if changed else None
+    return [
+        Change(
+            "backup job and timer",
+            commands=install,
+            files=tuple(changed),
+            validate=validate,
+            validate_name="systemd-analyze verify" if changed else "",
+            then=tuple(tuple(c) for c in backup_provision.activation(t.settings)),
+            detail=tuple(detail),
+        )
+    ]
+
+
 Operation = Callable[[Target, f.HostFacts], list[Change]]
 
 # The steps, in order, with the names printed as they run (and by --check).
@@ -745,13 +826,15 @@ STEPS: tuple[tuple[str, Operation], ...] = (
     ("sshd hardening", sshd),
     ("cron and sshd file modes", file_modes),
     ("fail2ban sshd jail", fail2ban),
+    # Last: the site serves without it; the first host only, when backups are set up.
+    ("backup job and timer", backup_job),
 )
 
 
 def steps_for(settings: HostSettings, first: bool = True) -> tuple[tuple[str, Operation], ...]:
-    """The steps this host runs: the certificate step only with a domain; the database, which
-    all hosts share, from the first host only."""
+    """The steps this host runs: the certificate steps only with a domain; the database, which
+    all hosts share, and its backup, from the first host only."""
     skipped = ({acme_client, tls_certificate} if not settings.domain else set()) | (
-        {database_privileges} if not first else set()
+        {database_privileges, backup_job} if not first else set()
     )
     return tuple(s for s in STEPS if s[1] not in skipped)

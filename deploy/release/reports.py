@@ -1,12 +1,15 @@
 """The tasks that look at hosts: ``fab releases``, ``status``, ``logs``, and ``unlock``.
 
 ``releases`` and ``status`` print for people, or with ``--json`` one JSON document for scripts.
+``status`` exits 1 when a host's backups are in error (stale, failed, a failed drill); its
+other lines are information and leave the exit status 0.
 Paths, units and log files come from the one host model, so an operator's override
 (``env_file``, ``nginx_log_dir``...) reaches these as it reaches provisioning.
 """
 
 from __future__ import annotations
 
+import datetime
 import json
 import threading
 
@@ -14,6 +17,9 @@ from fabric import task
 from invoke.exceptions import Exit
 
 from deploy import shell
+from deploy.backup import restore as backup_restore
+from deploy.backup.settings import BackupLayout, BackupSettings
+from deploy.host_model import SettingsError
 from deploy.release import audit, lock
 from deploy.release import commands as cmd
 from deploy.release.host import ReleaseHost
@@ -92,7 +98,44 @@ def releases(c, stack="", inventory="", hosts="", last=10, json_=False):
         say(json.dumps({"hosts": documents}, indent=2, sort_keys=True))
 
 
-def status_data(h: ReleaseHost, state: HostState) -> dict:
+# $1: the backup env file; the rest: job.py status. A host without the file does not run the
+# job (only the first host does, when backups are set up) and prints nothing.
+BACKUP_STATUS_SCRIPT = 'if [ -f "$1" ]; then shift; exec "$@"; fi'
+
+
+def backup_status_command(layout: BackupLayout) -> list[str]:
+    return shell.as_root(
+        shell.script(BACKUP_STATUS_SCRIPT, layout.env_file, *layout.job_command("status"))
+    )
+
+
+def backup_health(answer_ok: bool, output: str, error: str, now: datetime.datetime,
+                  stale_hours: float) -> dict | None:  # fmt: skip
+    """The backup part of a host's status from job.py status's answer: None when the host does
+    not run the job; else its last success, failure and drill, and the problems
+    (deploy.backup.restore.status_problems) that make ``fab status`` exit 1."""
+    if answer_ok and not output.strip():
+        return None
+    if not answer_ok:
+        reason = " ".join(error.split())[-300:] or "no output"
+        return {"problems": [f"backup status unreadable: {reason}"], "last_success": None,
+                "last_failure": None, "last_drill": None}  # fmt: skip
+    try:
+        status = json.loads(output)
+    except json.JSONDecodeError:
+        status = None
+    if not isinstance(status, dict):
+        return {"problems": ["backup status unreadable: job.py status printed no JSON object"],
+                "last_success": None, "last_failure": None, "last_drill": None}  # fmt: skip
+    return {
+        "problems": backup_restore.status_problems(status, now, stale_hours),
+        "last_success": status.get("last_success"),
+        "last_failure": status.get("last_failure"),
+        "last_drill": status.get("last_drill"),
+    }
+
+
+def status_data(h: ReleaseHost, state: HostState, stale_hours: float | None = None) -> dict:
     live = state.live_slot
     readyz = None
     if live:
@@ -110,22 +153,37 @@ def status_data(h: ReleaseHost, state: HostState) -> dict:
         "readyz": readyz,
         "nginx_active": state.nginx_active,
         "lock": (state.lock.__dict__ if state.lock else {}) if state.locked else None,
+        "backup": None if stale_hours is None else read_backup_health(h, stale_hours),
     }
+
+
+def read_backup_health(h: ReleaseHost, stale_hours: float) -> dict | None:
+    answer = h.run(backup_status_command(BackupLayout(h.layout)), warn=True)
+    now = datetime.datetime.now(datetime.UTC)
+    return backup_health(answer.ok, answer.stdout, answer.stderr, now, stale_hours)
 
 
 @task(help={**TARGET_HELP, **JSON_HELP})
 def status(c, stack="", inventory="", hosts="", json_=False):
-    """Per host: the live release and slot, both slots' state, /readyz, Nginx, any lock."""
-    documents = []
+    """Per host: the live release and slot, both slots' state, /readyz, Nginx, any lock, and
+    on the host running the backup job its health. Exits 1 when backups are in error."""
+    try:
+        stale_hours = BackupSettings.from_config(c.config).stale_hours
+    except SettingsError as exc:
+        raise Exit(f"dropstack: {exc}", code=1) from None
+    documents, errors = [], []
     for h in open_hosts(c, stack, inventory, hosts, threading.Event()):
-        data = status_data(h, h.state())
+        data = status_data(h, h.state(), stale_hours)
+        errors += [f"{h.name}: {p}" for p in (data["backup"] or {}).get("problems", [])]
         if json_:
             documents.append(data)
             continue
         for line in status_lines(data):
             say(f"[{h.name}] {line}")
     if json_:
-        say(json.dumps({"hosts": documents}, indent=2, sort_keys=True))
+        say(json.dumps({"hosts": documents, "errors": errors}, indent=2, sort_keys=True))
+    if errors:
+        raise Exit(code=1)
 
 
 def status_lines(data: dict) -> list[str]:
@@ -146,6 +204,21 @@ def status_lines(data: dict) -> list[str]:
         holder = data["lock"]
         who = lock.Holder(**holder).describe() if holder else "unreadable holder record"
         lines.append(f"  deploy lock held: {who}")
+    lines += backup_lines(data.get("backup"))
+    return lines
+
+
+def backup_lines(backup: dict | None) -> list[str]:
+    """The backup job's health, on the host that runs it; each problem an ``error:`` line."""
+    if backup is None:
+        return []
+    success, drill = backup["last_success"], backup["last_drill"]
+    good = f"{success['id']} at {success['time']}" if success else "none"
+    lines = [f"  backups: last good {good}"]
+    if drill:
+        lines.append(f"  restore drill: {drill.get('outcome')} at {drill.get('time') or '?'} "
+                     f"({drill.get('backup_id')})")  # fmt: skip
+    lines += [f"  error: {problem}" for problem in backup["problems"]]
     return lines
 
 

@@ -152,3 +152,66 @@ def test_libpq_parameters_reach_psycopg():
     assert connect_kwargs["sslmode"] == "require"
     assert connect_kwargs["sslrootcert"] == "/ca.crt"
     assert connect_kwargs["password"] == "pw"
+
+
+# --- SECRET_KEY_FALLBACKS: old keys that still verify during a rotation -------------------------
+
+OLD_SECRET_KEY = secrets.token_hex(32)
+OLDER_SECRET_KEY = secrets.token_urlsafe(40)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, []),
+        (OLD_SECRET_KEY, [OLD_SECRET_KEY]),
+        (f"{OLD_SECRET_KEY},{OLDER_SECRET_KEY}", [OLD_SECRET_KEY, OLDER_SECRET_KEY]),
+        (f" {OLD_SECRET_KEY} , {OLDER_SECRET_KEY} ", [OLD_SECRET_KEY, OLDER_SECRET_KEY]),
+    ],
+)
+def test_secret_key_fallbacks_are_a_comma_separated_list(value, expected):
+    environment = production(**({"SECRET_KEY_FALLBACKS": value} if value else {}))
+    assert load_config(environment)["SECRET_KEY_FALLBACKS"] == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (f"{OLD_SECRET_KEY},", "SECRET_KEY_FALLBACKS has an empty entry"),
+        (f"{OLD_SECRET_KEY},short-but-random-k3y", "SECRET_KEY_FALLBACKS entry 2 is too short"),
+        ("changeme-" + secrets.token_hex(20), "SECRET_KEY_FALLBACKS entry 1 is a placeholder"),
+    ],
+)
+def test_production_refuses_unsafe_fallbacks_without_repeating_them(value, message):
+    with pytest.raises(ConfigError) as caught:
+        load_config(production(SECRET_KEY_FALLBACKS=value))
+    text = str(caught.value)
+    assert text.startswith(message) and "\n" not in text
+    assert all(part not in text for part in value.split(",") if part)
+
+
+def _session_cookie(app, value: dict) -> str:
+    return app.session_interface.get_signing_serializer(app).dumps(value)
+
+
+def _session(app, cookie: str):
+    from itsdangerous import BadSignature
+
+    try:
+        return app.session_interface.get_signing_serializer(app).loads(cookie)
+    except BadSignature:
+        return None
+
+
+def test_flask_verifies_with_the_fallbacks_and_signs_with_the_new_key():
+    """What the rotation's stages rely on: a cookie signed with the old key still verifies
+    while the old key is a fallback (sign stage), and no longer once it is retired."""
+    old = create_app({"DATABASE_URL": DATABASE_URL, "SECRET_KEY": OLD_SECRET_KEY})
+    cookie = _session_cookie(old, {"user": 7})
+    signing = create_app(production(SECRET_KEY_FALLBACKS=OLD_SECRET_KEY))
+    assert _session(signing, cookie) == {"user": 7}
+    new_cookie = _session_cookie(signing, {"user": 8})
+    assert _session(old, new_cookie) is None, "the new key signs, not the old one"
+    retired = create_app(production())
+    assert _session(retired, cookie) is None
+    assert _session(retired, new_cookie) == {"user": 8}

@@ -27,6 +27,8 @@ INVENTORY = {
     "db_host": "db", "db_port": 25060, "db_name": "app", "db_user": "app",
     "db_uri": "postgresql://app:pw@db:25060/app?sslmode=require", "db_ca_cert": "CA",
     "db_admin_uri": "postgresql://doadmin:pw@db:25060/app?sslmode=require",
+    "backup_endpoint": "", "backup_bucket": "", "backup_region": "", "backup_access_key_id": "",
+    "backup_secret_access_key": "",
 }  # fmt: skip
 
 

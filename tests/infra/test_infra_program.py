@@ -15,7 +15,7 @@ from urllib.parse import unquote, urlsplit
 import pytest
 import yaml
 
-from deploy.inventory import INVENTORY_KEYS
+from deploy.inventory import BACKUP_KEYS, INVENTORY_KEYS
 from infra.cloudinit import SSHD_HARDENING_PATH, render_user_data
 from infra.firewall_rules import ANYWHERE, POSTGRES_POOL_PORT, POSTGRES_PORT
 from infra.web import certificate_name
@@ -25,6 +25,8 @@ from tests.infra.mock_cloud import (
     LB_IP,
     PROGRAM_DIR,
     RESERVED_IP,
+    SPACES_ACCESS_KEY,
+    SPACES_SECRET_KEY,
     VPC_CIDR,
     VPC_ID,
     ProgramRun,
@@ -94,9 +96,28 @@ def test_outputs_are_exactly_the_inventory_keys(runs, name):
 
 
 @pytest.mark.parametrize("name", scenarios())
-def test_db_uris_are_the_only_secrets_and_require_tls(runs, name):
-    run = runs[name]
+def test_backup_outputs_name_the_bucket_and_its_key(runs, name):
+    outputs = runs[name].outputs
+    assert (
+        outputs["backup_endpoint"] == f"https://{outputs['backup_region']}.digitaloceanspaces.com"
+    )
+    assert outputs["backup_bucket"] == "dropstack-test-backups"
+    assert outputs["backup_access_key_id"] == SPACES_ACCESS_KEY
+    assert outputs["backup_secret_access_key"] == SPACES_SECRET_KEY
+
+
+def test_backups_off_export_absent_bucket_keys_and_no_bucket_secret():
+    run = run_program(valid_config(backups=False))
+    assert run.error is None
+    assert list(run.outputs) == list(INVENTORY_KEYS)
+    assert {key: run.outputs[key] for key in BACKUP_KEYS} == dict.fromkeys(BACKUP_KEYS, "")
     assert run.secret_outputs == {"db_uri", "db_admin_uri"}
+
+
+@pytest.mark.parametrize("name", scenarios())
+def test_db_uris_and_the_bucket_key_are_the_only_secrets_and_require_tls(runs, name):
+    run = runs[name]
+    assert run.secret_outputs == {"db_uri", "db_admin_uri", "backup_secret_access_key"}
     admin = urlsplit(run.outputs["db_admin_uri"])
     # The admin URI goes straight to the app's database on the cluster, never through a pool.
     assert (unquote(admin.username), unquote(admin.password)) == ("doadmin", "admin-secret")

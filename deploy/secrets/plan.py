@@ -1,0 +1,140 @@
+"""The pure part of a rotation: its stages, and what each one writes into a host's env file.
+
+SECRET_KEY rotates in stages so that no request ever meets a host that cannot verify what
+another host (or its own previous process) signed. With several hosts: *accept* (each host
+still signs with its old key and also verifies with the new one), *sign* (all sign with the new
+key, the old one only verifies), *retire* (the old key is gone). With one host *accept* is
+needed by nobody and is skipped. Each stage is one blue/green switch per host.
+
+The database password is one stage: the role's password changes, then each host's DATABASE_URL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
+
+from deploy.provision import desired
+
+FALLBACKS = "SECRET_KEY_FALLBACKS"
+# Written by a database password rotation: provisioning then keeps the host's password instead
+# of the inventory's, which still holds the old one (see docs/operations.md).
+ROTATED_MARK = "DATABASE_PASSWORD_ROTATED"
+# The env file's keys in the order provisioning writes them, so a rotated file and the file
+# provisioning would write are byte for byte the same (no drift reported after a rotation).
+ENV_ORDER = ("DROPSTACK_ENV", "DATABASE_URL", "SECRET_KEY", FALLBACKS, ROTATED_MARK)
+STAGES = ("accept", "sign", "retire")
+
+
+class RotationError(Exception):
+    """A rotation cannot start or did not end as it should; one line, never a secret."""
+
+
+def ordered(values: Mapping[str, str]) -> dict[str, str]:
+    known = {key: values[key] for key in ENV_ORDER if key in values}
+    return {**known, **{k: v for k, v in values.items() if k not in known}}
+
+
+def env_content(values: Mapping[str, str]) -> str:
+    return desired.env_file_content(ordered(values))
+
+
+def edited(env_text: str, updates: Mapping[str, str | None]) -> str:
+    """The env file with ``updates`` applied (None removes a key), in provisioning's order."""
+    values = desired.parse_env_file(env_text)
+    for key, value in updates.items():
+        if value is None:
+            values.pop(key, None)
+        else:
+            values[key] = value
+    return env_content(values)
+
+
+def secret_key_stages(host_count: int, keep_old: bool = False, retire_only: bool = False):
+    """The stages a SECRET_KEY rotation runs, in order."""
+    if retire_only:
+        return ["retire"]
+    stages = ["accept", "sign"] if host_count > 1 else ["sign"]
+    return stages if keep_old else [*stages, "retire"]
+
+
+def secret_key_values(stage: str, old: str, new: str) -> dict[str, str | None]:
+    """What one stage sets in a host's env file; ``old`` is that host's key before the run."""
+    if stage == "accept":
+        return {"SECRET_KEY": old, FALLBACKS: new}
+    if stage == "sign":
+        return {"SECRET_KEY": new, FALLBACKS: old}
+    if stage == "retire":
+        return {"SECRET_KEY": new, FALLBACKS: None}
+    raise ValueError(f"stage: {stage!r} is not one of {', '.join(STAGES)}")
+
+
+def refuse_to_start(envs: Mapping[str, Mapping[str, str]]) -> str | None:
+    """Why a new SECRET_KEY rotation must not start, or None: a host without a key (never
+    provisioned) or with fallbacks left (a rotation that did not finish: retire them first)."""
+    for host, env in envs.items():
+        if not env.get("SECRET_KEY"):
+            return f"{host}: its env file has no SECRET_KEY; run `fab provision` first"
+        if env.get(FALLBACKS):
+            return (
+                f"{host}: {FALLBACKS} is set (an unfinished rotation, or --keep-old-key); "
+                "finish it with `fab secrets.rotate --retire` before rotating again"
+            )
+    return None
+
+
+def secret_key_check(env: Mapping[str, str], old: str, new: str, final_stage: str) -> str | None:
+    """Read back after the last stage: the host signs with the new key and, once retired,
+    knows the old one no more. None when so; else what is wrong (no values)."""
+    fallbacks = [k for k in env.get(FALLBACKS, "").split(",") if k]
+    if env.get("SECRET_KEY") != new:
+        return "SECRET_KEY is not the new key"
+    if final_stage == "retire" and (old in fallbacks or fallbacks):
+        return f"{FALLBACKS} still set after the retire stage"
+    return None
+
+
+# --- the database password ---
+
+
+def password_of(url: str) -> str:
+    return unquote(urlsplit(url).password or "")
+
+
+def with_password(url: str, password: str) -> str:
+    """``url`` with its password replaced (percent-encoded); user, host, query unchanged."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{parts.username or ''}:{quote(password, safe='')}@{host}"
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def database_url_values(env_text: str, password: str, when: str) -> dict[str, str]:
+    """The env file's DATABASE_URL with the new password, and the mark provisioning reads."""
+    url = desired.parse_env_file(env_text).get("DATABASE_URL")
+    if not url:
+        raise RotationError("env file: DATABASE_URL is not set; run `fab provision` first")
+    return {"DATABASE_URL": with_password(url, password), ROTATED_MARK: when}
+
+
+def login_refused(message: str) -> bool:
+    """Whether a failed login was the server refusing the credentials (not a network error)."""
+    lowered = message.lower()
+    return "password authentication failed" in lowered or "sasl authentication failed" in lowered
+
+
+def kept_env_values(existing: Mapping[str, str], inventory_url: str) -> dict[str, str]:
+    """What provisioning keeps from a host's env file besides SECRET_KEY: the fallbacks while
+    a rotation needs them, and, after a database password rotation, the host's password in the
+    inventory's URL (the inventory still holds the old password)."""
+    kept: dict[str, str] = {}
+    if existing.get(FALLBACKS):
+        kept[FALLBACKS] = existing[FALLBACKS]
+    if existing.get(ROTATED_MARK) and existing.get("DATABASE_URL"):
+        kept["DATABASE_URL"] = with_password(inventory_url, password_of(existing["DATABASE_URL"]))
+        kept[ROTATED_MARK] = existing[ROTATED_MARK]
+    return kept
