@@ -102,9 +102,8 @@ def no_sleep(seconds: float) -> None:
 
 def deploy_event(**values) -> dict:
     event = Event("deploy", hosts=["web-1", "web-2"], release="20261203140000-abcdef1")
-    event.update(
-        revision="abcdef1234567", deployer="ana@laptop", **values
-    )  # pragma: allowlist secret
+    revision = "abcdef1234567"  # pragma: allowlist secret
+    event.update(revision=revision, deployer="ana@laptop", **values)
     return event_body(event, "ok", "", 12.34, NOW)
 
 
