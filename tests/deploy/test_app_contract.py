@@ -144,7 +144,7 @@ def test_asgi_runs_gunicorn_with_uvicorn_workers_and_the_units_own_flags():
     assert line == (
         "/srv/dropstack/slots/%i/.venv/bin/gunicorn --graceful-timeout 30 --keep-alive 65 "
         "--access-logfile - --error-logfile - --no-control-socket "
-        "-k uvicorn.workers.UvicornWorker notes.main:app"
+        "-k uvicorn.workers.UvicornWorker app.main:app"
     )
 
 
