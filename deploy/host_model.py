@@ -94,7 +94,7 @@ class AppContract:
     )
     server_config: str = _doc(
         "python:app.gunicorn_conf",
-        "Gunicorn's -c: python:<module> or a .py path in the release; '': none, the unit's "
+        "Gunicorn's -c: python:MODULE or a .py path in the release; '': none, the unit's "
         "own flags (graceful timeout, JSON-free access log on stdout) are enough.",
     )
     requirements: str = _doc(
@@ -128,8 +128,8 @@ class AppContract:
     )
     schedules: tuple[ScheduledJob, ...] = _doc(
         (),
-        "Scheduled jobs, name -> {schedule: <systemd OnCalendar>, command: 'python ...', "
-        "timeout: seconds}; run on the stack's first web host only, from the live release.",
+        "Scheduled jobs, name -> {schedule (a systemd OnCalendar value), command ('python ...'), "
+        "timeout (seconds)}; run on the stack's first web host only, from the live release.",
     )
 
     def __post_init__(self) -> None:
