@@ -54,6 +54,9 @@ DEFAULTS: dict[str, Any] = {
     # Bearer tokens for the task API (app.auth). Unset: the API is open, as before.
     "API_WRITE_TOKEN": None,
     "API_READ_TOKEN": None,
+    # The background jobs' Redis (redis:// or rediss:// for TLS). Unset: no job can be queued
+    # and the endpoints that queue one answer 503.
+    "REDIS_URL": None,
 }
 ENVIRONMENT_VARIABLES = (
     "DROPSTACK_ENV",
@@ -65,6 +68,7 @@ ENVIRONMENT_VARIABLES = (
     "DROPSTACK_RELEASE",
     "API_WRITE_TOKEN",
     "API_READ_TOKEN",
+    "REDIS_URL",
 )
 TOKEN_SETTINGS = ("API_WRITE_TOKEN", "API_READ_TOKEN")
 MIN_TOKEN_LENGTH = 32
@@ -105,6 +109,11 @@ def validated(config: dict[str, Any]) -> dict[str, Any]:
     config["DROPSTACK_ENV"] = environment
     config["MAX_CONTENT_LENGTH"] = positive_int("MAX_CONTENT_LENGTH", config["MAX_CONTENT_LENGTH"])
     config["LOG_LEVEL"] = log_level(config["LOG_LEVEL"])
+    redis_url = config["REDIS_URL"]
+    if redis_url is not None and not str(redis_url).startswith(
+        ("redis://", "rediss://", "unix://")
+    ):
+        raise ConfigError("REDIS_URL must start with redis://, rediss:// or unix://")
     config["SECRET_KEY"] = secret_key(config["SECRET_KEY"], environment)
     config["SECRET_KEY_FALLBACKS"] = secret_key_fallbacks(
         config["SECRET_KEY_FALLBACKS"], environment

@@ -5,6 +5,9 @@
     current             print the database's revision and the code's head
     check               exit 0 when the database answers and is at head, else 1 with the reason
     revision -m MSG     write a new migration file (--autogenerate compares with app.models)
+    purge [--older-than-days N]
+                        delete tasks done and untouched for more than N days (default 30);
+                        the scheduled job purge-done-tasks (fabric.yaml) runs this daily
 
 Settings come from the environment, exactly as for the web app (DATABASE_URL, DROPSTACK_ENV,
 SECRET_KEY, ...); a bad setting is reported on one line and the exit status is 2.
@@ -17,6 +20,7 @@ import sys
 
 from alembic import command
 from alembic.util import CommandError
+from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from app import create_app, schema
@@ -45,7 +49,19 @@ def build_parser() -> argparse.ArgumentParser:
     revision.add_argument(
         "--autogenerate", action="store_true", help="fill it in by comparing with app.models"
     )
+    purge = commands.add_parser("purge", help="delete tasks done for more than N days")
+    purge.add_argument("--older-than-days", type=positive_days, default=30, metavar="N")
     return parser
+
+
+def positive_days(value: str) -> int:
+    """--older-than-days: a whole number of days, at least 1 (0 would purge today's work)."""
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of days above 0, got {value!r}")
+    return int(value)
+
+
+PURGE = text("DELETE FROM tasks WHERE done AND updated_at < now() - make_interval(days => :days)")
 
 
 def run(arguments: argparse.Namespace) -> int:
@@ -66,6 +82,11 @@ def run(arguments: argparse.Namespace) -> int:
             status = schema.schema_status(engine)
             print(f"check: {'ok' if status.ready else 'failed'}: {status.reason}")
             return 0 if status.ready else 1
+        elif arguments.command == "purge":
+            # The database's clock decides "older than", as it stamped updated_at.
+            with engine.begin() as connection:
+                purged = connection.execute(PURGE, {"days": arguments.older_than_days}).rowcount
+            print(f"purge: {purged} tasks done for more than {arguments.older_than_days} days")
         elif arguments.command == "revision":
             with schema.migration_connection(engine) as connection:
                 command.revision(

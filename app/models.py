@@ -2,7 +2,17 @@
 
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, DateTime, Identity, Index, MetaData, String, false, func
+from sqlalchemy import (
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Identity,
+    Index,
+    MetaData,
+    String,
+    false,
+    func,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 TITLE_MAX_LENGTH = 200
@@ -43,3 +53,18 @@ class Task(Base):
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
     )
+
+
+class TaskArchive(Base):
+    """A task the background job archived; the primary key makes the job idempotent and
+    ``runs`` counts how often it ran for the task (more than 1: a rerun, detected)."""
+
+    __tablename__ = "task_archives"
+
+    task_id: Mapped[int] = mapped_column(
+        ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True
+    )
+    archived_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    runs: Mapped[int] = mapped_column(server_default="1")

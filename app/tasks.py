@@ -9,14 +9,15 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, request, url_for
+from flask import Blueprint, Response, current_app, jsonify, request, url_for
+from redis.exceptions import RedisError
 from sqlalchemy import delete, select, update
 from werkzeug.exceptions import BadRequest
 
-from app import auth
+from app import auth, jobs
 from app.database import get_session
 from app.errors import ApiError, validation_failed
-from app.models import TITLE_MAX_LENGTH, Task
+from app.models import TITLE_MAX_LENGTH, Task, TaskArchive
 
 bp = Blueprint("tasks", __name__, url_prefix="/api/tasks")
 auth.protect(bp)
@@ -209,3 +210,33 @@ def toggle_task(task_id: int) -> Response:
         raise not_found(task_id)
     session.commit()
     return jsonify(task_json(task))
+
+
+@bp.post(f"/{TASK_ID}/archive")
+def archive_task(task_id: int) -> tuple[Response, int]:
+    """Queue the task's archive as a background job (app.jobs); 202 with the job's id.
+
+    Queueing twice names the same job, and the job itself is idempotent, so a client may retry.
+    """
+    find_task(task_id)
+    redis_url = current_app.config["REDIS_URL"]
+    if not redis_url:
+        raise ApiError(503, "jobs_unavailable", "background jobs are not configured (REDIS_URL)")
+    try:
+        job = jobs.enqueue_archive(redis_url, task_id)
+    except RedisError:
+        raise ApiError(503, "jobs_unavailable", "the job queue is not reachable") from None
+    return jsonify({"job": job.id, "task": task_id, "status": "queued"}), 202
+
+
+@bp.get(f"/{TASK_ID}/archive")
+def archive_status(task_id: int) -> Response:
+    """Whether the job archived the task, when, and how often it ran for it."""
+    find_task(task_id)
+    record = get_session().get(TaskArchive, task_id)
+    if record is None:
+        return jsonify({"task": task_id, "archived": False})
+    return jsonify(
+        {"task": task_id, "archived": True, "archived_at": utc_timestamp(record.archived_at),
+         "runs": record.runs}
+    )  # fmt: skip

@@ -42,6 +42,217 @@ def _doc(default: Any, doc: str) -> Any:
     return field(default=default, metadata={"doc": doc})
 
 
+# --- the app contract: what dropstack needs to know about the app it deploys ---
+
+# Gunicorn's worker class for ASGI apps (server "gunicorn+uvicorn").
+UVICORN_WORKER = "uvicorn.workers.UvicornWorker"
+SERVERS = ("gunicorn", "gunicorn+uvicorn")
+# Named migration commands; anything else must be a `python ...` command of the release.
+MIGRATIONS = {
+    "alembic": "python -m app.manage migrate",
+    "django": "python app/manage.py migrate --noinput",
+    "none": None,
+}
+_ENTRY_POINT = re.compile(
+    r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*"
+)
+_SERVER_CONFIG = re.compile(r"(python:[A-Za-z_][A-Za-z0-9_.]*|[A-Za-z0-9_][A-Za-z0-9_./-]*\.py)?")
+_RELATIVE_PATH = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._/-]*")
+_URL_PATH = re.compile(r"/[A-Za-z0-9._~/-]*")
+# A command's arguments after `python`: pasted into ExecStart=, so no quotes, '$', '%', ';'.
+_ARGUMENT = re.compile(r"[A-Za-z0-9._:/=@,+-]+")
+# OnCalendar= characters; systemd-analyze (tests) judges the expression itself.
+_CALENDAR = re.compile(r"[A-Za-z0-9*:,./~ -]{1,80}")
+_JOB_NAME = re.compile(r"[a-z][a-z0-9-]{0,30}")
+
+
+@dataclass(frozen=True)
+class ScheduledJob:
+    """One scheduled job of the contract: a systemd timer and its oneshot service."""
+
+    name: str
+    schedule: str  # systemd OnCalendar=
+    command: str  # `python ...`, run by the live release's interpreter
+    timeout: int = 3600
+
+    @property
+    def arguments(self) -> tuple[str, ...]:
+        """The command after ``python``: run by the live release's own interpreter."""
+        return tuple(self.command.split()[1:])
+
+
+@dataclass(frozen=True, kw_only=True)
+class AppContract:
+    """The app contract (Fabric config ``dropstack.app``, ``FABRIC_DROPSTACK_APP_*``): how the
+    app in app/ is served, migrated, checked and run in the background. The defaults describe
+    dropstack's own Flask sample app; docs/app-contract.md shows other shapes."""
+
+    entry_point: str = _doc("app.wsgi:app", "The WSGI or ASGI callable, module:attribute.")
+    server: str = _doc(
+        "gunicorn",
+        "gunicorn (WSGI) or gunicorn+uvicorn (ASGI: Gunicorn with uvicorn.workers.UvicornWorker).",
+    )
+    server_config: str = _doc(
+        "python:app.gunicorn_conf",
+        "Gunicorn's -c: python:MODULE or a .py path in the release; '': none, the unit's "
+        "own flags (graceful timeout, JSON-free access log on stdout) are enough.",
+    )
+    requirements: str = _doc(
+        "app/requirements.txt", "The pinned runtime requirements the release's wheelhouse holds."
+    )
+    archive_paths: tuple[str, ...] = _doc(
+        ("app",),
+        "What of the repository a host gets (git archive paths); a string may list "
+        "several, separated by spaces.",
+    )
+    migrate: str = _doc(
+        "alembic",
+        "alembic (python -m app.manage migrate), django (python app/manage.py migrate "
+        "--noinput), none, or any `python ...` command run from the release.",
+    )
+    static_dir: str = _doc("app/static", "The static files Nginx serves at /static/.")
+    liveness_path: str = _doc("/healthz", "Answers 200 while the process is up.")
+    readiness_path: str = _doc(
+        "/readyz",
+        "Answers 200 when the app can serve (database reachable, schema at head); "
+        "the deploy's health gate.",
+    )
+    worker_count: int = _doc(
+        0, "Background worker processes per host, run from the live slot's release (0: none)."
+    )
+    worker_command: str = _doc(
+        "python -m app.worker", "The worker process (an RQ worker for the sample app)."
+    )
+    worker_stop_timeout: int = _doc(
+        60, "Seconds a stopping worker has to finish the job in hand before it is killed."
+    )
+    schedules: tuple[ScheduledJob, ...] = _doc(
+        (),
+        "Scheduled jobs, name -> {schedule (a systemd OnCalendar value), command ('python ...'), "
+        "timeout (seconds)}; run on the stack's first web host only, from the live release.",
+    )
+
+    def __post_init__(self) -> None:
+        if isinstance(self.archive_paths, str):
+            object.__setattr__(self, "archive_paths", tuple(self.archive_paths.split()))
+        problems = _contract_problems(self)
+        if problems:
+            raise SettingsError(problems[0])
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> AppContract:
+        """From plain data (``dropstack.app``); unknown keys are errors, like HostSettings'."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise SettingsError(
+                f"app.{unknown[0]}: not a setting; known: {', '.join(sorted(known))}"
+            )
+        converted = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+        if "schedules" in converted:
+            converted["schedules"] = _schedules(converted["schedules"])
+        return cls(**converted)
+
+    @property
+    def worker_class(self) -> str | None:
+        """Gunicorn's -k for the server, None for Gunicorn's configured default."""
+        return UVICORN_WORKER if self.server == "gunicorn+uvicorn" else None
+
+    @property
+    def migration_arguments(self) -> tuple[str, ...] | None:
+        """The migration command after ``python``; None when the app has none."""
+        command = MIGRATIONS.get(self.migrate, self.migrate)
+        return None if command is None else tuple(command.split()[1:])
+
+    @property
+    def worker_arguments(self) -> tuple[str, ...]:
+        return tuple(self.worker_command.split()[1:])
+
+    @property
+    def has_workers(self) -> bool:
+        return self.worker_count > 0
+
+
+def _schedules(value: Any) -> Any:
+    """``{name: {schedule, command[, timeout]}}`` as ScheduledJobs, sorted by name."""
+    if isinstance(value, tuple) and all(isinstance(j, ScheduledJob) for j in value):
+        return value
+    if not hasattr(value, "items"):
+        raise SettingsError(
+            f"app.schedules: {value!r} is not allowed; a mapping name -> "
+            "{schedule, command, timeout}"
+        )
+    jobs = []
+    for name, job in sorted(value.items()):
+        job = dict(job) if hasattr(job, "items") else {}
+        extra = sorted(set(job) - {"schedule", "command", "timeout"})
+        if extra or not {"schedule", "command"} <= set(job):
+            raise SettingsError(
+                f"app.schedules.{name}: needs schedule and command (and may have timeout)"
+                + (f"; {extra[0]} is not a key" if extra else "")
+            )
+        jobs.append(
+            ScheduledJob(str(name), job["schedule"], job["command"], job.get("timeout", 3600))
+        )
+    return tuple(jobs)
+
+
+def _python_command(value: object) -> bool:
+    """`python` followed by safe arguments: run by the release's own virtualenv."""
+    if not isinstance(value, str):
+        return False
+    words = value.split()
+    return len(words) >= 2 and words[0] == "python" and all(_full(_ARGUMENT, w) for w in words[1:])
+
+
+def _contract_problems(a: AppContract) -> list[str]:
+    problems = []
+
+    def need(ok: bool, name: str, allowed: str) -> None:
+        if not ok:
+            problems.append(f"app.{name}: {getattr(a, name)!r} is not allowed; {allowed}")
+
+    need(_full(_ENTRY_POINT, a.entry_point), "entry_point", "module.path:attribute")
+    need(a.server in SERVERS, "server", " or ".join(SERVERS))
+    need(
+        _full(_SERVER_CONFIG, a.server_config), "server_config", "python:<module>, a .py path or ''"
+    )
+    for name in ("requirements", "static_dir"):
+        need(_relative(getattr(a, name)), name, "a path inside the repository")
+    need(
+        isinstance(a.archive_paths, tuple)
+        and len(a.archive_paths) > 0
+        and all(_relative(p) for p in a.archive_paths),
+        "archive_paths",
+        "one or more paths inside the repository",
+    )
+    need(
+        a.migrate in MIGRATIONS or _python_command(a.migrate),
+        "migrate",
+        f"{', '.join(MIGRATIONS)} or a command starting with python",
+    )
+    for name in ("liveness_path", "readiness_path"):
+        need(_full(_URL_PATH, getattr(a, name)), name, "a URL path such as /healthz")
+    need(_int_in(a.worker_count, 0, 64), "worker_count", "0..64")
+    need(_python_command(a.worker_command), "worker_command", "a command starting with python")
+    need(_int_in(a.worker_stop_timeout, 1, 86400), "worker_stop_timeout", "1..86400 seconds")
+    for job in a.schedules if isinstance(a.schedules, tuple) else ():
+        where = f"app.schedules.{job.name}"
+        if not _full(_JOB_NAME, job.name):
+            problems.append(f"{where}: the name is not allowed; lowercase letters, digits, '-'")
+        elif not _full(_CALENDAR, job.schedule):
+            problems.append(f"{where}.schedule: {job.schedule!r} is not a systemd OnCalendar value")
+        elif not _python_command(job.command):
+            problems.append(f"{where}.command: {job.command!r} must start with python")
+        elif not _int_in(job.timeout, 1, 86400):
+            problems.append(f"{where}.timeout: {job.timeout!r} is not allowed; 1..86400 seconds")
+    return problems
+
+
+def _relative(value: object) -> bool:
+    return _full(_RELATIVE_PATH, value) and ".." not in str(value).split("/")
+
+
 @dataclass(frozen=True, kw_only=True)
 class HostSettings:
     """The host's settings. Every field has a default; ``vpc_cidr`` comes from the inventory
@@ -73,6 +284,14 @@ class HostSettings:
         30, "Seconds Gunicorn gives in-flight requests on stop; systemd waits 15 s longer."
     )
     migration_timeout: int = _doc(600, "Seconds a migration (<app_name>-migrate@) may run.")
+    # A factory: the contract's validators are defined further down this module.
+    app: AppContract = field(
+        default_factory=lambda: AppContract(),
+        metadata={
+            "doc": "The app contract (dropstack.app): entry point, server, migrations, "
+            "workers, scheduled jobs; its keys are in docs/app-contract.md."
+        },
+    )
 
     # --- network reach of the app processes (systemd IPAddressAllow=) ---
     vpc_cidr: str | None = _doc(
@@ -161,6 +380,8 @@ class HostSettings:
         if unknown:
             raise SettingsError(f"{unknown[0]}: not a setting; known: {', '.join(sorted(known))}")
         converted = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+        if "app" in converted and not isinstance(converted["app"], AppContract):
+            converted["app"] = AppContract.from_mapping(converted["app"] or {})
         return cls(**converted)
 
     @property
@@ -203,12 +424,17 @@ class HostLayout:
     nginx_dir: str
     nginx_log_dir: str
     unit_dir: str = "/etc/systemd/system"
+    static_subdir: str = "app/static"  # the contract's static_dir, inside a release
 
     @classmethod
     def of(cls, s: HostSettings) -> HostLayout:
         same = ("app_name", "app_user", "config_dir", "env_file", "runtime_dir", "nginx_dir",
                 "nginx_log_dir")  # fmt: skip
-        return cls(root=s.app_root, **{name: getattr(s, name) for name in same})
+        return cls(
+            root=s.app_root,
+            static_subdir=s.app.static_dir,
+            **{name: getattr(s, name) for name in same},
+        )
 
     # --- releases ---
     @property
@@ -230,7 +456,7 @@ class HostLayout:
 
     @property
     def static_dir(self) -> str:
-        return f"{self.current}/app/static/"
+        return f"{self.current}/{self.static_subdir}/"
 
     @property
     def lock(self) -> str:
@@ -271,10 +497,40 @@ class HostLayout:
     def migrate_unit(self, slot: str) -> str:
         return f"{self.app_name}-migrate@{check_instance(slot)}.service"
 
+    def worker_template(self, slot: str) -> str:
+        """The slot's worker template: one instance per worker, <app>-worker-<slot>@<n>."""
+        return f"{self.app_name}-worker-{check_instance(slot)}@.service"
+
+    def worker_unit(self, slot: str, number: int) -> str:
+        return f"{self.app_name}-worker-{check_instance(slot)}@{int(number)}.service"
+
+    def worker_units(self, slot: str, count: int) -> tuple[str, ...]:
+        return tuple(self.worker_unit(slot, n) for n in range(1, count + 1))
+
+    def worker_pattern(self, slot: str) -> str:
+        """Every loaded worker of the slot, whatever the count was when they started."""
+        return f"{self.app_name}-worker-{check_instance(slot)}@*.service"
+
+    def job_service(self, name: str) -> str:
+        return f"{self.app_name}-job-{name}.service"
+
+    def job_timer(self, name: str) -> str:
+        return f"{self.app_name}-job-{name}.timer"
+
+    @property
+    def job_lock_dir_name(self) -> str:
+        """RuntimeDirectory= of the scheduled jobs, under /run: their flock files."""
+        return f"{self.app_name}-jobs"
+
     @property
     def units(self) -> tuple[str, ...]:
         """Every unit the app runs as, for journals: both slots and any migration."""
         return (*(self.unit(s) for s in SLOTS), f"{self.app_name}-migrate@*.service")
+
+    @property
+    def worker_units_pattern(self) -> str:
+        """Every worker of either slot, for `fab logs --process worker`."""
+        return f"{self.app_name}-worker-*@*.service"
 
     @property
     def tmpfiles_conf(self) -> str:
@@ -341,6 +597,17 @@ def config_section(config: Mapping[str, Any] | None) -> dict[str, Any]:
     return dict(section.get("host") or {})
 
 
+def app_section(config: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The app contract's values (``dropstack.app``) from a Fabric config, as plain data."""
+    section = _plain((config or {}).get("dropstack") or {})
+    return dict(section.get("app") or {})
+
+
+def app_contract(config: Mapping[str, Any] | None) -> AppContract:
+    """The app contract alone, for what needs no host (the release build, the benchmarks)."""
+    return AppContract.from_mapping(app_section(config))
+
+
 def for_host(
     config: Mapping[str, Any] | None,
     inv: Inventory | None = None,
@@ -364,7 +631,11 @@ def for_host(
             values["trusted_proxies"] = [inv["vpc_cidr"]]
     if dns_servers:
         values["dns_servers"] = list(dns_servers)
-    return HostSettings.from_mapping({**values, **config_section(config)})
+    operator = config_section(config)
+    if "app" in operator:
+        raise SettingsError("host.app: not a setting; the app contract is dropstack.app")
+    values["app"] = app_contract(config)
+    return HostSettings.from_mapping({**values, **operator})
 
 
 def _plain(value: Any) -> Any:
@@ -376,7 +647,15 @@ def _plain(value: Any) -> Any:
 
 def settings_docs() -> list[tuple[str, str, str]]:
     """(name, default, doc) for every setting, for the docs' table."""
-    return [(f.name, repr(f.default), f.metadata["doc"]) for f in dataclasses.fields(HostSettings)]
+    return [
+        (f.name, "AppContract()" if f.name == "app" else repr(f.default), f.metadata["doc"])
+        for f in dataclasses.fields(HostSettings)
+    ]
+
+
+def contract_docs() -> list[tuple[str, str, str]]:
+    """(key, default, doc) for every key of the app contract, for docs/app-contract.md."""
+    return [(f.name, repr(f.default), f.metadata["doc"]) for f in dataclasses.fields(AppContract)]
 
 
 def _problems(s: HostSettings) -> list[str]:
@@ -442,6 +721,7 @@ def _problems(s: HostSettings) -> list[str]:
         "a tuple of networks such as 198.51.100.0/24",
     )
     need(_int_in(s.maintenance_retry_after, 0, 86400), "maintenance_retry_after", "0..86400 s")
+    need(isinstance(s.app, AppContract), "app", "an AppContract (dropstack.app)")
     return problems
 
 

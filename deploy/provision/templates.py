@@ -13,7 +13,7 @@ from pathlib import Path
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from deploy import shell
-from deploy.host_model import HostSettings, SettingsError
+from deploy.host_model import SLOTS, HostSettings, SettingsError
 from deploy.provision.files import RemoteFile
 
 REPO = Path(__file__).resolve().parents[2]
@@ -106,7 +106,47 @@ def systemd_files(settings: HostSettings) -> list[RemoteFile]:
             render("dropstack-migrate@.service.j2", s),
         ),
         RemoteFile(p.tmpfiles_conf, render("dropstack.tmpfiles.conf.j2", s)),
+        *worker_files(s),
     ]
+
+
+def worker_files(settings: HostSettings) -> list[RemoteFile]:
+    """One worker template per slot (<app>-worker-<slot>@.service) when the contract has
+    workers; none otherwise, so a host without workers has no unit that needs Redis."""
+    if not settings.app.has_workers:
+        return []
+    unit_dir = settings.paths.unit_dir
+    return [
+        RemoteFile(
+            f"{unit_dir}/{settings.paths.worker_template(slot)}",
+            render("dropstack-worker@.service.j2", settings, slot=slot),
+        )
+        for slot in SLOTS
+    ]
+
+
+def scheduled_job_files(settings: HostSettings) -> list[RemoteFile]:
+    """Each scheduled job's service and timer, for the stack's first web host only (like
+    backup_units): one host per stack runs a schedule. Enable the timers after installing."""
+    p = settings.paths
+    files = []
+    for job in settings.app.schedules:
+        files += [
+            RemoteFile(
+                f"{p.unit_dir}/{p.job_service(job.name)}",
+                render("dropstack-job.service.j2", settings, job=job),
+            ),
+            RemoteFile(
+                f"{p.unit_dir}/{p.job_timer(job.name)}",
+                render("dropstack-job.timer.j2", settings, job=job),
+            ),
+        ]
+    return files
+
+
+def scheduled_job_timers(settings: HostSettings) -> tuple[str, ...]:
+    """The timers to enable (`systemctl enable --now`) on the first web host."""
+    return tuple(settings.paths.job_timer(job.name) for job in settings.app.schedules)
 
 
 def systemd_verify_command(settings: HostSettings, root: str | None = None) -> list[str]:
@@ -119,10 +159,29 @@ def systemd_verify_command(settings: HostSettings, root: str | None = None) -> l
     """
     name = settings.app_name
     units = [f"{name}@blue.service", f"{name}@blue.socket", f"{name}-migrate@blue.service"]
+    if settings.app.has_workers:
+        units += [settings.paths.worker_unit(slot, 1) for slot in SLOTS]
     root_option = [f"--root={root}"] if root else []
     # Paths are validated to [A-Za-z0-9._/-], so '.' is the only character ERE treats specially.
     slots = settings.paths.slots_dir.replace(".", r"\.")
     not_deployed = rf"Command {slots}/(blue|green)/\.venv/bin/(gunicorn|python) is not executable"
+    return shell.script(
+        VERIFY_SCRIPT, not_deployed, "systemd-analyze", "verify", "--man=no", *root_option, *units
+    )
+
+
+def scheduled_jobs_verify_command(settings: HostSettings, root: str | None = None) -> list[str]:
+    """`systemd-analyze verify` of the scheduled jobs' timers and services, allowing only the
+    complaint of a host before its first deploy: no live release's python yet."""
+    p = settings.paths
+    units = [
+        u for j in settings.app.schedules for u in (p.job_timer(j.name), p.job_service(j.name))
+    ]
+    if not units:
+        return ["true"]
+    root_option = [f"--root={root}"] if root else []
+    current = p.current.replace(".", r"\.")
+    not_deployed = rf"Command {current}/\.venv/bin/python is not executable"
     return shell.script(
         VERIFY_SCRIPT, not_deployed, "systemd-analyze", "verify", "--man=no", *root_option, *units
     )

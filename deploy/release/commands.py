@@ -127,6 +127,36 @@ def stop_slot_command(layout: HostLayout, slot: str) -> list[str]:
     return as_root(["systemctl", "stop", layout.unit(slot)])
 
 
+def start_workers_command(layout: HostLayout, slot: str, count: int) -> list[str]:
+    """(Re)start the slot's workers 1..count; each is up once systemctl returns (Type=exec)."""
+    units = list(layout.worker_units(slot, count))
+    return as_root(
+        shell.sequence(
+            ["systemctl", "reset-failed", *units, shell.NO_STDERR], ["systemctl", "restart", *units]
+        )
+    )
+
+
+def stop_workers_command(layout: HostLayout, slot: str) -> list[str]:
+    """Stop every worker of the slot, whatever their number: SIGTERM, each finishes the job in
+    hand (bounded by TimeoutStopSec=, the contract's worker_stop_timeout). Returns when all
+    have stopped."""
+    return as_root(["systemctl", "stop", layout.worker_pattern(slot)])
+
+
+def boot_workers_command(layout: HostLayout, slot: str, count: int) -> list[str]:
+    """Start the slot's workers at boot and none of the other slot's: disabling a template
+    removes every instance's link, whatever count it was enabled with."""
+    return as_root(
+        chain(
+            ["systemctl", "enable", "--quiet", "--no-reload", *layout.worker_units(slot, count)],
+            ["systemctl", "disable", "--quiet", "--no-reload",
+             layout.worker_template(other_slot(slot))],
+            ["systemctl", "daemon-reload"],
+        )
+    )  # fmt: skip
+
+
 # $1 socket, $2 path, $3 timeout (s), $4 unit. Prints the last response; exits 0 (healthy),
 # 1 (timed out) or 2 (the unit stopped).
 HEALTH_WAIT_SCRIPT = """\

@@ -209,6 +209,9 @@ class Switch:
     current_switched: bool = False
     boot_enabled: bool = False
     old_stopped: bool = False
+    workers_started: bool = False  # the idle slot's workers were (re)started
+    workers_boot_enabled: bool = False
+    old_workers_stopped: bool = False
     since: int = 0
 
     @classmethod
@@ -233,10 +236,19 @@ class Switch:
             )
         return True
 
+    @property
+    def readiness_path(self) -> str:
+        return self.h.host.app.readiness_path
+
+    @property
+    def worker_count(self) -> int:
+        return self.h.host.app.worker_count
+
     def health_gate(self) -> bool:
-        """/readyz on the slot's own socket, retried for health_timeout seconds."""
+        """The contract's readiness path (/readyz) on the slot's own socket, retried for
+        health_timeout seconds."""
         command = cmd.health_wait_command(
-            self.h.layout, self.idle, "/readyz", self.h.settings.health_timeout
+            self.h.layout, self.idle, self.readiness_path, self.h.settings.health_timeout
         )
         result = self.h.run(command, warn=True)
         if result.ok:
@@ -246,10 +258,44 @@ class Switch:
         why = {1: f"not ready after {self.h.settings.health_timeout}s", 2: "the slot stopped"}
         unit = self.h.layout.unit(self.idle)
         raise self.h.fail(
-            f"health gate /readyz on {self.idle}",
+            f"health gate {self.readiness_path} on {self.idle}",
             f"{why.get(result.exited, 'check failed')}; last response: {response}",
             self.h.journal(unit, self.since),
         )
+
+    def start_idle_workers(self) -> bool:
+        """The new release's workers, once its web process passed the gate (migrations are
+        done): from here both releases' workers take jobs, as both serve requests."""
+        self.workers_started = True
+        h = self.h
+        result = h.run(cmd.start_workers_command(h.layout, self.idle, self.worker_count), warn=True)
+        if result.failed:
+            unit = h.layout.worker_unit(self.idle, 1)
+            raise h.fail(
+                f"start workers on {self.idle}",
+                f"workers did not start ({last_words(result.stderr, 1)}); journal above",
+                h.journal(unit, self.since),
+            )
+        return True
+
+    def enable_workers_at_boot(self) -> bool:
+        self.h.run(cmd.boot_workers_command(self.h.layout, self.idle, self.worker_count))
+        self.workers_boot_enabled = True
+        return True
+
+    def stop_old_workers(self) -> bool:
+        """SIGTERM to the old release's workers: each finishes its job in hand, takes no new
+        one, and exits; systemctl returns when all have (bounded by worker_stop_timeout). A job
+        still running then is killed and RQ retries it (docs/app-contract.md)."""
+        if not self.live or self.live == self.idle:
+            return False
+        h = self.h
+        started = time.monotonic()
+        h.run(cmd.stop_workers_command(h.layout, self.live))
+        self.old_workers_stopped = True
+        took = time.monotonic() - started
+        say(f"[{h.name}]   workers of slot {self.live} stopped after {took:.1f}s")
+        return True
 
     def route_nginx(self) -> bool:
         """Replace live.sock: from now on every new upstream connection reaches the idle slot.
@@ -300,15 +346,22 @@ class Switch:
         steps = [(f"point slot {self.idle} at the release", self.point_idle_slot)]
         if migrate_first:
             steps.append(("database migrations", lambda: migrate(h, self.idle)))
+        workers = self.worker_count > 0
         steps += [
             (f"start slot {self.idle}", self.start_idle_slot),
-            (f"health gate /readyz on {self.idle}", self.health_gate),
+            (f"health gate {self.readiness_path} on {self.idle}", self.health_gate),
+            *([(f"start {self.worker_count} workers on {self.idle}", self.start_idle_workers)]
+              if workers else []),
             (f"route nginx to {self.idle}", self.route_nginx),
             ("switch current", self.switch_current),
             (f"enable slot {self.idle} at boot", self.enable_at_boot),
-        ]
+            *([(f"enable workers on {self.idle} at boot", self.enable_workers_at_boot)]
+              if workers else []),
+        ]  # fmt: skip
         if self.live:
             steps.append((f"stop old slot {self.live}", self.stop_old_slot))
+            if workers:
+                steps.append((f"stop old workers on {self.live}", self.stop_old_workers))
         return steps
 
     def abandon(self) -> None:
@@ -324,6 +377,10 @@ class Switch:
             say(f"[{h.name}]   traffic already on slot {self.idle}: finishing the switch")
             self.finish_routed()
             return
+        if self.workers_started:
+            # Jobs they took finish (SIGTERM); the old release's workers never stopped.
+            h.run(cmd.stop_workers_command(h.layout, self.idle), warn=True)
+            say(f"[{h.name}]   stopped the workers of slot {self.idle}")
         if self.started:
             h.run(cmd.stop_slot_command(h.layout, self.idle), warn=True)
             say(f"[{h.name}]   stopped slot {self.idle}; {self.live or 'no slot'} keeps serving")
@@ -344,6 +401,17 @@ class Switch:
             (f"enable slot {self.idle} at boot", self.boot_enabled, self.enable_at_boot),
             (f"stop old slot {self.live}", not self.live or self.old_stopped, self.stop_old_slot),
         ]
+        if self.worker_count > 0:
+            # Workers are started before the route, so after it the new ones are running.
+            remaining.insert(
+                2,
+                (f"enable workers on {self.idle} at boot", self.workers_boot_enabled,
+                 self.enable_workers_at_boot),
+            )  # fmt: skip
+            remaining.append(
+                (f"stop old workers on {self.live}", not self.live or self.old_workers_stopped,
+                 self.stop_old_workers)
+            )  # fmt: skip
         for name, done, action in remaining:
             if done:
                 continue

@@ -139,7 +139,8 @@ def status_data(h: ReleaseHost, state: HostState, stale_hours: float | None = No
     live = state.live_slot
     readyz = None
     if live:
-        probe = h.run(cmd.health_wait_command(h.layout, live, "/readyz", 0), warn=True)
+        path = h.host.app.readiness_path
+        probe = h.run(cmd.health_wait_command(h.layout, live, path, 0), warn=True)
         readyz = {"ok": probe.ok, "response": " ".join(probe.stdout.split()) or None}
     return {
         "host": h.name,
@@ -229,31 +230,51 @@ def backup_lines(backup: dict | None) -> list[str]:
         "since": "journalctl --since, e.g. '10 min ago' or '2026-11-21 15:00'",
         "lines": "lines to show per host (default 100)",
         "nginx": "Nginx's journal and the site's access and error logs instead of the app's",
+        "process": "only one process type's journal: web, worker or job (scheduled jobs)",
     }
 )
-def logs(c, stack="", inventory="", hosts="", follow=False, since="", lines=100, nginx=False):
+def logs(
+    c, stack="", inventory="", hosts="", follow=False, since="", lines=100, nginx=False,
+    process="",
+):  # fmt: skip
     """The app's journal (both slots and migrations), or Nginx's with --nginx."""
+    if process and process not in PROCESS_TYPES:
+        raise Exit(f"dropstack: --process: {process!r} is not one of {', '.join(PROCESS_TYPES)}")
     selected = open_hosts(c, stack, inventory, hosts, threading.Event())
     if follow and len(selected) > 1:
         raise Exit("dropstack: --follow reads one host; pick it with --hosts", code=1)
     for h in selected:
-        say(f"[{h.name}] {'; '.join(log_sources(h, nginx))}:")
-        for command in logs_commands(h, nginx, lines, since, follow):
+        say(f"[{h.name}] {'; '.join(log_sources(h, nginx, process))}:")
+        for command in logs_commands(h, nginx, lines, since, follow, process):
             h.c.run(shell.join(command), warn=True, in_stream=False, pty=follow)
 
 
-def log_sources(h: ReleaseHost, nginx: bool) -> list[str]:
+PROCESS_TYPES = ("web", "worker", "job")
+
+
+def process_units(h: ReleaseHost, process: str) -> list[str]:
+    """The units of one process type (the app contract's), or all of them for ''."""
+    layout = h.layout
+    web = list(layout.units)
+    worker = [layout.worker_units_pattern]
+    job = [layout.job_service("*")]
+    return {"web": web, "worker": worker, "job": job}.get(process, web + worker + job)
+
+
+def log_sources(h: ReleaseHost, nginx: bool, process: str = "") -> list[str]:
     if nginx:
         return ["journal of nginx", h.layout.nginx_access_log, h.layout.nginx_error_log]
-    return [f"journal of {', '.join(h.layout.units)}"]
+    return [f"journal of {', '.join(process_units(h, process))}"]
 
 
-def logs_commands(h: ReleaseHost, nginx: bool, lines: int, since: str, follow: bool):
+def logs_commands(
+    h: ReleaseHost, nginx: bool, lines: int, since: str, follow: bool, process: str = ""
+):
     """The commands ``fab logs`` runs on a host: with ``--follow`` one command only (the
     journal, or the Nginx files), since a followed command never ends."""
     layout = h.layout
     if not nginx:
-        return [cmd.journal_command(list(layout.units), lines, since, follow)]
+        return [cmd.journal_command(process_units(h, process), lines, since, follow)]
     files = cmd.tail_command([layout.nginx_access_log, layout.nginx_error_log], lines, follow)
     if follow:
         return [files]

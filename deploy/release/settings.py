@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from deploy.host_model import AppContract, SettingsError
+
 # <UTC YYYYmmddHHMMSS>-<short sha>[-dirty]: sorting names sorts releases by build time.
 RELEASE_NAME = re.compile(r"(?P<stamp>\d{14})-(?P<sha>[0-9a-f]{7,40})(?P<dirty>-dirty)?")
 
@@ -41,6 +43,7 @@ class ReleaseSettings:
     # which Nginx has closed every connection to it, busy or idle.
     drain_timeout: int = 15
     lock_wait: int = 0  # default for --wait: seconds to wait for another deploy's lock
+    # Both from the app contract (dropstack.app), never set in dropstack.release.
     archive_paths: tuple[str, ...] = ("app",)  # what of the tree a host gets
     requirements: str = "app/requirements.txt"
     constraints: str = "constraints.txt"
@@ -60,8 +63,15 @@ class ReleaseSettings:
             raise ReleaseError(
                 f"dropstack.release.{unknown[0]}: not a setting; known: {', '.join(sorted(known))}"
             )
-        if "archive_paths" in values:
-            values["archive_paths"] = tuple(values["archive_paths"])
+        for moved in ("requirements", "archive_paths"):
+            if moved in values:
+                raise ReleaseError(f"dropstack.release.{moved}: moved to dropstack.app.{moved}")
+        # What the build ships is the app contract's (deploy.host_model.AppContract).
+        try:
+            contract = AppContract.from_mapping(dict(section.get("app") or {}))
+        except SettingsError as exc:
+            raise ReleaseError(f"dropstack.{exc}") from None
+        values.update(requirements=contract.requirements, archive_paths=contract.archive_paths)
         settings = cls(**values)
         if settings.keep < 2:
             raise ReleaseError("dropstack.release.keep: must be at least 2 (live and previous)")

@@ -127,16 +127,50 @@ def test_revision_writes_the_next_numbered_migration(monkeypatch, capsys, tmp_pa
     schema.head_revision.cache_clear()
     monkeypatch.setenv("DATABASE_URL", database_url)
     monkeypatch.setenv("DROPSTACK_ENV", "development")
+    head = schema.head_revision()
+    expected = f"{int(head) + 1:04d}"
     try:
         assert main(["revision", "-m", "add due dates", "--autogenerate"]) == 0
-        written = migrations / "versions" / "0002_add_due_dates.py"
+        written = migrations / "versions" / f"{expected}_add_due_dates.py"
         assert written.exists()
         source = written.read_text()
-        assert "revision = '0002'" in source
-        assert "down_revision = '0001'" in source
+        assert f"revision = '{expected}'" in source
+        assert f"down_revision = '{head}'" in source
         # The models match the head, so autogenerate found nothing to do.
         assert "op." not in source
         schema.head_revision.cache_clear()
-        assert schema.head_revision() == "0002"
+        assert schema.head_revision() == expected
     finally:
         schema.head_revision.cache_clear()
+
+
+def test_purge_deletes_only_tasks_done_for_longer_than_the_limit(database_url, monkeypatch):
+    from sqlalchemy import create_engine, text
+
+    from app.config import sqlalchemy_url
+    from app.manage import main
+
+    engine = create_engine(sqlalchemy_url(database_url))
+    with engine.begin() as c:
+        c.execute(text(
+            "INSERT INTO tasks (title, done, updated_at) VALUES "
+            "('old done', true, now() - interval '31 days'), "
+            "('old open', false, now() - interval '31 days'), "
+            "('new done', true, now() - interval '29 days')"
+        ))  # fmt: skip
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("DROPSTACK_ENV", "development")
+    assert main(["purge", "--older-than-days", "30"]) == 0
+    with engine.connect() as c:
+        left = sorted(c.execute(text("SELECT title FROM tasks")).scalars())
+    engine.dispose()
+    assert left == ["new done", "old open"]
+
+
+def test_purge_refuses_zero_days(capsys):
+    from app.manage import main
+
+    with pytest.raises(SystemExit) as raised:
+        main(["purge", "--older-than-days", "0"])
+    assert raised.value.code == 2
+    assert "must be a whole number of days above 0" in capsys.readouterr().err

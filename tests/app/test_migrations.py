@@ -30,7 +30,7 @@ def test_upgrade_head_then_downgrade_base(empty_engine):
     assert table_names(empty_engine) == set()
 
     schema.upgrade(empty_engine, "head")
-    assert table_names(empty_engine) == {"tasks", "alembic_version"}
+    assert table_names(empty_engine) == {"tasks", "task_archives", "alembic_version"}
     columns = {column["name"] for column in inspect(empty_engine).get_columns("tasks")}
     assert columns == {"id", "title", "done", "created_at", "updated_at"}
     with empty_engine.connect() as connection:

@@ -76,7 +76,8 @@ def test_settings_come_from_the_dropstack_config_section():
     settings = ReleaseSettings.from_config(
         {
             "host": {"app_name": "shop", "gunicorn_workers": 2},
-            "release": {"keep": 3, "archive_paths": ["app", "bin"]},
+            "release": {"keep": 3},
+            "app": {"archive_paths": ["app", "bin"]},
         }
     )
     assert settings.keep == 3

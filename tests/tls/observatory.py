@@ -3,8 +3,9 @@
 The `httpobs` scanner on PyPI (0.9.3) cannot be installed from requirements files: it requires
 psycopg2 and uWSGI built from source, and celery, for its hosted service. So the rules are
 transcribed here from its published grader (``httpobs/scanner/grader/grade.py`` and
-the scoring document in its docs folder, github.com/mozilla/http-observatory 0.9.3): every test starts
-from 100 and adds its modifier; 100 or more is A+ (grade table: 100 -> A+, 90 -> A, ...).
+the scoring document in its docs folder, github.com/mozilla/http-observatory 0.9.3): every
+test starts from 100 and adds its modifier; 100 or more is A+ (grade table: 100 -> A+,
+90 -> A, ...).
 Only the tests that apply to a JSON API over HTTPS are transcribed: CSP, cookies (none set),
 redirection, Referrer-Policy, HSTS, Subresource Integrity (no HTML: not applicable),
 X-Content-Type-Options, X-Frame-Options and X-XSS-Protection (0.9.3 still scores it; the
