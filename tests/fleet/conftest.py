@@ -1,0 +1,51 @@
+"""The fleet suite's target: a running local stack with several web hosts behind the load
+balancer (bin/test brings one up: `fab local.up --web-count 3 --db-pool 5`, provisioned and
+deployed). Every test here is a host test."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from deploy.targets import connect, resolve_inventory
+from tests.release.conftest import source  # noqa: F401  (the release tests' source fixture)
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if Path(item.fspath).is_relative_to(Path(__file__).parent):
+            item.add_marker(pytest.mark.host)
+
+
+@pytest.fixture(scope="session")
+def inventory():
+    inv = resolve_inventory()
+    if not inv["load_balancer_ip"] or len(inv.web_hosts) < 2:
+        pytest.fail(
+            "the fleet suite needs a stack with a load balancer and 2+ web hosts: "
+            "`fab local.up --web-count 3`, `fab provision`, `fab deploy`",
+            pytrace=False,
+        )
+    return inv
+
+
+@pytest.fixture(scope="session")
+def lb(inventory) -> str:
+    return inventory["load_balancer_ip"]
+
+
+@pytest.fixture
+def conn(inventory):
+    """Open connections per test: a host that reboots or loses power drops them."""
+    opened = {}
+
+    def get(name: str):
+        if name not in opened:
+            web = next(h for h in inventory.web_hosts if h.name == name)
+            opened[name] = connect(inventory, web)
+        return opened[name]
+
+    yield get
+    for c in opened.values():
+        c.close()

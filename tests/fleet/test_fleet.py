@@ -1,0 +1,158 @@
+"""The fleet as production runs it: web hosts behind the load balancer (HAProxy with
+DigitalOcean's health check), rolling deploys and rollbacks under load, a host whose app stops,
+a host that loses power, reboots of a web host and of the database.
+
+Measured windows are printed (pytest -s shows them) and asserted against DigitalOcean's
+documented worst case: a droplet is taken out after ``unhealthy_threshold`` failed checks, one
+every ``check_interval_seconds``, each waiting up to ``response_timeout_seconds``.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from deploy.inventory import local_state_dir
+from infra.load_balancer_policy import HEALTH_CHECK
+from tests.fleet.probe import Probe
+from tests.release.harness import fab, steady_load
+from tests.release.test_release_cycle import assert_no_failures
+
+REPO = Path(__file__).resolve().parents[2]
+FAB = str(Path(sys.executable).with_name("fab"))
+# The longest a dead droplet keeps getting requests on DigitalOcean: its last good check, then
+# unhealthy_threshold failed ones.
+TAKEN_OUT_WITHIN = HEALTH_CHECK.check_interval_seconds * (HEALTH_CHECK.unhealthy_threshold + 1) + (
+    HEALTH_CHECK.response_timeout_seconds
+)
+
+
+def local(*args: str) -> subprocess.CompletedProcess:
+    done = subprocess.run([FAB, *args], cwd=REPO, capture_output=True, text=True, timeout=300)
+    print(done.stdout + done.stderr)
+    return done
+
+
+def status(host: str) -> dict:
+    done = subprocess.run([FAB, "status", "--json", "--hosts", host], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)["hosts"][0]
+
+
+def up_again() -> subprocess.CompletedProcess:
+    """`fab local.up` with the running stack's own shape: it boots stopped hosts again."""
+    record = json.loads((local_state_dir() / "stack.json").read_text())
+    shape = ["--web-count", str(record["web_count"]), "--db-pool", str(record.get("db_pool", 0))]
+    return local("local.up", *shape, *(["--load-balancer"] if record.get("load_balancer") else []))
+
+
+def served_by(conn, log: str) -> int:
+    return int(conn.run(f"sudo -n wc -l < {log}", hide=True).stdout.strip() or 0)
+
+
+def test_the_load_balancer_sends_requests_to_every_web_host(inventory, lb, conn):
+    log = "/var/log/nginx/dropstack.access.log"
+    before = {h.name: served_by(conn(h.name), log) for h in inventory.web_hosts}
+    with Probe(lb, interval=0.02) as probe:
+        time.sleep(3)
+    assert probe.failed == 0
+    after = {h.name: served_by(conn(h.name), log) for h in inventory.web_hosts}
+    assert all(after[n] > before[n] for n in before), (before, after)
+
+
+def test_rolling_deploy_and_rollback_through_the_load_balancer_drop_nothing(source, lb):
+    source.commit_trivial("fleet")
+    with steady_load(lb, seconds=120) as load:
+        deployed = fab(source, "deploy")
+    assert deployed.code == 0, deployed.out
+    assert_no_failures(load)
+    with steady_load(lb, seconds=90) as load:
+        rolled = fab(source, "rollback")
+    assert rolled.code == 0, rolled.out
+    assert_no_failures(load)
+
+
+def test_a_host_whose_app_stops_is_taken_out_by_the_health_check(inventory, lb, conn):
+    name = inventory.web_hosts[1].name
+    live = status(name)["live_slot"]
+    c = conn(name)
+    with Probe(lb) as probe:
+        time.sleep(2)
+        c.run(f"sudo -n systemctl stop dropstack@{live}.service", hide=True)
+        stopped = time.monotonic()
+        # Until the checks take it out, its share of requests gets Nginx's 503.
+        deadline = stopped + TAKEN_OUT_WITHIN + 10
+        while not probe.ok_since(5) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        time.sleep(3)
+    window = probe.error_window()
+    print(f"app stopped on {name}: {probe.failed} of {len(probe.results)} requests failed, "
+          f"error window {window} s (DigitalOcean's worst case {TAKEN_OUT_WITHIN} s)")  # fmt: skip
+    assert probe.ok_since(3), "the load balancer still sends requests to the host"
+    assert window <= TAKEN_OUT_WITHIN, window
+    c.run(f"sudo -n systemctl start dropstack@{live}.service", hide=True)
+
+
+def test_a_host_that_loses_power_costs_no_request_and_comes_back(inventory, lb, conn):
+    name = inventory.web_hosts[2].name
+    before = status(name)["current"]
+    with Probe(lb) as probe:
+        time.sleep(2)
+        assert local("local.poweroff", "--host", name).returncode == 0
+        time.sleep(TAKEN_OUT_WITHIN)
+    # A host that is gone refuses nothing: HAProxy's connect fails and it tries another host.
+    print(f"{name} powered off: {probe.failed} of {len(probe.results)} requests failed, "
+          f"error window {probe.error_window()} s")  # fmt: skip
+    assert probe.error_window() <= TAKEN_OUT_WITHIN
+    assert probe.ok_since(10)
+    assert up_again().returncode == 0
+    after = status(name)
+    assert (after["current"], after["nginx_active"], after["readyz"]["ok"]) == (before, True, True)
+
+
+def test_a_web_host_reboots_like_a_droplet(inventory, conn):
+    name = inventory.web_hosts[1].name
+    before = status(name)
+    assert local("local.reboot", "--host", name).returncode == 0
+    after = status(name)
+    assert after["current"] == before["current"] and after["live_slot"] == before["live_slot"]
+    assert after["readyz"]["ok"] and after["nginx_active"] and after["lock"] is None
+    c = conn(name)
+    for unit in ("nginx", "ufw", "fail2ban", "ssh"):
+        state = c.run(f"systemctl is-active {unit}", hide=True, warn=True).stdout.strip()
+        assert state == "active", f"{unit} is {state} after the reboot"
+
+
+def test_the_database_keeps_every_row_through_a_reboot_and_a_power_loss(inventory, lb):
+    titles = [f"fleet-row-{time.time_ns()}-{n}" for n in range(20)]
+    for title in titles:
+        done = subprocess.run(
+            ["curl", "-s", "-f", "-m", "10", "-X", "POST", "-H", "Content-Type: application/json",
+             "-d", json.dumps({"title": title}), f"http://{lb}/api/tasks"],
+            capture_output=True, text=True,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+    assert local("local.reboot", "--host", "db").returncode == 0
+    assert present(lb, titles) == len(titles)
+    assert local("local.poweroff", "--host", "db").returncode == 0
+    assert up_again().returncode == 0
+    assert present(lb, titles) == len(titles), "rows written before the power loss are gone"
+
+
+def present(lb: str, titles: list[str], wait: float = 60) -> int:
+    """How many of the titles the API lists, once it answers again (pools reconnect)."""
+    deadline = time.monotonic() + wait
+    while True:
+        done = subprocess.run(["curl", "-s", "-m", "10", f"http://{lb}/api/tasks?limit=1000"],
+                              capture_output=True, text=True)  # fmt: skip
+        try:
+            listed = {t["title"] for t in json.loads(done.stdout)["tasks"]}
+            return sum(1 for t in titles if t in listed)
+        except (ValueError, KeyError):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the API did not answer: {done.stdout[:300]}") from None
+            time.sleep(2)
