@@ -611,9 +611,23 @@ def kernel_parameters(t: Target, facts: f.HostFacts) -> list[Change]:
     """The files, and the running values: a container never runs systemd-sysctl at boot
     (/proc/sys is read-only there), so a restarted local host is repaired by the next run."""
     network, kernel = sysctl_files()
-    applied = [(network, desired.SYSCTL_NETWORK)]
-    if not in_container(facts):
-        applied.append((kernel, desired.SYSCTL_KERNEL))
+    if in_container(facts):
+        # The local droplet's containers may set their own namespace's IPv4 keys; its IPv6
+        # defaults are read-only there (permission denied; the local droplet is IPv4 only).
+        # Both files are installed; a droplet loads them all (systemd-sysctl at boot, and here).
+        keys = {k: v for k, v in desired.SYSCTL_NETWORK.items() if not k.startswith("net.ipv6.")}
+        stale = desired.sysctl_differences(keys, facts.sysctl)
+        written = differing([network], facts.files)
+        load = written or stale
+        then = (
+            (root(["sysctl", "-q", "-w", *(f"{k}={v}" for k, v in keys.items())]),) if load else ()
+        )
+        changes = file_changes(t, facts, [network, kernel], "kernel parameters", then=then)
+        if changes or not then:
+            return changes
+        detail = tuple(f"~ {k}: {facts.sysctl.get(k, '?')} -> {keys[k]}" for k in stale)
+        return [Change("kernel parameters (running values)", then=then, detail=detail)]
+    applied = [(network, desired.SYSCTL_NETWORK), (kernel, desired.SYSCTL_KERNEL)]
     stale = [
         (file, keys) for file, keys in applied if desired.sysctl_differences(keys, facts.sysctl)
     ]
