@@ -612,21 +612,10 @@ def kernel_parameters(t: Target, facts: f.HostFacts) -> list[Change]:
     (/proc/sys is read-only there), so a restarted local host is repaired by the next run."""
     network, kernel = sysctl_files()
     if in_container(facts):
-        # The local droplet's containers may set their own namespace's IPv4 keys; its IPv6
-        # defaults are read-only there (permission denied; the local droplet is IPv4 only).
-        # Both files are installed; a droplet loads them all (systemd-sysctl at boot, and here).
-        keys = {k: v for k, v in desired.SYSCTL_NETWORK.items() if not k.startswith("net.ipv6.")}
-        stale = desired.sysctl_differences(keys, facts.sysctl)
-        written = differing([network], facts.files)
-        load = written or stale
-        then = (
-            (root(["sysctl", "-q", "-w", *(f"{k}={v}" for k, v in keys.items())]),) if load else ()
-        )
-        changes = file_changes(t, facts, [network, kernel], "kernel parameters", then=then)
-        if changes or not then:
-            return changes
-        detail = tuple(f"~ {k}: {facts.sysctl.get(k, '?')} -> {keys[k]}" for k in stale)
-        return [Change("kernel parameters (running values)", then=then, detail=detail)]
+        # /proc/sys is read-only in the local droplet's containers (every key: permission
+        # denied), so there the files are installed and checked, and a droplet loads them
+        # (systemd-sysctl at boot, and this step).
+        return file_changes(t, facts, [network, kernel], "kernel parameters")
     applied = [(network, desired.SYSCTL_NETWORK), (kernel, desired.SYSCTL_KERNEL)]
     stale = [
         (file, keys) for file, keys in applied if desired.sysctl_differences(keys, facts.sysctl)
