@@ -23,6 +23,19 @@ DOCUMENTED = (
     'pulumi preview --stack "$STACK" --policy-pack infra/policy --diff',
     ".venv/bin/mkdocs build --strict --site-dir build/site",
     "echo ",
+    # The deploy job (docs/ci.md, "Continuous delivery"): inventory from the stack, key from
+    # the repository's secrets, `fab deploy`, then the secrets removed.
+    'mkdir -p "$RUNNER_TEMP/dropstack"',
+    'pulumi stack output --stack "$STACK" --json --show-secrets',
+    '  > "$RUNNER_TEMP/dropstack/inventory.json"',
+    'chmod 600 "$RUNNER_TEMP/dropstack/inventory.json"',
+    "install -d -m 700 ~/.ssh",
+    "printf '%s\\n' \"$DEPLOY_SSH_KEY\" > ~/.ssh/id_ed25519",
+    "chmod 600 ~/.ssh/id_ed25519",
+    "printf '%s\\n' \"$DEPLOY_KNOWN_HOSTS\" > ~/.ssh/known_hosts",
+    '.venv/bin/fab deploy --inventory "$RUNNER_TEMP/dropstack/inventory.json"',
+    '.venv/bin/fab status --inventory "$RUNNER_TEMP/dropstack/inventory.json"',
+    'rm -f ~/.ssh/id_ed25519 "$RUNNER_TEMP/dropstack/inventory.json"',
 )
 
 
@@ -42,13 +55,15 @@ def test_ci_runs_exactly_the_readme_test_command():
     assert readme_test_command() in lines
 
 
-def test_workflow_is_valid_and_has_the_three_stages():
+def test_workflow_is_valid_and_has_its_four_jobs():
     workflow = yaml.safe_load(WORKFLOW.read_text())
     # YAML reads the bare key `on` as True; GitHub reads it as the trigger list.
     assert workflow.get("on", workflow.get(True)), "workflow has no trigger"
     jobs = workflow["jobs"]
-    assert set(jobs) == {"lint-and-unit", "local-droplet", "pulumi-preview"}
+    assert set(jobs) == {"lint-and-unit", "local-droplet", "pulumi-preview", "deploy"}
     assert jobs["local-droplet"]["needs"] == "lint-and-unit"
+    # Continuous delivery only after the tests, behind a reviewed environment.
+    assert "lint-and-unit" in jobs["deploy"]["needs"] and jobs["deploy"]["environment"]
     for name, job in jobs.items():
         assert job["runs-on"], name
         assert job["timeout-minutes"] <= 45, name
