@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from fabric import Connection
 
 from deploy.local import hosts
-from deploy.local.machine import nspawn_leaders
+from deploy.local.machine import nspawn_leaders, supervisors
 from deploy.local.network import HostPlan, StackPlan
 from deploy.local.state import DOWN_HINT, LocalStackError, StatePaths, last_words, write_private
 from infra.cloudinit import DEPLOY_USER
@@ -57,7 +57,8 @@ def wait_for_ssh(paths: StatePaths, plan: StackPlan, only=None) -> None:
     known: dict[str, str] = {}
     while waiting:
         for host in list(waiting):
-            if not nspawn_leaders(host):
+            # Its reboot loop starts nspawn a moment after it starts itself.
+            if not nspawn_leaders(host) and not supervisors(host):
                 raise LocalStackError(
                     f"{host.name}: the container stopped while booting; see "
                     f"{paths.console_log(host)}, then {DOWN_HINT}"

@@ -4,11 +4,14 @@ deployed). Every test here is a host test."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 
 from deploy.targets import connect, resolve_inventory
+from infra.load_balancer_policy import HEALTH_CHECK
+from tests.fleet.probe import Probe
 from tests.release.conftest import source  # noqa: F401  (the release tests' source fixture)
 
 
@@ -32,7 +35,18 @@ def inventory():
 
 @pytest.fixture(scope="session")
 def lb(inventory) -> str:
-    return inventory["load_balancer_ip"]
+    """The load balancer's address, once it sends traffic. Right after a first deploy it does
+    not yet: like DigitalOcean's, it takes a droplet in after healthy_threshold good checks,
+    one every check_interval_seconds (50 s), and up to one more interval to start counting."""
+    address = inventory["load_balancer_ip"]
+    wait = HEALTH_CHECK.check_interval_seconds * (HEALTH_CHECK.healthy_threshold + 2)
+    with Probe(address, interval=0.5, limit_seconds=wait + 10) as probe:
+        deadline = time.monotonic() + wait
+        while not probe.ok_since(3) and time.monotonic() < deadline:
+            time.sleep(1)
+    if not probe.ok_since(3):
+        pytest.fail(f"the load balancer at {address} served no host within {wait} s", pytrace=False)
+    return address
 
 
 @pytest.fixture
