@@ -241,8 +241,14 @@ def poweroff(host_name: str, say: Say) -> None:
         leaders = nspawn_leaders(host)
         for pid in leaders:
             send_signal(pid, signal.SIGKILL)
-        # The container's init dies with its PID namespace's leader.
-        wait_gone(leaders)
+        # Killing nspawn does not take the container's processes with it: without this, its
+        # PostgreSQL would still run when `up` boots the host again on the same disk, and two
+        # servers on one data directory is not a power loss. Everything in the host's network
+        # namespace is the host.
+        inside = [int(pid) for pid in run(["ip", "netns", "pids", host.netns], hint="").split()]
+        for pid in inside:
+            send_signal(pid, signal.SIGKILL)
+        wait_gone(leaders + inside)
         wait_reaped(leaders)
         say(f"{host.name}: powered off hard; `fab local.up` boots it again on its disk")
 
