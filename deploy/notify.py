@@ -34,7 +34,7 @@ from typing import Any
 import tenacity
 from invoke.exceptions import Exit
 
-from deploy import host_model
+from deploy import settings_checks
 from deploy.steps import say
 
 ACTIONS = ("deploy", "rollback")
@@ -117,7 +117,7 @@ class NotifySettings:
 def settings_of(c) -> NotifySettings:
     """The settings of a task's context; a bad value ends the task with its one line."""
     try:
-        return NotifySettings.from_config(host_model._plain(c.config.get("dropstack")))
+        return NotifySettings.from_config(settings_checks.plain(c.config.get("dropstack")))
     except NotifyError as exc:
         raise Exit(f"dropstack: {exc}", code=1) from None
 

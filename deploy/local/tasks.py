@@ -16,7 +16,7 @@ import shutil
 from invoke import task
 from invoke.exceptions import Exit
 
-from deploy.local import hosts, lifecycle, preflight
+from deploy.local import hosts, lifecycle, operate, preflight
 from deploy.local.image_cache import ImageBuildError
 from deploy.local.network import MAX_WEB_COUNT
 
@@ -95,7 +95,7 @@ def down(c, if_owner=""):
 def status(c):
     """Print each host, its addresses, whether it runs and whether SSH answers."""
     _preflight("fab local.status", commands={})  # the state directory is root's alone
-    rows, leftovers, paths = lifecycle.status()
+    rows, leftovers, paths = operate.status()
     if not rows:
         if leftovers:
             raise Exit(
@@ -124,7 +124,7 @@ def reboot(c, host):
     """Reboot a host as a droplet reboots (systemctl reboot inside it): its disk stays."""
     _preflight("fab local.reboot")
     try:
-        lifecycle.reboot(host, say)
+        operate.reboot(host, say)
     except (lifecycle.LocalStackError, KeyError) as exc:
         raise Exit(f"local.reboot: {exc.args[0]}", code=1) from None
 
@@ -134,7 +134,7 @@ def poweroff(c, host):
     """Pull a host's plug (SIGKILL its container, no shutdown); `fab local.up` boots it again."""
     _preflight("fab local.poweroff", commands={})
     try:
-        lifecycle.poweroff(host, say)
+        operate.poweroff(host, say)
     except (lifecycle.LocalStackError, KeyError) as exc:
         raise Exit(f"local.poweroff: {exc.args[0]}", code=1) from None
 
@@ -144,7 +144,7 @@ def ssh(c, host="web-1", command=None):
     """Open SSH to a host as the deploy user with the stack's key (replaces this process)."""
     _preflight("fab local.ssh", commands={"ssh": "openssh-client"})
     try:
-        plan, paths = lifecycle.running_plan()
+        plan, paths = operate.running_plan()
         target = plan.host(host)
     except (lifecycle.LocalStackError, KeyError) as exc:
         raise Exit(f"local.ssh: {exc.args[0]}", code=1) from None

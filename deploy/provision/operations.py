@@ -9,133 +9,32 @@ activated, and a service is reloaded or restarted only when its configuration ch
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 from deploy import shell
 from deploy.backup import provision as backup_provision
-from deploy.backup.settings import BackupLayout, BackupSettings, Bucket
-from deploy.host_model import SLOTS, HostSettings, SettingsError
-from deploy.inventory import Inventory
-from deploy.provision import database, desired, templates, tls
+from deploy.backup.settings import BackupLayout
+from deploy.host_model import SLOTS, HostSettings
+from deploy.provision import baseline, database, desired, templates, tls
 from deploy.provision import facts as f
-from deploy.provision.files import RemoteFile, describe_difference, differing
-from deploy.secrets import plan as rotation
-
-Command = tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class Change:
-    """One change a step would make: commands, then files (validated before they stay), then
-    the commands that activate them. ``detail`` is what ``--check`` shows (diffs, packages)."""
-
-    summary: str
-    commands: tuple[Command, ...] = ()
-    files: tuple[RemoteFile, ...] = ()
-    validate: Command | None = None
-    validate_name: str = ""
-    then: tuple[Command, ...] = ()
-    detail: tuple[str, ...] = ()
-    grant_schema: bool = False  # grant the app user its schema privileges, as the db admin
-
-
-@dataclass(frozen=True)
-class Target:
-    """What the operations know besides facts: the host model and the inventory."""
-
-    host: str
-    settings: HostSettings
-    inv: Inventory
-    contents: dict[str, str] = field(default_factory=dict)  # current file contents, for diffs
-    connecting_key: str | None = None  # "type base64" of the key SSH logs in with, if known
-    backup: BackupSettings | None = None  # dropstack.backup; None: not configured
-
-    @property
-    def deploy_user(self) -> str:
-        return self.inv["ssh_user"]
-
-    @property
-    def first(self) -> bool:
-        return self.host == self.inv.web_hosts[0].name
-
-    @property
-    def backs_up(self) -> bool:
-        """This host runs the stack's backup job: the first host, with a bucket in the
-        inventory and an age recipient configured (one dump per stack, not one per host)."""
-        return bool(
-            self.first and self.inv.has_backup_bucket and self.backup and self.backup.recipient
-        )
-
-
-class Unsupported(Exception):
-    """The host cannot be provisioned at all (its operating system); one line."""
-
-
-def _t(*commands) -> tuple[Command, ...]:
-    return tuple(tuple(c) for c in commands)
-
-
-def root(command) -> Command:
-    return tuple(shell.as_root(command))
-
-
-# --- the desired state that depends on the target ---
-
-
-def directories(s: HostSettings, deploy_user: str) -> list[tuple[str, str, str, str]]:
-    """(path, mode, owner, group) of the release layout. Code is not secret, so releases are
-    world-readable (Nginx serves static files from them); the config dir is closed to others."""
-    p = s.paths
-    return [
-        (p.root, "0755", "root", "root"),
-        (p.releases_dir, "0755", deploy_user, deploy_user),
-        (p.slots_dir, "0755", deploy_user, deploy_user),
-        (p.config_dir, "0750", "root", s.app_user),
-        (p.maintenance_dir, "0755", "root", "root"),
-        (s.acme_webroot, "0755", "root", "root"),
-    ]
-
-
-def env_files(t: Target, existing_env: str) -> list[RemoteFile]:
-    """The database CA and the app's environment file. SECRET_KEY is made once and kept; so
-    are what `fab secrets.rotate` wrote: SECRET_KEY_FALLBACKS while set (the rotation's
-    retire stage removes them, provisioning never does) and a rotated database password."""
-    s, p = t.settings, t.settings.paths
-    existing = desired.parse_env_file(existing_env)
-    secret = existing.get("SECRET_KEY") or secrets.token_urlsafe(48)
-    url = desired.app_database_url(t.inv["db_uri"], p.db_ca_cert)
-    values = {
-        "DROPSTACK_ENV": "production",
-        "DATABASE_URL": url,
-        "SECRET_KEY": secret,
-        **rotation.kept_env_values(existing, url),
-    }
-    return [
-        RemoteFile(p.db_ca_cert, t.inv["db_ca_cert"], "0644", "root", s.app_user),
-        RemoteFile(
-            p.env_file, rotation.env_content(values), "0640", "root", s.app_user, secret=True
-        ),
-    ]
-
-
-def os_files(t: Target, operator_ip: str) -> dict[str, RemoteFile]:
-    return desired.os_files(t.deploy_user, operator_ip)
-
-
-def authorized_keys(t: Target) -> RemoteFile:
-    """The deploy user's authorized_keys: exactly the stack's sshPublicKeys (rotating keys
-    replaces no droplet; this step puts the new list on live hosts and removes old keys)."""
-    user = t.deploy_user
-    content = "".join(f"{key.strip()}\n" for key in t.inv["ssh_public_keys"])
-    return RemoteFile(f"/home/{user}/.ssh/authorized_keys", content, "0600", user, user)
+from deploy.provision.backup_step import backup_files, backup_job
+from deploy.provision.change import (
+    Change,
+    Command,
+    Target,
+    Unsupported,
+    ensure_running,
+    file_changes,
+    root,
+)
+from deploy.provision.target_files import authorized_keys, directories, env_files, os_files
 
 
 def wanted_paths(t: Target) -> list[str]:
     """Every file path the steps manage, for the one batched probe (contents not needed)."""
     files = [*os_files(t, "").values(), *env_files(t, ""), authorized_keys(t)]
-    files += baseline_files(t, "")
+    files += baseline.baseline_files(t, "")
     files += templates.nginx_files(t.settings) + templates.systemd_files(t.settings)
     if t.settings.domain:
         files += templates.nginx_files(replace(t.settings, tls_certificate_ready=False))
@@ -143,17 +42,6 @@ def wanted_paths(t: Target) -> list[str]:
     files += backup_files(t)
     paths = [file.path for file in files] + [desired.LOGIN_DEFS_PATH, "/etc/fstab"]
     return sorted(set(paths))
-
-
-def backup_files(t: Target) -> list[RemoteFile]:
-    """The backup job's files on the host that runs it (deploy/backup/provision.py), else none."""
-    if not t.backs_up:
-        return []
-    try:
-        bucket = Bucket.from_inventory(t.inv.data)
-    except SettingsError as exc:
-        raise Unsupported(str(exc)) from None
-    return backup_provision.files(t.settings, t.backup, bucket)
 
 
 def wanted_packages(t: Target) -> tuple[str, ...]:
@@ -232,38 +120,6 @@ def packages(t: Target, facts: f.HostFacts) -> list[Change]:
             f"install {', '.join(missing)}",
             commands=(root(desired.install_packages_command(missing)),),
             detail=tuple(f"+ package {name}" for name in missing),
-        )
-    ]
-
-
-def file_changes(
-    t: Target, facts: f.HostFacts, files: list[RemoteFile], summary: str, **activation
-) -> list[Change]:
-    """A Change writing the files the host does not have exactly so, with their diffs."""
-    changed = differing(files, facts.files)
-    if not changed:
-        return []
-    detail = []
-    for file in changed:
-        current = facts.env_file if file.secret else t.contents.get(file.path)
-        detail += describe_difference(file, facts.files.get(file.path), current)
-    return [Change(summary, files=tuple(changed), detail=tuple(detail), **activation)]
-
-
-def ensure_running(facts: f.HostFacts, unit: str, how: str = "restart") -> list[Change]:
-    """Start a service that should run and does not (a condition that is false, such as
-    systemd-timesyncd's in a container, where the clock is the host's, counts as running)."""
-    props = facts.unit(unit)
-    enabled = props.get("UnitFileState") in ("enabled", "static", "alias", "enabled-runtime")
-    running = props.get("ActiveState") == "active" or props.get("ConditionResult") == "no"
-    if enabled and running:
-        return []
-    state = f"{props.get('UnitFileState', '?')}, {props.get('ActiveState', '?')}"
-    return [
-        Change(
-            f"enable and start {unit}",
-            commands=(root(["systemctl", "enable", "--now", unit]),),
-            detail=(f"~ {unit}: {state} -> enabled, active",),
         )
     ]
 
@@ -487,7 +343,7 @@ def host_firewall(t: Target, facts: f.HostFacts) -> list[Change]:
 
 
 def sshd(t: Target, facts: f.HostFacts) -> list[Change]:
-    sshd_user_keys(t)
+    baseline.sshd_user_keys(t)
     reload = (root(["systemctl", "reload-or-restart", "ssh"]),)
     file = os_files(t, "")["sshd"]
     changes = file_changes(t, facts, [file], "sshd settings", validate=root(["sshd", "-t"]),
@@ -500,296 +356,6 @@ def fail2ban(t: Target, facts: f.HostFacts) -> list[Change]:
     restart = (root(["systemctl", "reload-or-restart", "fail2ban"]),)
     changes = file_changes(t, facts, [file], "fail2ban jail", then=restart)
     return changes + ensure_running(facts, "fail2ban")
-
-
-# --- the host baseline (lynis, ssh-audit's policy, the CIS-derived host tests) ---
-
-
-def baseline_files(t: Target, login_defs: str) -> list[RemoteFile]:
-    """Every file the baseline steps write (login.defs from the host's own copy)."""
-    files = [*banner_files(), *sysctl_files(), *core_dump_files(), *audit_files()]
-    files += [*password_files(login_defs), modprobe_file(), tmp_mount_file()]
-    return files
-
-
-def in_container(facts: f.HostFacts) -> bool:
-    return facts.container != "none"
-
-
-def openssh_for_policy(t: Target, facts: f.HostFacts) -> list[Change]:
-    """The policy's key exchanges need Debian's current OpenSSH (security archive): an older
-    one would fail `sshd -t` on sntrup761x25519-sha512, so it is upgraded first."""
-    wanted = desired.SSHD_ALGORITHMS["KexAlgorithms"]
-    missing = [k for k in wanted if k not in facts.ssh_kex]
-    if not missing:
-        return []
-    upgrade = desired.install_packages_command(["openssh-server", "openssh-client"])
-    return [
-        Change(
-            "upgrade openssh-server",
-            commands=(root(upgrade),),
-            detail=(f"~ openssh: lacks {', '.join(missing)} -> the security archive's version",),
-        )
-    ]
-
-
-def _reload_ssh(facts: f.HostFacts) -> tuple[Command, ...]:
-    return (root(["systemctl", "reload-or-restart", "ssh"]),) if facts.active("ssh") else ()
-
-
-def ssh_host_keys(t: Target, facts: f.HostFacts) -> list[Change]:
-    """ed25519 and RSA 4096 only. The operator's known_hosts pins the ed25519 key, which is
-    never replaced, so the next connection still verifies; sshd reloads to drop the others."""
-    commands, detail = desired.host_key_commands(facts.host_keys)
-    if not commands:
-        return []
-    return [
-        Change(
-            "ssh host keys",
-            commands=tuple(root(c) for c in commands),
-            then=_reload_ssh(facts),
-            detail=tuple(detail),
-        )
-    ]
-
-
-def ssh_moduli(t: Target, facts: f.HostFacts) -> list[Change]:
-    strong, weak = facts.moduli
-    if strong and not weak:
-        return []
-    return [
-        Change(
-            "ssh group-exchange moduli",
-            commands=(root(desired.moduli_command()),),
-            detail=(
-                f"~ {desired.MODULI_FILE}: {strong} strong, {weak} weak -> "
-                f"{desired.MODULI_SOURCE} lines of >= {desired.MODULI_MIN_BITS + 1} bits",
-            ),
-        )
-    ]
-
-
-def sshd_user_keys(t: Target) -> None:
-    """Refuse before the hardened sshd would refuse the key this run connects with (or, when
-    that is unknown, every listed key): the operator would be locked out after the reload."""
-    keys = [t.connecting_key] if t.connecting_key else list(t.inv["ssh_public_keys"])
-    problems = [p for key in keys if (p := desired.user_key_problem(key))]
-    if keys and len(problems) == len(keys):
-        raise Unsupported(f"ssh_public_keys: {problems[0]}; the deploy user would be locked out")
-
-
-def banner_files() -> list[RemoteFile]:
-    return [
-        RemoteFile("/etc/issue", desired.LOGIN_BANNER),
-        RemoteFile(desired.BANNER_PATH, desired.LOGIN_BANNER),
-    ]
-
-
-def login_banner(t: Target, facts: f.HostFacts) -> list[Change]:
-    return file_changes(t, facts, banner_files(), "login banner")
-
-
-def sysctl_files() -> list[RemoteFile]:
-    return [
-        RemoteFile(
-            desired.SYSCTL_NETWORK_PATH,
-            desired.sysctl_file(
-                desired.SYSCTL_NETWORK, "network hardening (per network namespace: containers too)"
-            ),
-        ),
-        RemoteFile(
-            desired.SYSCTL_KERNEL_PATH,
-            desired.sysctl_file(
-                desired.SYSCTL_KERNEL,
-                "kernel hardening (a container's /proc/sys is read-only: droplets only)",
-            ),
-        ),
-    ]
-
-
-def kernel_parameters(t: Target, facts: f.HostFacts) -> list[Change]:
-    """The files, and the running values: a container never runs systemd-sysctl at boot
-    (/proc/sys is read-only there), so a restarted local host is repaired by the next run."""
-    network, kernel = sysctl_files()
-    if in_container(facts):
-        # /proc/sys is read-only in the local droplet's containers (every key: permission
-        # denied), so there the files are installed and checked, and a droplet loads them
-        # (systemd-sysctl at boot, and this step).
-        return file_changes(t, facts, [network, kernel], "kernel parameters")
-    applied = [(network, desired.SYSCTL_NETWORK), (kernel, desired.SYSCTL_KERNEL)]
-    stale = [
-        (file, keys) for file, keys in applied if desired.sysctl_differences(keys, facts.sysctl)
-    ]
-    written = differing([network, kernel], facts.files)
-    loads = {file.path for file, _ in applied if file in written} | {file.path for file, _ in stale}
-    then = tuple(root(["sysctl", "-q", "-p", path]) for path in sorted(loads))
-    changes = file_changes(t, facts, [network, kernel], "kernel parameters", then=then)
-    if changes or not then:
-        return changes
-    detail = tuple(
-        f"~ {k}: {facts.sysctl.get(k, '?')} -> {v}"
-        for _, keys in stale
-        for k, v in keys.items()
-        if k in desired.sysctl_differences(keys, facts.sysctl)
-    )
-    return [Change("kernel parameters (running values)", then=then, detail=detail)]
-
-
-def core_dump_files() -> list[RemoteFile]:
-    return [
-        RemoteFile("/etc/security/limits.d/60-dropstack-coredump.conf", desired.CORE_LIMITS),
-        RemoteFile("/etc/systemd/coredump.conf.d/60-dropstack.conf", desired.COREDUMP_CONF),
-    ]
-
-
-def core_dumps(t: Target, facts: f.HostFacts) -> list[Change]:
-    return file_changes(t, facts, core_dump_files(), "core dumps restricted")
-
-
-def password_files(login_defs: str) -> list[RemoteFile]:
-    files = [RemoteFile("/etc/security/pwquality.conf.d/60-dropstack.conf", desired.PWQUALITY)]
-    if login_defs:  # never written from nothing: the distribution's file is the base
-        files.append(RemoteFile(desired.LOGIN_DEFS_PATH, desired.edit_login_defs(login_defs)))
-    return files
-
-
-def password_policy(t: Target, facts: f.HostFacts) -> list[Change]:
-    """login.defs (new accounts), pwquality, and the ages of the accounts that have a
-    password now (none on a dropstack host: logins take keys; chage covers any set later)."""
-    with_host_copy = replace(t, contents={**t.contents, desired.LOGIN_DEFS_PATH: facts.login_defs})
-    files = password_files(facts.login_defs)
-    changes = file_changes(with_host_copy, facts, files, "password policy")
-    maximum, minimum, warn = (str(d) for d in desired.PASSWORD_POLICY_DAYS)
-    aged = [
-        user
-        for user, (has, mx, mn, wn) in facts.passwords.items()
-        if has and (mx, mn, wn) != (maximum, minimum, warn)
-    ]
-    if aged:
-        chage = [root(["chage", "-M", maximum, "-m", minimum, "-W", warn, u]) for u in aged]
-        changes.append(
-            Change(
-                "password ages",
-                commands=tuple(chage),
-                detail=tuple(
-                    f"~ {u}: max/min/warn days -> {maximum}/{minimum}/{warn}" for u in aged
-                ),
-            )
-        )
-    return changes
-
-
-def audit_files() -> list[RemoteFile]:
-    return [RemoteFile(desired.AUDIT_RULES_PATH, desired.AUDIT_RULES, "0640")]
-
-
-def audit_rules(t: Target, facts: f.HostFacts) -> list[Change]:
-    """The rules file everywhere; loaded, and auditd running, only outside a container (the
-    kernel's audit subsystem belongs to the machine: an nspawn host cannot use it)."""
-    if in_container(facts):
-        return file_changes(t, facts, audit_files(), "audit rules (not loaded in a container)")
-    load = (root(["augenrules", "--load"]),)
-    return file_changes(t, facts, audit_files(), "audit rules", then=load) + ensure_running(
-        facts, "auditd"
-    )
-
-
-def modprobe_file() -> RemoteFile:
-    return RemoteFile(desired.MODPROBE_PATH, desired.modprobe_file())
-
-
-def unused_modules(t: Target, facts: f.HostFacts) -> list[Change]:
-    """Inert in a container (it loads no modules) and installed there too: the same file."""
-    return file_changes(t, facts, [modprobe_file()], "unused kernel modules")
-
-
-def tmp_mount_file() -> RemoteFile:
-    return RemoteFile(desired.TMP_MOUNT_PATH, desired.TMP_MOUNT)
-
-
-def temp_mounts(t: Target, facts: f.HostFacts) -> list[Change]:
-    """A droplet: tmpfs /tmp (nodev,nosuid) from the next boot on, /dev/shm remounted
-    nodev,nosuid,noexec now and by fstab. A container: nspawn owns its mounts; nothing."""
-    if in_container(facts):
-        return []
-    enable = (root(["systemctl", "daemon-reload"]), root(["systemctl", "enable", "tmp.mount"]))
-    changes = file_changes(t, facts, [tmp_mount_file()], "tmpfs /tmp (from next boot)", then=enable)
-    fstab = desired.edit_fstab_shm(facts.fstab)
-    if fstab != facts.fstab:
-        remount = (root(["mount", "-o", "remount", desired.SHM]),)
-        changes += [
-            Change(
-                f"{desired.SHM} nodev,nosuid,noexec",
-                files=(RemoteFile("/etc/fstab", fstab),),
-                then=remount,
-                detail=(f"+ /etc/fstab: {desired.FSTAB_SHM}",),
-            )
-        ]
-    return changes
-
-
-def file_modes(t: Target, facts: f.HostFacts) -> list[Change]:
-    """cron's and sshd's files closed to other users (those present: minbase has no cron)."""
-    wanted = {**desired.CRON_MODES, **desired.SSHD_CONFIG_MODES}
-    wrong = {
-        p: m
-        for p, m in wanted.items()
-        if facts.modes.get(p, "absent") != "absent" and facts.modes[p].split()[0] != m
-    }
-    if not wrong:
-        return []
-    commands = tuple(root(["chmod", mode, path]) for path, mode in sorted(wrong.items()))
-    detail = tuple(f"~ {p}: {facts.modes[p].split()[0]} -> {m}" for p, m in sorted(wrong.items()))
-    return [Change("cron and sshd file modes", commands=commands, detail=detail)]
-
-
-def security_updates(t: Target, facts: f.HostFacts) -> list[Change]:
-    if not facts.security_updates:
-        return []
-    upgrade = desired.upgrade_packages_command(list(facts.security_updates))
-    return [
-        Change(
-            f"security updates ({len(facts.security_updates)} packages)",
-            commands=(root(upgrade),),
-            detail=tuple(f"~ package {p} (security)" for p in facts.security_updates),
-        )
-    ]
-
-
-def backup_job(t: Target, facts: f.HostFacts) -> list[Change]:
-    """The backup job's packages, env file (the bucket's key: values never shown), recipient
-    and units on the host that runs it, verified before daemon-reload, then the timer enabled.
-    Nothing when backups are not set up (no bucket in the inventory, or no recipient)."""
-    if not t.backs_up:
-        return []
-    missing = [name for name in backup_provision.PACKAGES if name not in facts.packages]
-    files = backup_files(t)
-    changed = differing(files, facts.files)
-    timer = BackupLayout(t.settings.paths).timer
-    if not (missing or changed):
-        return ensure_running(facts, timer)
-    detail = [f"+ package {name}" for name in missing]
-    for file in changed:
-        # A secret file's host copy is never read for a diff: which file differs is enough.
-        current = None if file.secret else t.contents.get(file.path)
-        state = facts.files.get(file.path)
-        if file.secret and state not in (None, "absent"):
-            detail.append(f"~ {file.path}: differs (values redacted)")
-        else:
-            detail += describe_difference(file, state, current)
-    install = (root(desired.install_packages_command(missing)),) if missing else ()
-    validate = root(backup_provision.verify_command(t.settings)) if changed else None
-    return [
-        Change(
-            "backup job and timer",
-            commands=install,
-            files=tuple(changed),
-            validate=validate,
-            validate_name="systemd-analyze verify" if changed else "",
-            then=tuple(tuple(c) for c in backup_provision.activation(t.settings)),
-            detail=tuple(detail),
-        )
-    ]
 
 
 Operation = Callable[[Target, f.HostFacts], list[Change]]
@@ -814,20 +380,20 @@ STEPS: tuple[tuple[str, Operation], ...] = (
     ("tls certificate (certbot)", tls_certificate),
     ("nginx site", nginx_site),
     ("host firewall (ufw)", host_firewall),
-    ("security updates", security_updates),
-    ("kernel parameters", kernel_parameters),
-    ("core dumps restricted", core_dumps),
-    ("password policy", password_policy),
-    ("audit rules for privilege use", audit_rules),
-    ("unused kernel modules", unused_modules),
-    ("tmp and shm mount options", temp_mounts),
-    ("login banner", login_banner),
+    ("security updates", baseline.security_updates),
+    ("kernel parameters", baseline.kernel_parameters),
+    ("core dumps restricted", baseline.core_dumps),
+    ("password policy", baseline.password_policy),
+    ("audit rules for privilege use", baseline.audit_rules),
+    ("unused kernel modules", baseline.unused_modules),
+    ("tmp and shm mount options", baseline.temp_mounts),
+    ("login banner", baseline.login_banner),
     # Before sshd's settings, which name the banner, the moduli file and the host keys.
-    ("openssh for the hardened policy", openssh_for_policy),
-    ("ssh host keys", ssh_host_keys),
-    ("ssh moduli", ssh_moduli),
+    ("openssh for the hardened policy", baseline.openssh_for_policy),
+    ("ssh host keys", baseline.ssh_host_keys),
+    ("ssh moduli", baseline.ssh_moduli),
     ("sshd hardening", sshd),
-    ("cron and sshd file modes", file_modes),
+    ("cron and sshd file modes", baseline.file_modes),
     ("fail2ban sshd jail", fail2ban),
     # Last: the site serves without it; the first host only, when backups are set up.
     ("backup job and timer", backup_job),

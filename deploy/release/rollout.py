@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from fabric import Config
 from invoke.exceptions import Exit
 
-from deploy import host_model
+from deploy import host_model, settings_checks
 from deploy.host_model import SettingsError
 from deploy.inventory import InventoryError
 from deploy.release import audit, plan
@@ -43,7 +43,7 @@ INTERRUPTED_EXIT = 130
 
 
 def settings_of(c) -> ReleaseSettings:
-    return ReleaseSettings.from_config(host_model._plain(c.config.get("dropstack")))
+    return ReleaseSettings.from_config(settings_checks.plain(c.config.get("dropstack")))
 
 
 def open_hosts(c, stack: str, inventory: str, hosts: str, cancel: threading.Event, task=""):

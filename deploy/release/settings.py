@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from deploy.host_model import AppContract, SettingsError
+from deploy.app_contract import AppContract
+from deploy.host_model import SettingsError
 
 # <UTC YYYYmmddHHMMSS>-<short sha>[-dirty]: sorting names sorts releases by build time.
 RELEASE_NAME = re.compile(r"(?P<stamp>\d{14})-(?P<sha>[0-9a-f]{7,40})(?P<dirty>-dirty)?")

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from deploy import host_model
-from deploy.host_model import SLOTS, AppContract, HostSettings, SettingsError
+from deploy import app_contract, host_model
+from deploy.app_contract import AppContract
+from deploy.host_model import SLOTS, HostSettings, SettingsError
 from deploy.provision.templates import (
     render_site_files,
     scheduled_job_files,
@@ -110,7 +111,7 @@ def test_the_defaults_describe_todays_sample_app():
 def test_fabric_yaml_declares_every_key_so_environment_variables_reach_it():
     # Invoke maps FABRIC_DROPSTACK_APP_<KEY> only onto keys the config already has.
     declared = yaml.safe_load((REPO / "fabric.yaml").read_text())["dropstack"]["app"]
-    assert set(declared) == {name for name, _, _ in host_model.contract_docs()}
+    assert set(declared) == {name for name, _, _ in app_contract.contract_docs()}
     contract = AppContract.from_mapping(declared)
     # fabric.yaml is the sample app's contract: the code's defaults plus its purge schedule.
     assert replace(contract, schedules=()) == AppContract()

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from deploy.inventory import Inventory
+from deploy.provision import baseline
 from deploy.provision import desired as ds
 from deploy.provision import facts as f
 from deploy.provision import operations as ops
@@ -80,8 +81,8 @@ def test_sshd_step_refuses_to_lock_out_the_connecting_key():
     ecdsa = "ecdsa-sha2-nistp256 AAAAE2VjZHNh"
     t = target(keys=(f"{ecdsa} op", "ssh-ed25519 AAAAC3 other"), connecting_key=ecdsa)
     with pytest.raises(ops.Unsupported, match="would be locked out"):
-        ops.sshd_user_keys(t)
-    ops.sshd_user_keys(target(keys=(f"{ecdsa} op", "ssh-ed25519 AAAAC3 other")))
+        baseline.sshd_user_keys(t)
+    baseline.sshd_user_keys(target(keys=(f"{ecdsa} op", "ssh-ed25519 AAAAC3 other")))
 
 
 @pytest.mark.parametrize(
@@ -231,20 +232,20 @@ def _states(files: list[RemoteFile]) -> dict[str, str]:
 def test_kernel_parameters_in_a_container_install_the_files_and_load_nothing():
     # /proc/sys is read-only in the local droplet's containers: loading would fail every key.
     facts = f.HostFacts(container="systemd-nspawn")
-    (change,) = ops.kernel_parameters(target(), facts)
+    (change,) = baseline.kernel_parameters(target(), facts)
     assert not [c for c in change.then if "sysctl" in " ".join(c)]
     assert {file.path for file in change.files} == {ds.SYSCTL_NETWORK_PATH, ds.SYSCTL_KERNEL_PATH}
-    assert ops.kernel_parameters(target(), f.HostFacts(
-        container="systemd-nspawn", files=_states(ops.sysctl_files()))) == []  # fmt: skip
+    assert baseline.kernel_parameters(target(), f.HostFacts(
+        container="systemd-nspawn", files=_states(baseline.sysctl_files()))) == []  # fmt: skip
 
 
 def test_kernel_parameters_repair_running_values_when_files_match():
-    files = ops.sysctl_files()
+    files = baseline.sysctl_files()
     right = {**ds.SYSCTL_NETWORK, **ds.SYSCTL_KERNEL}
     facts = f.HostFacts(files=_states(files), sysctl=right)
-    assert ops.kernel_parameters(target(), facts) == []
+    assert baseline.kernel_parameters(target(), facts) == []
     drifted = f.HostFacts(files=_states(files), sysctl={**right, "kernel.kptr_restrict": "0"})
-    (change,) = ops.kernel_parameters(target(), drifted)
+    (change,) = baseline.kernel_parameters(target(), drifted)
     assert change.files == () and "~ kernel.kptr_restrict: 0 -> 2" in change.detail
 
 
@@ -257,7 +258,7 @@ def test_login_banner_carries_the_words_auditors_look_for():
 
 
 def test_core_dumps_are_off_everywhere():
-    limits, coredump = ops.core_dump_files()
+    limits, coredump = baseline.core_dump_files()
     assert "* hard core 0" in limits.content and "Storage=none" in coredump.content
 
 
@@ -284,16 +285,16 @@ def test_edit_login_defs_sets_keys_in_place_and_keeps_the_rest():
 def test_password_policy_diffs_login_defs_against_the_hosts_copy():
     host_copy = RemoteFile(ds.LOGIN_DEFS_PATH, LOGIN_DEFS)
     facts = f.HostFacts(login_defs=LOGIN_DEFS, files=_states([host_copy]))
-    (change, *_) = ops.password_policy(target(), facts)
+    (change, *_) = baseline.password_policy(target(), facts)
     assert any(line == "+PASS_MAX_DAYS\t365" for line in change.detail)
     assert any(line == "-PASS_MAX_DAYS\t99999" for line in change.detail)
 
 
 def test_password_ages_only_for_accounts_with_a_password():
-    files = ops.password_files(LOGIN_DEFS)
+    files = baseline.password_files(LOGIN_DEFS)
     shadow = f.parse_shadow_ages("root:n:19000:0:99999:7:\nalice:y:19000:0:99999:7:\n")
     facts = f.HostFacts(login_defs=LOGIN_DEFS, files=_states(files), passwords=shadow)
-    (change,) = ops.password_policy(target(), facts)
+    (change,) = baseline.password_policy(target(), facts)
     assert [c[-1] for c in change.commands] == ["chage -M 365 -m 1 -W 14 alice"]
 
 
@@ -305,9 +306,9 @@ def test_audit_rules_watch_privilege_use():
 
 
 def test_audit_rules_are_not_loaded_in_a_container():
-    (change,) = ops.audit_rules(target(), f.HostFacts(container="systemd-nspawn"))
+    (change,) = baseline.audit_rules(target(), f.HostFacts(container="systemd-nspawn"))
     assert change.then == ()
-    on_droplet = ops.audit_rules(target(), f.HostFacts(container="none"))
+    on_droplet = baseline.audit_rules(target(), f.HostFacts(container="none"))
     assert any("augenrules" in " ".join(c) for c in on_droplet[0].then)
     assert any("auditd" in ch.summary for ch in on_droplet[1:])
 
@@ -333,8 +334,8 @@ def test_edit_fstab_shm(fstab, expected):
 
 
 def test_temp_mounts_only_on_a_droplet():
-    assert ops.temp_mounts(target(), f.HostFacts(container="systemd-nspawn")) == []
-    changes = ops.temp_mounts(target(), f.HostFacts(container="none", fstab=""))
+    assert baseline.temp_mounts(target(), f.HostFacts(container="systemd-nspawn")) == []
+    changes = baseline.temp_mounts(target(), f.HostFacts(container="none", fstab=""))
     assert "nosuid,nodev" in changes[0].files[0].content
     assert ops.root(["systemctl", "enable", "tmp.mount"]) in changes[0].then
     assert changes[1].files[0].path == "/etc/fstab"
@@ -343,7 +344,7 @@ def test_temp_mounts_only_on_a_droplet():
 def test_file_modes_fix_only_present_files():
     modes = {"/etc/crontab": "644 root root", "/etc/cron.d": "absent",
              "/etc/ssh/sshd_config": "600 root root"}  # fmt: skip
-    (change,) = ops.file_modes(target(), f.HostFacts(modes=modes))
+    (change,) = baseline.file_modes(target(), f.HostFacts(modes=modes))
     assert change.commands == (ops.root(["chmod", "600", "/etc/crontab"]),)
 
 
@@ -355,15 +356,15 @@ def test_security_updates_parsed_from_the_security_archive_only():
         "Conf zlib1g (1:1.2.13+deb12u1 Debian-Security:12/oldstable-security [amd64])\n"
     )
     assert f.parse_security_updates(text) == ("zlib1g",)
-    (change,) = ops.security_updates(target(), f.HostFacts(security_updates=("zlib1g",)))
+    (change,) = baseline.security_updates(target(), f.HostFacts(security_updates=("zlib1g",)))
     assert "--only-upgrade" in change.commands[0][-1] and "zlib1g" in change.commands[0][-1]
 
 
 def test_openssh_upgraded_when_it_lacks_a_policy_kex():
     have = frozenset(ds.SSHD_ALGORITHMS["KexAlgorithms"])
-    assert ops.openssh_for_policy(target(), f.HostFacts(ssh_kex=have)) == []
+    assert baseline.openssh_for_policy(target(), f.HostFacts(ssh_kex=have)) == []
     older = have - {"sntrup761x25519-sha512"}
-    (change,) = ops.openssh_for_policy(target(), f.HostFacts(ssh_kex=older))
+    (change,) = baseline.openssh_for_policy(target(), f.HostFacts(ssh_kex=older))
     assert "sntrup761x25519-sha512" in change.detail[0]
 
 
