@@ -237,6 +237,17 @@ BANNER_PATH = "/etc/issue.net"
 
 # Exactly the policy's lists, in its order: ssh-audit compares them as sequences. The server
 # appends kex-strict-s-v00@openssh.com (the Terrapin countermeasure) itself.
+# The key types the policy accepts, for host-based and public-key logins alike, in its order.
+ACCEPTED_KEY_ALGORITHMS = (
+    "sk-ssh-ed25519-cert-v01@openssh.com",
+    "ssh-ed25519-cert-v01@openssh.com",
+    "sk-ssh-ed25519@openssh.com",
+    "ssh-ed25519",
+    "rsa-sha2-512-cert-v01@openssh.com",
+    "rsa-sha2-512",
+    "rsa-sha2-256-cert-v01@openssh.com",
+    "rsa-sha2-256",
+)
 SSHD_ALGORITHMS = {
     "KexAlgorithms": (
         "sntrup761x25519-sha512",
@@ -277,26 +288,8 @@ SSHD_ALGORITHMS = {
         "rsa-sha2-256",
     ),
     "GSSAPIKexAlgorithms": ("gss-curve25519-sha256-", "gss-group16-sha512-"),
-    "HostbasedAcceptedAlgorithms": (
-        "sk-ssh-ed25519-cert-v01@openssh.com",
-        "ssh-ed25519-cert-v01@openssh.com",
-        "sk-ssh-ed25519@openssh.com",
-        "ssh-ed25519",
-        "rsa-sha2-512-cert-v01@openssh.com",
-        "rsa-sha2-512",
-        "rsa-sha2-256-cert-v01@openssh.com",
-        "rsa-sha2-256",
-    ),
-    "PubkeyAcceptedAlgorithms": (
-        "sk-ssh-ed25519-cert-v01@openssh.com",
-        "ssh-ed25519-cert-v01@openssh.com",
-        "sk-ssh-ed25519@openssh.com",
-        "ssh-ed25519",
-        "rsa-sha2-512-cert-v01@openssh.com",
-        "rsa-sha2-512",
-        "rsa-sha2-256-cert-v01@openssh.com",
-        "rsa-sha2-256",
-    ),
+    "HostbasedAcceptedAlgorithms": ACCEPTED_KEY_ALGORITHMS,
+    "PubkeyAcceptedAlgorithms": ACCEPTED_KEY_ALGORITHMS,
 }
 REQUIRED_RSA_BITS = 3072  # sshd's RequiredRSASize: smaller RSA keys, host or user, are refused
 # The key types of authorized keys that PubkeyAcceptedAlgorithms above still accepts: a deploy

@@ -43,6 +43,7 @@ from deploy.maintenance import (
 from deploy.provision.files import install_command, parse_file_states
 from deploy.provision.templates import render_site_files
 from tests.deploy.test_templates import VPC, build_nginx_tree, nginx_t
+from tests.loopback import wait_for_port
 
 BYPASS = "192.0.2.0/24"  # TEST-NET-1: the "admin" network of these tests
 ADMIN_CLIENT, OTHER_CLIENT = "192.0.2.10", "198.51.100.7"
@@ -132,19 +133,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def wait_for_port(port: int, process: subprocess.Popen, seconds: float = 5.0) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"nginx exited with {process.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    pytest.fail(f"nginx did not listen on 127.0.0.1:{port} within {seconds}s")
 
 
 def start_site(root: Path, **values: object) -> Iterator[Site]:

@@ -12,13 +12,12 @@ import pytest
 from deploy.targets import connect, resolve_inventory
 from infra.load_balancer_policy import HEALTH_CHECK
 from tests.fleet.probe import Probe
+from tests.host_marks import mark_folder_as_host
 from tests.release.conftest import source  # noqa: F401  (the release tests' source fixture)
 
 
 def pytest_collection_modifyitems(items):
-    for item in items:
-        if Path(item.fspath).is_relative_to(Path(__file__).parent):
-            item.add_marker(pytest.mark.host)
+    mark_folder_as_host(items, Path(__file__).parent)
 
 
 @pytest.fixture(scope="session")

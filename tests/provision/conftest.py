@@ -11,15 +11,14 @@ import pytest
 
 from deploy import shell
 from deploy.targets import connect, resolve_inventory
+from tests.host_marks import mark_folder_as_host
 
 REPO = Path(__file__).resolve().parents[2]
 FAB = str(Path(sys.executable).with_name("fab"))
 
 
 def pytest_collection_modifyitems(items):
-    for item in items:
-        if Path(item.fspath).is_relative_to(Path(__file__).parent):
-            item.add_marker(pytest.mark.host)
+    mark_folder_as_host(items, Path(__file__).parent)
 
 
 @pytest.fixture(scope="session")

@@ -32,6 +32,7 @@ from deploy.provision import tls
 from deploy.provision.templates import nginx_symlinks, render_site_files
 from tests.deploy.test_maintenance import AppHandler, UnixAppServer, free_port
 from tests.deploy.test_templates import VPC, build_nginx_tree, nginx_t
+from tests.loopback import wait_for_port
 
 DOMAIN = "app.dropstack.test"
 
@@ -45,19 +46,6 @@ def run(command: list[str], timeout: float = 60, check: bool = True, **kwargs):
         ["sh", "-c", shell.join(command)], capture_output=True, text=True, timeout=timeout,
         check=check, **kwargs,
     )  # fmt: skip
-
-
-def wait_for_port(port: int, process: subprocess.Popen, what: str, seconds: float = 10) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"{what} exited with {process.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    pytest.fail(f"{what} did not listen on 127.0.0.1:{port} within {seconds}s")
 
 
 def stop(process: subprocess.Popen) -> None:
