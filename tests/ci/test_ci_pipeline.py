@@ -22,6 +22,7 @@ DOCUMENTED = (
     'pulumi login "$PULUMI_BACKEND_URL"',
     'pulumi preview --stack "$STACK" --policy-pack infra/policy --diff',
     ".venv/bin/mkdocs build --strict --site-dir build/site",
+    "bin/scan",
     "echo ",
     # The deploy job (docs/ci.md, "Continuous delivery"): inventory from the stack, key from
     # the repository's secrets, `fab deploy`, then the secrets removed.
