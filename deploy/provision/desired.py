@@ -68,6 +68,11 @@ MaxAuthTries 3
 LoginGraceTime 20
 ClientAliveInterval 300
 ClientAliveCountMax 2
+# Dead peers are found by ClientAlive (authenticated, not spoofable), not TCP keepalives.
+TCPKeepAlive no
+Compression no
+# Key fingerprints of logins in the journal, for fail2ban and audits.
+LogLevel VERBOSE
 X11Forwarding no
 AllowAgentForwarding no
 PermitTunnel no
