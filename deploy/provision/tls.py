@@ -112,7 +112,8 @@ def certonly_command(
     s: HostSettings, acme: Acme, dirs: CertbotDirs | None = None, hook: str | None = None
 ) -> list[str]:
     """Obtain the domain's certificate over HTTP-01 (webroot), as ``certify_script`` runs it."""
-    assert s.domain, "certonly_command needs a domain"
+    if not s.domain:
+        raise ValueError("certonly_command needs a domain")
     certbot = [
         "env", f"REQUESTS_CA_BUNDLE={ca_bundle_path(s, acme)}",
         "certbot", "certonly", "--non-interactive", "--agree-tos",

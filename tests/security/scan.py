@@ -241,17 +241,24 @@ def finding_line(finding: Finding, entry: AllowEntry | None = None) -> str:
     return f"allowed  {finding.tool:9} {finding.id:14} {finding.location}  ({entry.reason})"
 
 
-def summary_line(verdict: Verdict, counts: dict[str, int], tools: Sequence[str]) -> str:
-    """``scan: secrets 0 new | pip-audit 0 new, 3 allowed | ... -> OK``."""
+def summary_line(
+    verdict: Verdict, counts: dict[str, int], tools: Sequence[str], strict: bool = False
+) -> str:
+    """``scan: secrets 0 new | pip-audit 0 new, 3 allowed, 2 warnings | ... -> OK``: unaudited
+    pins are warnings unless ``strict``, and only what fails the run makes it FAILED."""
     parts = []
     for tool in tools:
-        new = sum(1 for f in verdict.new if f.tool == tool)
+        found = [f for f in verdict.new if f.tool == tool]
+        warnings = [f for f in found if f.id == UNAUDITED and not strict]
         allowed = sum(1 for f, _ in verdict.allowed if f.tool == tool)
-        text = f"{tool} {new} new"
+        text = f"{tool} {len(found) - len(warnings)} new"
         if allowed:
             text += f", {allowed} allowed"
+        if warnings:
+            text += f", {len(warnings)} warnings"
         parts.append(f"{text} ({counts.get(tool, 0)} scanned)")
-    outcome = "FAILED" if verdict.new else "OK"
+    failing = [f for f in verdict.new if strict or f.id != UNAUDITED]
+    outcome = "FAILED" if failing else "OK"
     return f"scan: {' | '.join(parts)} -> {outcome}"
 
 
@@ -413,7 +420,7 @@ def scan(root: Path, tools: Sequence[str], out=None, strict: bool = False) -> in
             f"unused   {entry.source}: {entry.tool} {entry.id} {entry.where} matches nothing",
             file=out,
         )
-    print(summary_line(verdict, counts, tools), file=out)
+    print(summary_line(verdict, counts, tools, strict), file=out)
     # A pin PyPI could not give advisories for is a gap in the audit, not a known vulnerability:
     # failing on it would fail every CI run the day any of ~90 pinned packages has a release.
     # It is printed as a warning unless --strict (where PyPI answers per release, use it).
