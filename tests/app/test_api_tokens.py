@@ -95,7 +95,9 @@ def test_reads_stay_open_with_only_a_write_token(write_protected, method, path):
 
 @pytest.mark.parametrize(("method", "path"), READS)
 @pytest.mark.parametrize(
-    ("token", "status"), [(None, 401), ("wrong", 401), (READ_TOKEN, 200), (WRITE_TOKEN, 200)]
+    ("token", "status"),
+    [(None, 401), ("wrong", 401), (READ_TOKEN, 200), (WRITE_TOKEN, 200)],
+    ids=["none", "wrong", "read-token", "write-token"],  # never a token in a test id or a log
 )
 def test_reads_need_a_token_when_a_read_token_is_set(fully_protected, method, path, token, status):
     headers = bearer(token) if token else {}
@@ -176,6 +178,7 @@ DATABASE_URL = "postgresql://app@db/app"
         ("has spaces " + secrets.token_hex(16), "must be a bearer token"),
         ("t\u00f6ken" + secrets.token_hex(16), "must be a bearer token"),
     ],
+    ids=["short", "repetitive", "spaces", "non-ascii"],
 )
 def test_unusable_tokens_stop_the_app_without_repeating_them(name, value, problem):
     with pytest.raises(ConfigError) as raised:

@@ -31,6 +31,20 @@ def production(**environment):
         ("x" * 64, "is too repetitive"),
         ("ab" * 32, "is too repetitive"),
     ],
+    # Ids without the values: random ones would differ between pytest-xdist's workers.
+    ids=[
+        "unset",
+        "empty",
+        "changeme",
+        "dev",
+        "secret",
+        "CHANGEME",
+        "change-me-in-production",
+        "django-insecure",
+        "short",
+        "one-character",
+        "two-characters",
+    ],
 )
 def test_production_refuses_unsafe_secret_keys(secret_key, problem):
     environment = production(SECRET_KEY=secret_key)
@@ -47,7 +61,9 @@ def test_production_refuses_unsafe_secret_keys(secret_key, problem):
 
 
 @pytest.mark.parametrize(
-    "secret_key", [secrets.token_hex(32), secrets.token_urlsafe(32), secrets.token_hex(16)]
+    "secret_key",
+    [secrets.token_hex(32), secrets.token_urlsafe(32), secrets.token_hex(16)],
+    ids=["hex-32", "urlsafe-32", "hex-16"],
 )
 def test_production_accepts_random_secret_keys(secret_key):
     assert load_config(production(SECRET_KEY=secret_key))["SECRET_KEY"] == secret_key
@@ -168,6 +184,7 @@ OLDER_SECRET_KEY = secrets.token_urlsafe(40)
         (f"{OLD_SECRET_KEY},{OLDER_SECRET_KEY}", [OLD_SECRET_KEY, OLDER_SECRET_KEY]),
         (f" {OLD_SECRET_KEY} , {OLDER_SECRET_KEY} ", [OLD_SECRET_KEY, OLDER_SECRET_KEY]),
     ],
+    ids=["unset", "one", "two", "two-with-spaces"],
 )
 def test_secret_key_fallbacks_are_a_comma_separated_list(value, expected):
     environment = production(**({"SECRET_KEY_FALLBACKS": value} if value else {}))
@@ -181,6 +198,7 @@ def test_secret_key_fallbacks_are_a_comma_separated_list(value, expected):
         (f"{OLD_SECRET_KEY},short-but-random-k3y", "SECRET_KEY_FALLBACKS entry 2 is too short"),
         ("changeme-" + secrets.token_hex(20), "SECRET_KEY_FALLBACKS entry 1 is a placeholder"),
     ],
+    ids=["empty-entry", "short-entry", "placeholder-entry"],
 )
 def test_production_refuses_unsafe_fallbacks_without_repeating_them(value, message):
     with pytest.raises(ConfigError) as caught:

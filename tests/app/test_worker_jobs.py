@@ -25,6 +25,7 @@ from app.config import sqlalchemy_url
 from tests.redis_server import RedisServer
 
 REPO = Path(__file__).resolve().parents[2]
+WAIT_SLACK = 4  # every wait_for bound is this many times its nominal value (see wait_for)
 STOP_BOUND = 20  # seconds a SIGTERMed worker may take; the units' TimeoutStopSec plays this part
 
 
@@ -167,6 +168,10 @@ def children(pid: int) -> list[int]:
 
 
 def wait_for(condition, timeout: float, what: str) -> None:
+    """Poll until ``condition`` holds. The bounds are generous on purpose: on a loaded 2-core
+    machine 60 queued jobs ahead of the one awaited took over 30 s; a bound that only catches a
+    hang must not fail a correct run."""
+    timeout *= WAIT_SLACK
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:

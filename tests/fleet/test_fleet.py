@@ -72,14 +72,16 @@ def test_the_load_balancer_sends_requests_to_every_web_host(inventory, lb, conn)
 
 
 def test_rolling_deploy_and_rollback_through_the_load_balancer_drop_nothing(source, lb):
+    """In batches, as a fleet is deployed: the first host alone (migrations, canary), then two
+    at a time, so for a moment two of three hosts switch slots under the load balancer."""
     wsgi = (source.path / "app" / "wsgi.py").read_text()
     source.commit("fleet: a code-only change", {"app/wsgi.py": wsgi + "# fleet\n"})
     with steady_load(lb, seconds=120) as load:
-        deployed = fab(source, "deploy")
+        deployed = fab(source, "deploy", "--batch", "2")
     assert deployed.code == 0, deployed.out
     assert_no_failures(load)
     with steady_load(lb, seconds=90) as load:
-        rolled = fab(source, "rollback")
+        rolled = fab(source, "rollback", "--batch", "2")
     assert rolled.code == 0, rolled.out
     assert_no_failures(load)
 

@@ -33,7 +33,7 @@ def web1(inventory):
     conn.close()
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def fab():
     """Run `fab` from a directory (the repository by default), as a user would."""
 
