@@ -164,15 +164,25 @@ def test_app_database_and_user_wait_for_the_database_firewall(runs, typ):
 # --- the load balancer reads its behaviour from load_balancer_policy ---------------------------
 
 
+def test_the_health_check_is_within_what_digitalocean_accepts():
+    """The limits DigitalOcean's control panel offers (both times 3-300 s, both thresholds
+    2-10; its OpenAPI spec states none), and a timeout that ends before the next check."""
+    assert 3 <= HEALTH_CHECK.check_interval_seconds <= 300
+    assert 3 <= HEALTH_CHECK.response_timeout_seconds <= 300
+    assert 2 <= HEALTH_CHECK.healthy_threshold <= 10
+    assert 2 <= HEALTH_CHECK.unhealthy_threshold <= 10
+    assert HEALTH_CHECK.response_timeout_seconds < HEALTH_CHECK.check_interval_seconds
+
+
 def test_load_balancer_health_check_and_listeners_come_from_the_policy_module(runs):
     lb = runs["lb-domain"].one(LOAD_BALANCER).inputs
     assert lb["healthcheck"] == {
         "protocol": "http",
         "port": 80,
         "path": "/readyz",
-        "checkIntervalSeconds": 10,
-        "responseTimeoutSeconds": 5,
-        "healthyThreshold": 5,
+        "checkIntervalSeconds": 5,
+        "responseTimeoutSeconds": 3,
+        "healthyThreshold": 3,
         "unhealthyThreshold": 3,
     }
     assert (
