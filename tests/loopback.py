@@ -92,10 +92,26 @@ def keep_nginx_temp_files_in(root: Path, nginx_conf: Path) -> None:
     nginx_conf.write_text(nginx_conf.read_text().replace("http {", "http {\n" + temp, 1))
 
 
+class QuietHandler(BaseHTTPRequestHandler):
+    """A test server's request handler: ``reply`` sends one whole response, and nothing is
+    logged on stderr (the test reads the responses)."""
+
+    def reply(self, status: int, body: bytes, content_type: str | None = None) -> None:
+        self.send_response(status)
+        if content_type:
+            self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format, *args):
+        pass
+
+
 # --- the upstream: a tiny HTTP/1.1 server on the unix socket Nginx connects to ---
 
 
-class AppHandler(BaseHTTPRequestHandler):
+class AppHandler(QuietHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as Gunicorn does behind Nginx
 
     def answer(self) -> None:
@@ -103,16 +119,9 @@ class AppHandler(BaseHTTPRequestHandler):
         if length:
             self.rfile.read(length)
         body = json.dumps({"app": True, "path": self.path}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        self.reply(200, body, "application/json")
 
     do_GET = do_POST = do_DELETE = do_HEAD = answer
-
-    def log_message(self, format, *args):  # quiet: the test reads the responses
-        pass
 
 
 class UnixAppServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
