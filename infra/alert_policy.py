@@ -87,20 +87,20 @@ def monitor_alerts(settings: Settings, *, load_balancer: bool) -> tuple[MonitorA
     if not settings.alerts:
         return ()
     window = settings.alert_window
+    # The same three on the web droplets (by their tag) and on the database cluster:
+    # (name, what is measured, threshold, the droplets' metric, the database's metric).
+    resources = (
+        ("cpu", "CPU %", settings.alert_cpu_percent, DROPLET_CPU, DATABASE_CPU),
+        ("memory", "memory used %", settings.alert_memory_percent, DROPLET_MEMORY, DATABASE_MEMORY),
+        ("disk", "disk used %", settings.alert_disk_percent, DROPLET_DISK, DATABASE_DISK),
+    )
     specs = [
-        MonitorAlertSpec("web-cpu", DROPLET_CPU, settings.alert_cpu_percent, window, WEB_TAG,
-                         "web droplet CPU %"),
-        MonitorAlertSpec("web-memory", DROPLET_MEMORY, settings.alert_memory_percent, window,
-                         WEB_TAG, "web droplet memory used %"),
-        MonitorAlertSpec("web-disk", DROPLET_DISK, settings.alert_disk_percent, window, WEB_TAG,
-                         "web droplet disk used %"),
-        MonitorAlertSpec("db-cpu", DATABASE_CPU, settings.alert_cpu_percent, window, DATABASE,
-                         "database CPU %"),
-        MonitorAlertSpec("db-memory", DATABASE_MEMORY, settings.alert_memory_percent, window,
-                         DATABASE, "database memory used %"),
-        MonitorAlertSpec("db-disk", DATABASE_DISK, settings.alert_disk_percent, window, DATABASE,
-                         "database disk used %"),
-    ]  # fmt: skip
+        MonitorAlertSpec(f"web-{name}", droplets, threshold, window, WEB_TAG, f"web droplet {what}")
+        for name, what, threshold, droplets, _ in resources
+    ] + [
+        MonitorAlertSpec(f"db-{name}", database, threshold, window, DATABASE, f"database {what}")
+        for name, what, threshold, _, database in resources
+    ]
     if load_balancer:
         specs += [
             MonitorAlertSpec("lb-5xx", LB_5XX_RATE, settings.alert_lb_5xx_percent, window,

@@ -435,13 +435,6 @@ def _string_list(value: object, what: str) -> list[str]:
     return [v.strip() for v in value]
 
 
-def _region(value: object) -> str:
-    region = _text(value).lower()
-    if region not in REGIONS:
-        raise _Invalid(f"{region!r} is not a DigitalOcean region; use one of {', '.join(REGIONS)}")
-    return region
-
-
 def _size(table: Iterable[str], what: str) -> Callable[[object], str]:
     """A validator of size slugs against DigitalOcean's table of them."""
 
@@ -464,6 +457,17 @@ _db_size = _size(
     "database size slug like db-s-1vcpu-1gb, db-s-2vcpu-4gb or gd-2vcpu-8gb "
     "(doctl databases options slugs --engine pg)",
 )
+
+
+def _one_of(allowed: tuple[str, ...], what: str) -> Callable[[object], str]:
+    """A validator of one of ``allowed`` (``_choice``); ``what`` names the kind in the error."""
+    return lambda value: _choice(value, allowed, what)
+
+
+_region = _one_of(REGIONS, "a DigitalOcean region")
+_image = _one_of(SUPPORTED_IMAGES, "an image provisioning supports")
+_db_version = _one_of(POSTGRES_VERSIONS, "a PostgreSQL version DigitalOcean offers")
+_pool_mode = _one_of(POOL_MODES, "a connection pool mode")
 
 
 def db_ram_gb(size: str) -> int:
@@ -518,33 +522,6 @@ def _existing_key_errors(values: Mapping[str, Any]) -> list[str]:
         for number, fingerprint in enumerate(values.get("existing_ssh_key_fingerprints", ()), 1)
         if fingerprint not in ours
     ]
-
-
-def _image(value: object) -> str:
-    image = _text(value).lower()
-    if image not in SUPPORTED_IMAGES:
-        raise _Invalid(
-            f"{_shorten(image)!r} is not an image provisioning supports; use one of "
-            f"{', '.join(SUPPORTED_IMAGES)}"
-        )
-    return image
-
-
-def _db_version(value: object) -> str:
-    version = _text(value)
-    if version not in POSTGRES_VERSIONS:
-        raise _Invalid(
-            f"{version!r} is not a PostgreSQL version DigitalOcean offers; "
-            f"use one of {', '.join(POSTGRES_VERSIONS)}"
-        )
-    return version
-
-
-def _pool_mode(value: object) -> str:
-    mode = _text(value).lower()
-    if mode not in POOL_MODES:
-        raise _Invalid(f"{mode!r} is not one of {', '.join(POOL_MODES)}")
-    return mode
 
 
 def _domain(value: object) -> str | None:
@@ -672,6 +649,7 @@ def _fingerprints(value: object) -> tuple[str, ...]:
 
 
 def _choice(value: object, allowed: tuple[str, ...], what: str) -> str:
+    """One of ``allowed`` (compared in lower case); ``what`` names the kind in the error."""
     choice = _text(value).lower()
     if choice not in allowed:
         raise _Invalid(f"{_shorten(choice)!r} is not {what}; use one of {', '.join(allowed)}")

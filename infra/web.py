@@ -238,13 +238,10 @@ def inbound_rule_args(
     for rule in rules:
         if rule.load_balancer and load_balancer_uid is None:
             raise ValueError(f"rule {rule.description!r} needs a load balancer, and there is none")
+        load_balancers = [load_balancer_uid] if rule.load_balancer else None
         args.append(
             digitalocean.FirewallInboundRuleArgs(
-                protocol=rule.protocol,
-                port_range=rule.port_range or None,
-                source_addresses=list(rule.addresses) or None,
-                source_tags=list(rule.tags) or None,
-                source_load_balancer_uids=[load_balancer_uid] if rule.load_balancer else None,
+                **_ports_and_peers(rule, "source"), source_load_balancer_uids=load_balancers
             )
         )
     return args
@@ -258,12 +255,17 @@ def outbound_rule_args(
     for rule in rules:
         if rule.load_balancer:
             raise ValueError(f"outbound rule {rule.description!r} cannot target the load balancer")
-        args.append(
-            digitalocean.FirewallOutboundRuleArgs(
-                protocol=rule.protocol,
-                port_range=rule.port_range or None,
-                destination_addresses=list(rule.addresses) or None,
-                destination_tags=list(rule.tags) or None,
-            )
-        )
+        args.append(digitalocean.FirewallOutboundRuleArgs(**_ports_and_peers(rule, "destination")))
     return args
+
+
+def _ports_and_peers(rule: FirewallRule, side: str) -> dict[str, object]:
+    """What inbound and outbound rules say alike, as DigitalOcean's arguments: the protocol,
+    the ports, and the peer addresses and tags, which are the ``source`` of an inbound rule and
+    the ``destination`` of an outbound one. An empty list is None: the API's "not set"."""
+    return {
+        "protocol": rule.protocol,
+        "port_range": rule.port_range or None,
+        f"{side}_addresses": list(rule.addresses) or None,
+        f"{side}_tags": list(rule.tags) or None,
+    }

@@ -21,7 +21,6 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,6 +29,8 @@ from types import TracebackType
 
 import psycopg
 from psycopg import sql
+
+from tests.loopback import free_port
 
 SERVER_USER = "postgres"  # the OS account that runs the server when we are root
 SUPERUSER = "postgres"  # the database role initdb creates; connections use it
@@ -73,13 +74,6 @@ def cluster_parent_dir() -> str | None:
         return None
     roomy = usage.f_bavail * usage.f_frsize >= MEMORY_FILESYSTEM_MIN_FREE
     return str(MEMORY_FILESYSTEM) if roomy and os.access(MEMORY_FILESYSTEM, os.W_OK) else None
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class PostgresCluster:

@@ -22,7 +22,8 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
-from deploy.backup import job
+from deploy.backup.on_host import names
+from deploy.backup.on_host.errors import NOT_CREATED_EXIT
 from deploy.backup.sites import Completed, Site, run
 
 JobCommand = Callable[..., list[str]]
@@ -75,7 +76,7 @@ def compare(manifest: dict, observed: dict) -> list[str]:
 
 
 def backup_time(backup_id: str) -> datetime.datetime:
-    return datetime.datetime.strptime(backup_id, job.ID_FORMAT).replace(tzinfo=datetime.UTC)
+    return datetime.datetime.strptime(backup_id, names.ID_FORMAT).replace(tzinfo=datetime.UTC)
 
 
 def listing(backups: list[dict], now: datetime.datetime) -> list[dict]:
@@ -177,8 +178,8 @@ def restore(
     """Restore backup ``backup_id`` into the new database ``into`` and verify it. ``keep``:
     leave the database after a good restore (a drill drops it). A failed restore's database is
     always dropped: it was made for this and holds nothing trustworthy."""
-    job.check_id(backup_id)
-    job.check_target_database(into, set())
+    names.check_id(backup_id)
+    names.check_target_database(into, set())
     started = time.monotonic()
     result = RestoreResult(backup_id, into, time=_now().isoformat(timespec="seconds"))
     manifest = job_json(site, command("manifest", backup_id))
@@ -239,7 +240,7 @@ def restore(
     result.reason = "; ".join(reasons) or None
     # A database we could not create is someone else's: never drop it. Ours goes after a
     # drill, and after a failed restore; one that restored but differs is kept to look at.
-    created = outcomes["restore"].code != job.NOT_CREATED_EXIT
+    created = outcomes["restore"].code != NOT_CREATED_EXIT
     broken = not result.ok and not result.differences
     if created and (broken or not keep):
         drop(site, command, into, admin_line)

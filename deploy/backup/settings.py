@@ -19,6 +19,9 @@ from deploy.host_model import HostLayout, SettingsError
 from deploy.provision import desired
 
 JOB = "deploy/backup/job.py"  # inside a release: the file the unit and fab db.* run
+# Every release ships these besides the app contract's archive_paths: the job and the
+# stdlib-only package it imports from its own directory (deploy/backup/on_host/__init__.py).
+JOB_FILES = (JOB, "deploy/backup/on_host")
 SPACES_ENDPOINT = re.compile(r"([a-z0-9]+)\.digitaloceanspaces\.com")
 _RECIPIENT = re.compile(r"age1[02-9ac-hj-np-z]{58}")
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")

@@ -14,7 +14,9 @@ import sys
 from invoke import task
 from invoke.exceptions import Exit
 
-from deploy.backup import job, restore
+from deploy.backup import restore
+from deploy.backup.on_host.errors import JobError
+from deploy.backup.on_host.names import check_target_database
 from deploy.backup.settings import BackupLayout, BackupSettings
 from deploy.backup.sites import HostSite, run
 from deploy.host_model import SettingsError, for_host
@@ -63,7 +65,7 @@ def _errors(func):
         try:
             return func(*args, **kwargs)
         except (InventoryError, HostUnreachable, SettingsError, restore.BackupError,
-                job.JobError) as exc:  # fmt: skip
+                JobError) as exc:  # fmt: skip
             raise Exit(f"error: {exc}", code=1) from None
 
     return wrapper
@@ -117,7 +119,7 @@ def restore_(c, backup, into, stack=None, inventory=None):
     """Restore a backup into a new scratch database and verify it against its manifest."""
     t = _Target(c, stack, inventory)
     forbidden = {t.inv["db_name"]}
-    job.check_target_database(into, forbidden)
+    check_target_database(into, forbidden)
     result = restore.restore(t.site, t.command, t.identity(), backup, into, t.admin_url())
     _report(result)
 

@@ -10,6 +10,10 @@ from __future__ import annotations
 import re
 
 from deploy import shell
+
+# The reader of env_file_content's files is the backup job's: it runs on hosts with nothing but
+# the standard library and reads these files too; one reader for the one format.
+from deploy.backup.on_host.environment import parse_env_file as parse_env_file
 from deploy.provision.files import RemoteFile
 
 SUPPORTED_DISTROS = {"debian": ("12",), "ubuntu": ("22.04", "24.04")}
@@ -194,23 +198,6 @@ def env_file_content(settings: dict[str, str]) -> str:
             escaped = value.replace("\\", "\\\\").replace('"', '\\"')
             lines.append(f'{key}="{escaped}"')
     return "\n".join(lines) + "\n"
-
-
-def parse_env_file(text: str) -> dict[str, str]:
-    """Read back what env_file_content wrote (enough to keep SECRET_KEY across provisions).
-
-    Hand-written rather than python-dotenv: the file is systemd's EnvironmentFile format, whose
-    quoting differs from dotenv's, and the host suite ships this very function to the host,
-    where no third-party package is installed."""
-    values = {}
-    for line in text.splitlines():
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        key, _, value = line.partition("=")
-        if len(value) >= 2 and value[0] == value[-1] == '"':
-            value = value[1:-1].replace('\\"', '"').replace("\\\\", "\\")
-        values[key] = value
-    return values
 
 
 def app_database_url(db_uri: str, ca_path: str) -> str:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from deploy.backup.settings import JOB_FILES
 from deploy.release.settings import ReleaseError, ReleaseSettings, release_name
 
 # Asked of one host; the answer decides which wheels pip downloads.
@@ -121,6 +122,12 @@ def dirty_check_command() -> list[str]:
     return ["git", "status", "--porcelain", "--untracked-files=no"]
 
 
+def shipped_paths(app_paths: tuple[str, ...]) -> tuple[str, ...]:
+    """What of the tree every host gets: the app contract's ``archive_paths``, and the backup
+    job's files, which run from the live release whatever the app is."""
+    return (*app_paths, *(path for path in JOB_FILES if path not in app_paths))
+
+
 def archive_command(treeish: str, paths: tuple[str, ...], out: Path) -> list[str]:
     return ["git", "archive", "--format=tar.gz", "-o", str(out), treeish, "--", *paths]
 
@@ -221,5 +228,6 @@ def build_artifact(
 ) -> Artifact:
     source = Path(settings.source)
     name = release_name(now, src.revision, src.dirty)
-    archive = build_archive(source, src, settings.archive_paths, workdir / f"{name}.tar.gz")
+    paths = shipped_paths(settings.archive_paths)
+    archive = build_archive(source, src, paths, workdir / f"{name}.tar.gz")
     return Artifact(name, src, archive, build_wheelhouse(settings, source, target), target)

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from tests.postgres_cluster import free_port
+from tests.loopback import free_port
 
 
 @pytest.mark.parametrize(

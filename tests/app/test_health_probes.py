@@ -9,7 +9,7 @@ from sqlalchemy import create_engine
 from app import schema
 from app.config import sqlalchemy_url
 from app.database import database_of
-from tests.postgres_cluster import free_port
+from tests.loopback import free_port
 
 
 @pytest.mark.parametrize(

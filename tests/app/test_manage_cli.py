@@ -12,7 +12,7 @@ from sqlalchemy import create_engine, inspect
 from app import schema
 from app.config import sqlalchemy_url
 from app.manage import main
-from tests.postgres_cluster import free_port
+from tests.loopback import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

@@ -9,7 +9,7 @@ import re
 import pytest
 
 from app.logs import JsonStdoutHandler
-from tests.postgres_cluster import free_port
+from tests.loopback import free_port
 
 GENERATED_REQUEST_ID = re.compile(r"^[0-9a-f]{32}$")
 PASSWORD = "pw-that-must-never-be-logged"

@@ -28,7 +28,8 @@ from deploy.backup.sites import LocalSite
 from deploy.host_model import HostSettings
 from deploy.provision import desired
 from tests.app.conftest import migrate_to_head
-from tests.postgres_cluster import PostgresCluster, free_port
+from tests.loopback import free_port
+from tests.postgres_cluster import PostgresCluster
 
 REPO = Path(__file__).resolve().parents[2]
 MOTO_SERVER = Path(sys.executable).with_name("moto_server")

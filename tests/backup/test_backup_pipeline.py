@@ -10,7 +10,8 @@ import psycopg
 import pytest
 
 from app.schema import head_revision
-from deploy.backup import job, restore
+from deploy.backup import restore
+from deploy.backup.on_host.errors import JobError
 
 
 def backup_ok(stack) -> dict:
@@ -147,7 +148,7 @@ def test_a_failing_dump_is_never_a_backup(stack):
 def test_restore_refuses_the_app_database_and_existing_ones(stack):
     stack.add_tasks(2)
     manifest = backup_ok(stack)
-    with pytest.raises(job.JobError, match="refused"):
+    with pytest.raises(JobError, match="refused"):
         restore.restore(stack.site, stack.command, str(stack.identity), manifest["id"],
                         "postgres", stack.admin_url)  # fmt: skip
     result = restore.restore(stack.site, stack.command, str(stack.identity), manifest["id"],

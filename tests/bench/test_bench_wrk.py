@@ -19,6 +19,7 @@ from bench.wrk import (
     parse_output,
     wrk_command,
 )
+from tests.loopback import QuietHandler
 
 SUMMARY = (
     'WRK_SUMMARY {"requests": 1200, "duration_us": 10000000, "bytes": 5, "connect": 1, '
@@ -99,7 +100,7 @@ def test_combined_adds_up_the_clients():
     }  # fmt: skip
 
 
-class Flaky(http.server.BaseHTTPRequestHandler):
+class Flaky(QuietHandler):
     """Answers like /healthz, with a 503 for requests 5 to 9."""
 
     protocol_version = "HTTP/1.1"
@@ -111,13 +112,7 @@ class Flaky(http.server.BaseHTTPRequestHandler):
             Flaky.seen += 1
             n = Flaky.seen
         body = b'{"status": "ok", "release": "20260101000000-abcdef0"}'
-        self.send_response(503 if 5 <= n < 10 else 200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
+        self.reply(503 if 5 <= n < 10 else 200, body)
 
 
 @pytest.fixture

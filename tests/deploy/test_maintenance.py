@@ -13,8 +13,6 @@ import http.client
 import json
 import os
 import shutil
-import socket
-import socketserver
 import subprocess
 import tempfile
 import threading
@@ -22,7 +20,6 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -42,50 +39,13 @@ from deploy.maintenance import (
 )
 from deploy.provision.files import install_command, parse_file_states
 from deploy.provision.templates import render_site_files
+from tests import loopback
 from tests.deploy.test_templates import VPC, build_nginx_tree, nginx_t
-from tests.loopback import wait_for_port
 
 BYPASS = "192.0.2.0/24"  # TEST-NET-1: the "admin" network of these tests
 ADMIN_CLIENT, OTHER_CLIENT = "192.0.2.10", "198.51.100.7"
 MESSAGE = 'Upgrading the <database> & "friends"; back at 14:00 \u2014 sorry!'
 RETRY_AFTER = 120
-
-
-def local(command: list[str]) -> subprocess.CompletedProcess[str]:
-    """Run a command the tasks would run over SSH as root; here we are root already."""
-    if command[:2] == ["sudo", "-n"]:
-        command = command[2:]
-    # sh -c, as sshd runs a command line: the tokens are joined and quoted the same way.
-    return subprocess.run(
-        ["sh", "-c", shell.join(command)], capture_output=True, text=True, timeout=30, check=True
-    )
-
-
-# --- the upstream: a tiny HTTP/1.1 server on the unix socket Nginx connects to ---
-
-
-class AppHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, as Gunicorn does behind Nginx
-
-    def answer(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        if length:
-            self.rfile.read(length)
-        body = json.dumps({"app": True, "path": self.path}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    do_GET = do_POST = do_DELETE = do_HEAD = answer
-
-    def log_message(self, format, *args):  # quiet: the test reads the responses
-        pass
-
-
-class UnixAppServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-    daemon_threads = True
 
 
 @dataclass
@@ -113,26 +73,20 @@ class Site:
         """What ``fab maintenance.on`` does: plan against the probed state, then apply it."""
         for change in plan_on(self.settings, check_message(message), self.states()):
             for command in change.commands:
-                local(list(command))
+                loopback.run_as_root(list(command))
             for file in change.files:
                 staged = Path(tempfile.mkstemp(dir=self.flag.parent.parent)[1])
                 staged.write_text(file.content)
-                local(install_command(str(staged), file))
+                loopback.run_as_root(install_command(str(staged), file))
                 staged.unlink()
 
     def off(self) -> None:
         for change in plan_off(self.settings.paths, self.states()):
             for command in change.commands:
-                local(list(command))
+                loopback.run_as_root(list(command))
 
     def states(self) -> dict[str, str]:
-        return parse_file_states(local(probe_command(self.settings.paths)).stdout)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        return parse_file_states(loopback.run_as_root(probe_command(self.settings.paths)).stdout)
 
 
 def start_site(root: Path, **values: object) -> Iterator[Site]:
@@ -144,24 +98,16 @@ def start_site(root: Path, **values: object) -> Iterator[Site]:
         **values,
     )
     settings = build_nginx_tree(root, settings)
-    port = free_port()
+    port = loopback.free_port()
     site_file = Path(settings.nginx_dir, "sites-available", settings.app_name)
     # The one change from what a host gets: a loopback port instead of port 80.
     site_file.write_text(site_file.read_text().replace("listen 80", f"listen 127.0.0.1:{port}"))
     nginx_conf = Path(settings.nginx_dir, "nginx.conf")
-    # Nginx's temporary files in the prefix too, not in the machine's /var/lib/nginx.
-    temp = "".join(f"{kind}_temp_path {root}/tmp-{kind};\n" for kind in ("proxy", "fastcgi"))
-    temp += f"client_body_temp_path {root}/tmp-body;\nuwsgi_temp_path {root}/tmp-uwsgi;\n"
-    temp += f"scgi_temp_path {root}/tmp-scgi;\n"
-    nginx_conf.write_text(nginx_conf.read_text().replace("http {", "http {\n" + temp, 1))
+    loopback.keep_nginx_temp_files_in(root, nginx_conf)
     result = nginx_t(root)
     assert result.returncode == 0, result.stderr
 
-    live = Path(settings.paths.live_socket)
-    live.parent.mkdir(parents=True, exist_ok=True)
-    app = UnixAppServer(str(live), AppHandler)
-    live.chmod(0o666)  # Nginx's workers run as www-data, as on a host
-    threading.Thread(target=app.serve_forever, daemon=True).start()
+    app = loopback.serve_app(settings.paths.live_socket)
     static = Path(settings.paths.static_dir)
     static.mkdir(parents=True)
     (static / "robots.txt").write_text("User-agent: *\n")
@@ -174,34 +120,23 @@ def start_site(root: Path, **values: object) -> Iterator[Site]:
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
     try:
-        wait_for_port(port, nginx)
+        loopback.wait_for_port(port, nginx)
         yield Site(settings, port)
     finally:
-        nginx.terminate()
-        try:
-            nginx.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            nginx.kill()
-            nginx.wait(timeout=5)
+        loopback.stop(nginx)
         app.shutdown()
         app.server_close()
 
 
 @pytest.fixture(scope="module")
 def world_readable_dir() -> Iterator[Path]:
-    # pytest's tmp_path is 0700 root; Nginx's workers (www-data) must read the pages and
-    # connect to the socket, as they do on a host.
     if not shutil.which("nginx"):
         pytest.fail("nginx is not installed; bin/setup installs nginx-light")
     if os.geteuid() != 0:
         # The tasks' root commands run here without sudo, and Nginx must switch to www-data.
         pytest.fail("these tests run as root, as CI does")
-    path = Path(tempfile.mkdtemp(prefix="dropstack-maintenance-"))
-    path.chmod(0o755)
-    try:
+    with loopback.world_readable_tempdir("dropstack-maintenance-") as path:
         yield path
-    finally:
-        shutil.rmtree(path)
 
 
 @pytest.fixture(scope="module")
@@ -323,17 +258,16 @@ def test_toggling_under_load_drops_no_request(site: Site) -> None:
     statuses: Counter[int] = Counter()
     errors: list[str] = []
     reconnects = []
-    stop = threading.Event()
     lock = threading.Lock()
 
-    def client() -> None:
+    def client(stopping: threading.Event) -> None:
         conn = site.connection()
         conn.connect()
         sock = conn.sock
         # Bounded in requests, and fewer than Nginx's keepalive_requests (1000) per connection,
         # so any closed connection is one the switch closed.
         for _ in range(400):
-            if stop.is_set():
+            if stopping.is_set():
                 break
             try:
                 conn.request("GET", "/api/tasks")
@@ -354,18 +288,13 @@ def test_toggling_under_load_drops_no_request(site: Site) -> None:
                 return
         conn.close()
 
-    threads = [threading.Thread(target=client) for _ in range(8)]
-    for t in threads:
-        t.start()
     flips = 0
-    deadline = time.monotonic() + 10  # and bounded in time
-    while any(t.is_alive() for t in threads) and time.monotonic() < deadline:
-        site.on() if flips % 2 == 0 else site.off()
-        flips += 1
-        time.sleep(0.05)
-    stop.set()
-    for t in threads:
-        t.join(timeout=10)
+    with loopback.clients_running(client, join_seconds=10) as threads:
+        deadline = time.monotonic() + 10  # and bounded in time
+        while any(t.is_alive() for t in threads) and time.monotonic() < deadline:
+            site.on() if flips % 2 == 0 else site.off()
+            flips += 1
+            time.sleep(0.05)
     site.off()
     print(f"toggled {flips} times under load: {dict(statuses)}, {len(errors)} errors")
     assert errors == []

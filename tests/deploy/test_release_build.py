@@ -1,11 +1,15 @@
 """The build on the fab machine: target tags, pip's arguments, cache keys, the source archive."""
 
+import json
+import shutil
 import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
 import pytest
 
+from deploy.backup.settings import JOB, JOB_FILES
 from deploy.release.build import (
     Target,
     build_archive,
@@ -13,10 +17,13 @@ from deploy.release.build import (
     pip_download_command,
     pip_platforms,
     read_source,
+    shipped_paths,
     venv_key,
     wheelhouse_key,
 )
 from deploy.release.settings import ReleaseError
+
+REPO = Path(__file__).resolve().parents[2]
 
 DEBIAN_12 = Target("cpython", "3.11", "x86_64", "2.36")
 
@@ -135,3 +142,42 @@ def test_allow_dirty_archives_the_work_tree_without_touching_it(repo, tmp_path):
     assert files["app/__init__.py"] == b"VERSION = 2\n"
     assert git(repo, "stash", "list") == ""  # no stash entry, no ref moved
     assert (repo / "app" / "__init__.py").read_text() == "VERSION = 2\n"
+
+
+def test_every_release_ships_the_backup_job_runnable_on_the_stdlib_alone(repo, tmp_path):
+    """The unit and fab db.* run <current>/deploy/backup/job.py: the archive holds it and every
+    module it imports, whatever the app's archive_paths, and it runs from the unpacked archive
+    with no site-packages (-S) and nothing of this checkout on the path (-I)."""
+    for path in JOB_FILES:
+        source, copy = REPO / path, repo / path
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            shutil.copytree(source, copy, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copyfile(source, copy)
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "the backup job")
+    src = read_source(repo, allow_dirty=False)
+    archive = build_archive(repo, src, shipped_paths(("app",)), tmp_path / "r.tar.gz")
+    shipped = set(names_in(archive))
+    job_modules = {p.relative_to(REPO).as_posix() for p in (REPO / JOB_FILES[1]).glob("*.py")}
+    assert {JOB, "app/__init__.py"} | job_modules <= shipped
+    assert not any(name.startswith("infra/") for name in shipped)
+
+    release = tmp_path / "release"
+    release.mkdir()
+    with tarfile.open(archive) as tar:
+        tar.extractall(release, filter="data")
+    state = tmp_path / "state"
+    state.mkdir()
+    done = subprocess.run(
+        [sys.executable, "-I", "-S", str(release / JOB), "status"],
+        env={"BACKUP_STATE_DIR": str(state)}, cwd=tmp_path, capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"last_drill": None}
+
+
+def test_the_shipped_paths_add_the_backup_job_once():
+    assert shipped_paths(("app",)) == ("app", *JOB_FILES)
+    assert shipped_paths(("app", JOB)) == ("app", JOB, *JOB_FILES[1:])

@@ -2,7 +2,6 @@
 the health wait, the live.sock switch, draining the old slot, the deploy lock and the state
 probe. `sudo` and `systemctl` are small shims on PATH; sockets and `ss` are real."""
 
-import http.server
 import json
 import os
 import socket
@@ -17,6 +16,7 @@ import pytest
 from deploy.host_model import HostLayout, HostSettings
 from deploy.release import commands as cmd
 from deploy.shell import join
+from tests.loopback import QuietHandler
 
 
 @pytest.fixture
@@ -89,7 +89,7 @@ def test_slot_and_current_links_point_at_the_release(shell, layout):
     assert not Path(layout.current + ".tmp").exists()
 
 
-class ReadyAfter(http.server.BaseHTTPRequestHandler):
+class ReadyAfter(QuietHandler):
     """/readyz answers 503 for the first ``fails`` requests, then 200."""
 
     fails = 2
@@ -99,13 +99,7 @@ class ReadyAfter(http.server.BaseHTTPRequestHandler):
         type(self).seen += 1
         ready = self.seen > self.fails
         body = json.dumps({"status": "ready" if ready else "unavailable"}).encode()
-        self.send_response(200 if ready else 503)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
+        self.reply(200 if ready else 503, body)
 
 
 @pytest.fixture

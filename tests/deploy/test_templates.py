@@ -423,16 +423,22 @@ def test_service_unit_matches_the_slot_design() -> None:
     unit = render("dropstack@.service.j2", settings_for("everything-changed"))
     lines = set(unit.splitlines())
     venv = "/srv/task-api/slots/%i/.venv"
-    assert f"ExecStart={venv}/bin/gunicorn -c python:app.gunicorn_conf app.wsgi:app" in lines
-    assert "WorkingDirectory=/srv/task-api/slots/%i" in lines
-    assert "EnvironmentFile=/etc/task-api/app.env" in lines
-    assert "EnvironmentFile=/srv/task-api/slots/%i.env" in lines
-    assert "Environment=GUNICORN_BIND=unix:/run/task-api/%i.sock" in lines
-    assert "Environment=WEB_CONCURRENCY=9" in lines
-    assert "Environment=GUNICORN_GRACEFUL_TIMEOUT=120" in lines
-    assert "TimeoutStopSec=135" in lines
-    assert {"Type=notify", "NotifyAccess=main", "KillMode=mixed", "User=tasks"} <= lines
-    assert "IPAddressAllow=localhost 10.110.0.0/20 67.207.67.2 67.207.67.3" in lines
+    # One set: a failure lists every missing line at once.
+    assert {
+        f"ExecStart={venv}/bin/gunicorn -c python:app.gunicorn_conf app.wsgi:app",
+        "WorkingDirectory=/srv/task-api/slots/%i",
+        "EnvironmentFile=/etc/task-api/app.env",
+        "EnvironmentFile=/srv/task-api/slots/%i.env",
+        "Environment=GUNICORN_BIND=unix:/run/task-api/%i.sock",
+        "Environment=WEB_CONCURRENCY=9",
+        "Environment=GUNICORN_GRACEFUL_TIMEOUT=120",
+        "TimeoutStopSec=135",
+        "Type=notify",
+        "NotifyAccess=main",
+        "KillMode=mixed",
+        "User=tasks",
+        "IPAddressAllow=localhost 10.110.0.0/20 67.207.67.2 67.207.67.3",
+    } <= lines
     assert "Environment=WEB_CONCURRENCY" not in render(
         "dropstack@.service.j2", settings_for("defaults")
     )

@@ -28,27 +28,28 @@ def running_sysctl(host, keys) -> dict[str, str]:
     return f.parse_sysctl(host.run("sysctl " + " ".join(keys) + " 2>/dev/null").stdout)
 
 
-def test_kernel_network_settings(host, container):
-    """No redirects, no source routing, reverse-path filtering, SYN cookies, martians logged:
-    the running values on a droplet; the local droplet's containers get /proc/sys read-only
-    (systemd-nspawn), so there the installed file is checked instead."""
-    assert root_read(host, ds.SYSCTL_NETWORK_PATH) == baseline.sysctl_files()[0].content
+@pytest.mark.parametrize(
+    ("path", "wanted", "in_a_container"),
+    [
+        # No redirects, no source routing, reverse-path filtering, SYN cookies, martians logged.
+        pytest.param(ds.SYSCTL_NETWORK_PATH, ds.SYSCTL_NETWORK, "/proc/sys is read-only",
+                     id="network"),
+        # kernel.* and fs.*.
+        pytest.param(ds.SYSCTL_KERNEL_PATH, ds.SYSCTL_KERNEL, "kernel.* belongs to the machine",
+                     id="kernel"),
+    ],
+)  # fmt: skip
+def test_kernel_settings(host, container, path, wanted, in_a_container):
+    """The running values on a droplet; the local droplet's containers get /proc/sys read-only
+    (systemd-nspawn: the machine's kernel decides), so there the installed file is checked
+    instead."""
+    installed = {file.path: file.content for file in baseline.sysctl_files()}
+    assert root_read(host, path) == installed[path]
     if container != "none":
-        print(f"{container} container: /proc/sys is read-only; checked the file only")
+        print(f"{container} container: {in_a_container}; checked the file only")
         return
-    wrong = ds.sysctl_differences(ds.SYSCTL_NETWORK, running_sysctl(host, ds.SYSCTL_NETWORK))
-    assert not wrong, f"kernel network settings differ from {ds.SYSCTL_NETWORK_PATH}: {wrong}"
-
-
-def test_kernel_hardening_settings(host, container):
-    """kernel.* and fs.*: running values on a droplet; a container's /proc/sys is read-only
-    (the machine's kernel decides), so there the installed file is checked instead."""
-    assert root_read(host, ds.SYSCTL_KERNEL_PATH) == baseline.sysctl_files()[1].content
-    if container != "none":
-        print(f"{container} container: kernel.* belongs to the machine; checked the file only")
-        return
-    wrong = ds.sysctl_differences(ds.SYSCTL_KERNEL, running_sysctl(host, ds.SYSCTL_KERNEL))
-    assert not wrong, f"kernel settings differ from {ds.SYSCTL_KERNEL_PATH}: {wrong}"
+    wrong = ds.sysctl_differences(wanted, running_sysctl(host, wanted))
+    assert not wrong, f"kernel settings differ from {path}: {wrong}"
 
 
 def mount_options(host, path: str) -> set[str]:

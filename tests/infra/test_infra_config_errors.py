@@ -59,7 +59,7 @@ BAD_VALUES = [
     ("dbPoolSize", 23, "23 is more than db-s-1vcpu-1gb allows; use 0..22"),
     ("dbNodeCount", 2, "1 standby node(s), which DigitalOcean sells only on plans with 2 GB"),
     ("dbSize", "db-s-1vcpu-3gb", "is not a database size slug"),
-    ("dbPoolMode", "pooled", "'pooled' is not one of transaction, session, statement"),
+    ("dbPoolMode", "pooled", "'pooled' is not a connection pool mode; use one of transaction"),
     ("domain", "https://example.com/", "is not a domain name like example.com"),
     ("domain", "localhost", "'localhost' is not a domain name"),
     ("domain", "exa_mple.com", "is not a domain name"),

@@ -15,8 +15,6 @@ import shutil
 import socket
 import ssl
 import subprocess
-import tempfile
-import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -25,37 +23,22 @@ from pathlib import Path
 
 import pytest
 
-from deploy import shell
 from deploy.host_model import HostSettings
 from deploy.local import acme
 from deploy.provision import tls
 from deploy.provision.templates import nginx_symlinks, render_site_files
-from tests.deploy.test_maintenance import AppHandler, UnixAppServer, free_port
 from tests.deploy.test_templates import VPC, build_nginx_tree, nginx_t
-from tests.loopback import wait_for_port
+from tests.loopback import (
+    free_port,
+    keep_nginx_temp_files_in,
+    run_as_root,
+    serve_app,
+    stop,
+    wait_for_port,
+    world_readable_tempdir,
+)
 
 DOMAIN = "app.dropstack.test"
-
-
-def run(command: list[str], timeout: float = 60, check: bool = True, **kwargs):
-    """A command provisioning would run over SSH as root (here we are root): sh -c, as sshd
-    does, so the tokens are joined and quoted exactly as on a host."""
-    if command[:2] == ["sudo", "-n"]:
-        command = command[2:]
-    return subprocess.run(
-        ["sh", "-c", shell.join(command)], capture_output=True, text=True, timeout=timeout,
-        check=check, **kwargs,
-    )  # fmt: skip
-
-
-def stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
 
 
 @dataclass
@@ -132,10 +115,11 @@ class TlsSite:
         """The command ``fab provision`` runs (tls.certonly_command), pointed at this site."""
         s = replace(self.settings, domain=domain, tls_cert_dir=None)
         account = self.ca.acme if directory is None else replace(self.ca.acme, directory=directory)
-        return run(tls.certonly_command(s, account, self.dirs, self.hook()), check=False)
+        return run_as_root(tls.certonly_command(s, account, self.dirs, self.hook()), check=False)
 
     def force_renewal(self):
-        return run(tls.force_renewal_command(self.settings, self.ca.acme, self.dirs), check=False)
+        command = tls.force_renewal_command(self.settings, self.ca.acme, self.dirs)
+        return run_as_root(command, check=False)
 
     def write_site(self, settings: HostSettings) -> None:
         """Render and install every Nginx file, as provisioning does, with loopback ports."""
@@ -156,16 +140,9 @@ class TlsSite:
         self.write_site(replace(self.settings, tls_certificate_ready=True))
         result = nginx_t(self.root)
         assert result.returncode == 0, result.stderr
-        run(self.reload_command())
+        run_as_root(self.reload_command())
         # A reload is asynchronous: wait until the new workers answer on 443.
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.https_port), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        pytest.fail("nginx did not start listening on the HTTPS port after the reload")
+        wait_for_port(self.https_port, self.nginx, "nginx, on the HTTPS port after the reload")
 
     def client_context(self) -> ssl.SSLContext:
         """A client trusting pebble's root only (never the machine's inherited bundles)."""
@@ -191,13 +168,8 @@ def tls_tools() -> None:
 
 @pytest.fixture(scope="session")
 def world_readable_dir(tls_tools) -> Iterator[Path]:
-    # Nginx's workers (www-data) read the webroot and connect to the app's socket.
-    path = Path(tempfile.mkdtemp(prefix="dropstack-tls-"))
-    path.chmod(0o755)
-    try:
+    with world_readable_tempdir("dropstack-tls-") as path:
         yield path
-    finally:
-        shutil.rmtree(path)
 
 
 @pytest.fixture(scope="session")
@@ -212,7 +184,7 @@ def site(world_readable_dir: Path) -> Iterator[TlsSite]:
     )  # fmt: skip
     (ca_dir / "listener.ext").write_text(acme.listener_extensions(ca))
     for command in acme.listener_certificate_commands(ca):
-        run(command)
+        run_as_root(command)
     Path(ca.config_path).write_text(acme.pebble_config(ca))
     local_ca = LocalCa(ca)
     site = None
@@ -239,11 +211,7 @@ def site(world_readable_dir: Path) -> Iterator[TlsSite]:
         http_only = replace(http_only, tls_cert_dir=f"{letsencrypt}/live/{DOMAIN}")
         Path(http_only.acme_webroot).mkdir(mode=0o755)
         Path(http_only.config_dir).mkdir()
-        nginx_conf = Path(http_only.nginx_dir, "nginx.conf")
-        temp = "".join(f"{kind}_temp_path {root}/tmp-{kind};\n"
-                       for kind in ("proxy", "fastcgi", "uwsgi", "scgi"))  # fmt: skip
-        temp += f"client_body_temp_path {root}/tmp-body;\n"
-        nginx_conf.write_text(nginx_conf.read_text().replace("http {", "http {\n" + temp, 1))
+        keep_nginx_temp_files_in(root, Path(http_only.nginx_dir, "nginx.conf"))
         site = TlsSite(root, http_only, http_port, https_port, local_ca, dirs)
         site.write_site(http_only)
         # The "certbot's certificate authority" step: the CA bundle certbot is given.
@@ -252,11 +220,7 @@ def site(world_readable_dir: Path) -> Iterator[TlsSite]:
                 Path(file.path).write_text(file.content)
         assert nginx_t(root).returncode == 0, nginx_t(root).stderr
 
-        live = Path(http_only.paths.live_socket)
-        live.parent.mkdir(parents=True, exist_ok=True)
-        app = UnixAppServer(str(live), AppHandler)
-        live.chmod(0o666)
-        threading.Thread(target=app.serve_forever, daemon=True).start()
+        app = serve_app(http_only.paths.live_socket)
         site.nginx = subprocess.Popen(
             ["nginx", *site.nginx_args, "-g", f"daemon off; pid {root}/nginx.pid;"],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,

@@ -21,8 +21,9 @@ import pytest
 
 from deploy.local import acme
 from deploy.provision import tls
+from tests.loopback import clients_running, run_as_root
 from tests.tls import observatory
-from tests.tls.conftest import DOMAIN, TlsSite, run
+from tests.tls.conftest import DOMAIN, TlsSite
 
 # Mozilla's intermediate configuration, guideline 5.7 (ssl-config.mozilla.org/guidelines/5.7.json).
 INTERMEDIATE_TLS12 = {
@@ -272,7 +273,6 @@ def test_a_forced_renewal_under_load_drops_no_request(site: TlsSite) -> None:
     statuses: Counter[int] = Counter()
     errors: list[str] = []
     reconnects = Counter()
-    stop = threading.Event()
     lock = threading.Lock()
 
     def connect():
@@ -281,12 +281,12 @@ def test_a_forced_renewal_under_load_drops_no_request(site: TlsSite) -> None:
             server_hostname=DOMAIN,
         )
 
-    def client() -> None:
+    def client(stopping: threading.Event) -> None:
         conn = http.client.HTTPSConnection(DOMAIN, site.https_port, timeout=5)
         conn.sock = connect()
         deadline = time.monotonic() + 30  # bounded in time and requests
         for _ in range(20000):
-            if stop.is_set() or time.monotonic() > deadline:
+            if stopping.is_set() or time.monotonic() > deadline:
                 break
             for attempt in (1, 2):
                 try:
@@ -318,17 +318,12 @@ def test_a_forced_renewal_under_load_drops_no_request(site: TlsSite) -> None:
                     return
         conn.close()
 
-    threads = [threading.Thread(target=client) for _ in range(8)]
-    for t in threads:
-        t.start()
-    time.sleep(0.3)
-    started = time.monotonic()
-    result = site.force_renewal()
-    renewal_seconds = time.monotonic() - started
-    time.sleep(0.3)
-    stop.set()
-    for t in threads:
-        t.join(timeout=15)
+    with clients_running(client):
+        time.sleep(0.3)
+        started = time.monotonic()
+        result = site.force_renewal()
+        renewal_seconds = time.monotonic() - started
+        time.sleep(0.3)
     after = site.served_certificate()["serialNumber"]
     print(
         f"forced renewal in {renewal_seconds:.2f}s under load: {dict(statuses)}, "
@@ -343,7 +338,7 @@ def test_a_forced_renewal_under_load_drops_no_request(site: TlsSite) -> None:
 
 
 def test_status_reads_days_to_expiry_from_the_host(site: TlsSite) -> None:
-    probe = run(tls.certificates_probe_command(f"{site.dirs.config}/live"))
+    probe = run_as_root(tls.certificates_probe_command(f"{site.dirs.config}/live"))
     (state,) = tls.parse_certificates(probe.stdout, time.time())
     assert state.name == DOMAIN and state.problem is None
     assert acme.CERTIFICATE_DAYS - 1 <= state.days_left <= acme.CERTIFICATE_DAYS
@@ -400,8 +395,8 @@ def test_a_rate_limit_answer_fails_in_one_line(site: TlsSite) -> None:
         "hostnames\nAsk for help or search for solutions at https://community.letsencrypt.org.\n"
     )
     fake = ["sh", "-c", 'printf "%s" "$1"; exit 1', "certbot", answer]
-    result = run(tls.certify_script("app.example.com", tls.LETS_ENCRYPT_DIRECTORY, fake),
-                 check=False)  # fmt: skip
+    script = tls.certify_script("app.example.com", tls.LETS_ENCRYPT_DIRECTORY, fake)
+    result = run_as_root(script, check=False)
     line = one_line(result.stderr)
     assert result.returncode == 1
     assert line.startswith("certificate for app.example.com not issued: the CA refused: rate lim")

@@ -1,0 +1,30 @@
+"""Backup ids, the bucket's object names, and the databases a restore may create."""
+
+from __future__ import annotations
+
+import re
+
+from .errors import JobError
+
+DUMP_SUFFIX = ".dump.age"
+MANIFEST_SUFFIX = ".manifest.json"
+ID_FORMAT = "%Y%m%dT%H%M%SZ"
+ID_PATTERN = re.compile(r"[0-9]{8}T[0-9]{6}Z")
+DATABASE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+# Databases a restore may never target, whatever the app's is called.
+RESERVED_DATABASES = frozenset({"postgres", "defaultdb", "template0", "template1", "_dodb"})
+ALEMBIC_TABLE = "public.alembic_version"  # its rows are a database's schema revision
+
+
+def check_id(backup_id: str) -> str:
+    if not ID_PATTERN.fullmatch(backup_id):
+        raise JobError(f"backup id: {backup_id!r} is not one; ids look like 20261202T031500Z")
+    return backup_id
+
+
+def check_target_database(name: str, forbidden: set[str]) -> str:
+    if not DATABASE_NAME.fullmatch(name):
+        raise JobError(f"database name: {name!r} is not allowed; a-z, 0-9, _ (max 63)")
+    if name in RESERVED_DATABASES or name in forbidden:
+        raise JobError(f"database name: {name!r} is the app's or a system database; refused")
+    return name
