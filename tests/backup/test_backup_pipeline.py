@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import subprocess
 from pathlib import Path
 
 import psycopg
@@ -143,6 +144,26 @@ def test_a_failing_dump_is_never_a_backup(stack):
     backups = restore.job_json(stack.site, stack.command("list"))
     assert [b["complete"] for b in backups] == [True]  # only the first, good one
     stack.postgres.create_database(stack.database)  # for the fixture's teardown
+
+
+def test_backups_started_in_one_second_keep_both_dumps(stack):
+    """The timer and a `fab db.backup` at once: one waits for the other's lock, and each gets
+    its own id, so neither overwrites (nor, failing, deletes) the other's dump."""
+    stack.add_tasks(3)
+    runs = [
+        subprocess.Popen(
+            stack.command("backup"),
+            env=stack.site.env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for _ in range(2)
+    ]
+    outcomes = [(run.wait(timeout=300), run.stderr.read()) for run in runs]
+    assert [code for code, _ in outcomes] == [0, 0], outcomes
+    backups = restore.job_json(stack.site, stack.command("list"))
+    assert len({b["id"] for b in backups if b["complete"]}) == 2, backups
 
 
 def test_restore_refuses_the_app_database_and_existing_ones(stack):

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import datetime
 import subprocess
 
 import pytest
 
 from deploy.backup import provision, restore
+from deploy.backup.on_host import names
 from deploy.backup.settings import BackupLayout, BackupSettings, Bucket
 from deploy.host_model import HostSettings, SettingsError
 from deploy.provision import templates
@@ -128,3 +130,18 @@ def test_layout_names_one_set_of_paths():
         "--env-file", "/etc/dropstack/app.env", "--env-file", "/etc/dropstack/backup.env", "list",
     ]  # fmt: skip
     assert layout.state_dir == "/var/lib/dropstack-backup"
+
+
+@pytest.mark.parametrize(
+    ("taken", "expected"),
+    [
+        (set(), "20261202T031500Z"),
+        ({"20261202T031500Z"}, "20261202T031501Z"),
+        ({"20261202T031500Z", "20261202T031501Z"}, "20261202T031502Z"),
+        ({"20261202T031459Z"}, "20261202T031500Z"),
+    ],
+    ids=["free", "taken", "two-taken", "earlier-taken"],
+)
+def test_a_backup_id_is_never_one_the_bucket_has(taken, expected):
+    now = datetime.datetime(2026, 12, 2, 3, 15, 0, 730000, tzinfo=datetime.UTC)
+    assert names.unused_id(now, taken) == expected

@@ -7,6 +7,7 @@ restore's target database was not created (the operator's side then has nothing 
 from __future__ import annotations
 
 import datetime
+import fcntl
 import json
 import os
 import sys
@@ -29,9 +30,14 @@ USAGE = """\
 
 
 def take_backup(env: dict[str, str], work_dir: str, now: datetime.datetime) -> None:
-    """The unit's command: the backup, its outcome recorded in status.json either way."""
+    """The unit's command: the backup, its outcome recorded in status.json either way.
+
+    One backup at a time per host: a second one (the timer while `fab db.backup` runs) waits
+    for the first to end, then takes its own id."""
     try:
-        manifest = dump.backup(env, work_dir, now)
+        with open(status.state_file(env, "backup.lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            manifest = dump.backup(env, work_dir, now)
     except JobError as exc:
         status.record_outcome(env, now, reason=str(exc))
         raise

@@ -23,7 +23,7 @@ from .environment import (
     url_database,
 )
 from .errors import JobError
-from .names import ALEMBIC_TABLE, DUMP_SUFFIX, ID_FORMAT, ID_PATTERN, MANIFEST_SUFFIX
+from .names import ALEMBIC_TABLE, DUMP_SUFFIX, ID_PATTERN, MANIFEST_SUFFIX, unused_id
 from .processes import Stage, in_thread, pump, run
 
 # COPY blocks of `pg_restore --data-only`: each data line is one row (newlines are escaped).
@@ -54,9 +54,12 @@ def count_rows(stream) -> dict:
 def backup(env: dict[str, str], work_dir: str, now: datetime.datetime) -> dict:
     """pg_dump -Fc | age | rclone rcat, with the dump also read back by pg_restore (row counts,
     and proof it parses); then the object is downloaded again and compared byte for byte
-    (size and sha256) before the manifest is written. No manifest: no backup."""
+    (size and sha256) before the manifest is written. No manifest: no backup.
+
+    The caller holds the host's backup lock (``cli``), so the id chosen here from the bucket's
+    listing stays this backup's alone."""
     started = time.monotonic()
-    backup_id = now.strftime(ID_FORMAT)
+    backup_id = unused_id(now, bucket_ids(env))
     obj = backup_id + DUMP_SUFFIX
     pg = {**base_environment(env), **libpq_environment(need(env, "DATABASE_URL"), work_dir)}
     s3 = rclone_environment(env)
@@ -134,6 +137,21 @@ def verify_object(env: dict[str, str], obj: str, size: int, sha256: str) -> None
         raise JobError(failure)
     if (read["size"], digest.hexdigest()) != (size, sha256):
         raise JobError(f"upload check: {obj} read back differs (sha256 {digest.hexdigest()})")
+
+
+def bucket_ids(env: dict[str, str]) -> set[str]:
+    """Every backup id that has an object in the bucket: a dump, a manifest, or both. Asked
+    before pg_dump starts, so a bucket that is down fails the backup at once: three quick
+    tries, not rclone's low-level retries with back-off (minutes against a refused port)."""
+    argv = rclone_command(env, "--low-level-retries", "1", "lsjson", remote_path(env))
+    listed = json.loads(run("rclone lsjson", argv, rclone_environment(env)))
+    suffixes = (DUMP_SUFFIX, MANIFEST_SUFFIX)
+    return {
+        entry["Name"].removesuffix(suffix)
+        for entry in listed
+        for suffix in suffixes
+        if entry["Name"].endswith(suffix)
+    }
 
 
 def list_backups(env: dict[str, str]) -> list[dict]:

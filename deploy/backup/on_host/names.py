@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import re
 
 from .errors import JobError
@@ -14,6 +15,17 @@ DATABASE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 # Databases a restore may never target, whatever the app's is called.
 RESERVED_DATABASES = frozenset({"postgres", "defaultdb", "template0", "template1", "_dodb"})
 ALEMBIC_TABLE = "public.alembic_version"  # its rows are a database's schema revision
+
+
+def unused_id(now: datetime.datetime, taken: set[str]) -> str:
+    """The id of a backup started at ``now``: its UTC second, or the first later second that
+    no object in the bucket has. Two backups in one second (the timer and a `fab db.backup`)
+    must never share a name: the second would overwrite the first's dump, and on failure
+    delete it as its own orphan."""
+    second = now.replace(microsecond=0)
+    while (backup_id := second.strftime(ID_FORMAT)) in taken:
+        second += datetime.timedelta(seconds=1)
+    return backup_id
 
 
 def check_id(backup_id: str) -> str:
