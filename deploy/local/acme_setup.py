@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import ssl
 import subprocess
 import time
 import urllib.request
@@ -53,8 +54,25 @@ def start_ca(paths: StatePaths, plan: StackPlan, domain: str, say: Say) -> acme.
     address = site_address(plan)
     dns_request(ca, acme.clear_a_record_request(domain))
     dns_request(ca, acme.a_record_request(domain, address))
-    say(f"acme: pebble at {ca.directory_url}; challtestsrv answers {domain} with {address}")
+    # For browsers and curl: the root certificates pebble issues under, until it restarts.
+    root_path(paths).write_text(fetch_root(ca))
+    say(f"acme: pebble at {ca.directory_url}; challtestsrv answers {domain} with {address}; "
+        f"its root is {root_path(paths)}")  # fmt: skip
     return ca
+
+
+def root_path(paths: StatePaths) -> Path:
+    return paths.root / "acme" / "root.pem"
+
+
+def fetch_root(ca: acme.AcmeCa) -> str:
+    """Pebble's current issuing root from its management API (trusting only our listener CA)."""
+    context = ssl.create_default_context(cafile=ca.listener_ca)
+    opener = urllib.request.build_opener(
+        urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=context)
+    )
+    with opener.open(ca.roots_url, timeout=10) as response:  # our own 198.18.x address
+        return response.read().decode()
 
 
 def ca_running() -> bool:
