@@ -90,6 +90,12 @@ class HostSettings:
         "More names or IPv4 addresses the site answers to (the droplet's public IP, a load "
         "balancer's). With neither these nor a domain the site answers every Host.",
     )
+    tls_at_load_balancer: bool = check.doc(
+        False,
+        "A load balancer ends TLS for the domain (DigitalOcean's, with the certificate it "
+        "issues): this host gets no certificate, serves the site on 80 to the balancer, "
+        "passes on its X-Forwarded-Proto and sends HSTS. Set from the inventory.",
+    )
     tls_certificate_ready: bool = check.doc(
         True,
         "False while certbot has not issued the domain's certificate yet: the site is served "
@@ -171,7 +177,17 @@ class HostSettings:
     @property
     def tls(self) -> bool:
         """The site is served over HTTPS (with HTTP redirecting to it)."""
-        return self.domain is not None and self.tls_certificate_ready
+        return self.obtains_certificate and self.tls_certificate_ready
+
+    @property
+    def obtains_certificate(self) -> bool:
+        """This host gets the domain's certificate itself (certbot over HTTP-01)."""
+        return self.domain is not None and not self.tls_at_load_balancer
+
+    @property
+    def sends_hsts(self) -> bool:
+        """Responses reach clients over HTTPS: this host's, or the balancer's in front of it."""
+        return self.tls or (self.domain is not None and self.tls_at_load_balancer)
 
     @property
     def server_names(self) -> tuple[str, ...]:
@@ -402,6 +418,9 @@ def for_host(
             # A load balancer reaches the droplets from inside the VPC: its X-Forwarded-For
             # names the real client, for logs and rate limits.
             values["trusted_proxies"] = [inv["vpc_cidr"]]
+            # With a domain the balancer holds the certificate (infra/web.py: its HTTPS rule
+            # forwards to the droplets' port 80), so the droplets get none.
+            values["tls_at_load_balancer"] = inv["domain"] is not None
     if dns_servers:
         values["dns_servers"] = list(dns_servers)
     operator = config_section(config)

@@ -52,6 +52,14 @@ BACKUP_KEYS = (
     "backup_secret_access_key",
 )
 
+# Optional: which ACME CA issues the site's certificate (deploy/provision/tls.py). Absent or ""
+# means Let's Encrypt and the system trust store, which is what a Pulumi stack means (it
+# exports neither); the local stack with a domain names its own pebble.
+ACME_KEYS: dict[str, str] = {
+    "acme_directory": "the ACME directory URL certbot uses, or '' (Let's Encrypt)",
+    "acme_ca_cert": "PEM CA certificate of the ACME server's own HTTPS, or '' (system store)",
+}
+
 DEFAULT_STATE_DIR = "/var/lib/dropstack/local"
 
 
@@ -117,6 +125,7 @@ def parse_inventory(data: object, source: str) -> Inventory:
             f"{source}: web_names, web_public_ips and web_private_ips must be equally long lists"
         )
     values = {k: data[k] for k in INVENTORY_KEYS}
+    values.update({k: data[k] for k in ACME_KEYS if data.get(k)})
     values.update({k: values[k] or None for k in OPTIONAL_KEYS})
     return Inventory(source=source, data=values)
 

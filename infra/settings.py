@@ -828,3 +828,12 @@ def _restore_errors(values: Mapping[str, Any]) -> list[str]:
 def _shorten(text: str, limit: int = 40) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def domain_name(value: object) -> str | None:
+    """The check the ``domain`` key gets, for other ways of naming the site's domain (``fab
+    local.up --domain``): the name, lower case, or None when empty; ValueError otherwise."""
+    try:
+        return _domain(value)
+    except _Invalid as exc:
+        raise ValueError(str(exc)) from None

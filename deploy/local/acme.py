@@ -19,6 +19,8 @@ import ipaddress
 import json
 from dataclasses import dataclass
 
+from deploy import shell
+
 # Full speed and no simulated faults: pebble otherwise sleeps up to 15 s before validating and
 # rejects 5% of good nonces (certbot retries badNonce, but the tests would be slow and flaky).
 CERTIFICATE_DAYS = 90
@@ -165,3 +167,57 @@ def a_record_request(domain: str, address: str) -> tuple[str, bytes]:
 
 def clear_a_record_request(domain: str) -> tuple[str, bytes]:
     return "/clear-a", json.dumps({"host": f"{domain}."}).encode()
+
+
+# --- the local stack's CA ---
+
+# Ports on the CA's own address (deploy/local/network.py ACME_ADDRESS). The ACME API is on 443,
+# as Let's Encrypt's is, so the web hosts reach it through the cloud firewall's ordinary
+# "https (apt, certbot)" outbound rule; the management APIs answer this machine only.
+LOCAL_ACME_PORT = 443
+LOCAL_MANAGEMENT_PORT = 15000
+LOCAL_DNS_PORT = 53
+LOCAL_DNS_MANAGEMENT_PORT = 8055
+PROCESS_NAMES = ("pebble", "pebble-challtestsrv")
+
+
+def local_ca(directory: str, address: str) -> AcmeCa:
+    """The local stack's CA at ``address`` in its namespace, files in ``directory``."""
+    return AcmeCa(
+        directory, address=address, acme_port=LOCAL_ACME_PORT,
+        management_port=LOCAL_MANAGEMENT_PORT, dns_port=LOCAL_DNS_PORT,
+        dns_management_port=LOCAL_DNS_MANAGEMENT_PORT, http_port=80,
+    )  # fmt: skip
+
+
+def is_ca_process_of(cmdline: list[str], address: str) -> bool:
+    """pebble or challtestsrv of the CA at ``address`` (found again by the address they use)."""
+    if not cmdline or cmdline[0].rsplit("/", 1)[-1] not in PROCESS_NAMES:
+        return False
+    return any(arg.startswith(f"{address}:") for arg in cmdline)
+
+
+def txt_record_request(domain: str, value: str) -> tuple[str, bytes]:
+    """(path, JSON body) setting the DNS-01 challenge's TXT record on challtestsrv."""
+    body = {"host": f"_acme-challenge.{domain}.", "value": value}
+    return "/set-txt", json.dumps(body).encode()
+
+
+def clear_txt_record_request(domain: str) -> tuple[str, bytes]:
+    return "/clear-txt", json.dumps({"host": f"_acme-challenge.{domain}."}).encode()
+
+
+def dns_hook_command(ca: AcmeCa, action: str) -> list[str]:
+    """certbot's --manual-auth-hook ("set") or --manual-cleanup-hook ("clear") for DNS-01: the
+    TXT record through challtestsrv's management API, as DigitalOcean's own DNS sets it for
+    the certificate its load balancer gets. certbot gives the hook CERTBOT_DOMAIN and
+    CERTBOT_VALIDATION in the environment."""
+    if action not in ("set", "clear"):
+        raise ValueError(f"dns hook action: {action!r} is not set or clear")
+    if action == "set":
+        body = 'printf \'{"host":"_acme-challenge.%s.","value":"%s"}\' "$CERTBOT_DOMAIN" '
+        body += '"$CERTBOT_VALIDATION"'
+    else:
+        body = 'printf \'{"host":"_acme-challenge.%s."}\' "$CERTBOT_DOMAIN"'
+    script = body + " | curl -sS -f --noproxy '*' -m 10 -X POST --data-binary @- \"$1\""
+    return shell.script(script, f"{ca.dns_management_url}/{action}-txt", name="dns-01-hook")

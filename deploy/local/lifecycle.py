@@ -21,7 +21,7 @@ from pathlib import Path
 import paramiko
 from invoke.exceptions import UnexpectedExit
 
-from deploy.local import database, hosts, nftables
+from deploy.local import acme_setup, database, hosts, nftables
 from deploy.local.access import (
     ensure_key_pair,
     port_answers,
@@ -91,17 +91,24 @@ IP_FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
 # up
 
 
-def up(web_count: int, say: Say, db_pool: int = 0, load_balancer: bool | None = None) -> None:
+def up(
+    web_count: int, say: Say, db_pool: int = 0, load_balancer: bool | None = None,
+    domain: str | None = None,
+) -> None:  # fmt: skip
+    """With a domain, the stack also gets its ACME CA (pebble) answering for it, and with a
+    load balancer the balancer ends TLS with a certificate from that CA."""
     paths = StatePaths.from_environment()
     with exclusive(paths):
-        _up(paths, plan_stack(web_count, load_balancer), say, db_pool)
+        _up(paths, plan_stack(web_count, load_balancer, acme=bool(domain)), say, db_pool, domain)
 
 
-def _up(paths: StatePaths, plan: StackPlan, say: Say, db_pool: int = 0) -> None:
+def _up(
+    paths: StatePaths, plan: StackPlan, say: Say, db_pool: int = 0, domain: str | None = None
+) -> None:
     started = time.monotonic()
-    if _already_running(paths, plan, say, db_pool):
+    if _already_running(paths, plan, say, db_pool, domain):
         return
-    if _restart_stopped(paths, plan, say, db_pool):
+    if _restart_stopped(paths, plan, say, db_pool, domain):
         return
     leftovers = leftover_parts(paths)
     if leftovers:
@@ -112,7 +119,7 @@ def _up(paths: StatePaths, plan: StackPlan, say: Say, db_pool: int = 0) -> None:
     images = {role: ensure_image(recipe, cache_root(), say) for role, recipe in IMAGES.items()}
     warm_start = time.monotonic()
     public_key = ensure_key_pair(paths, say)
-    stack_id = _write_record(paths, plan, images, db_pool)
+    stack_id = _write_record(paths, plan, images, db_pool, domain)
 
     say(f"network: namespaces and links for {', '.join(h.name for h in plan.namespaces)}")
     for host in plan.namespaces:
@@ -121,6 +128,7 @@ def _up(paths: StatePaths, plan: StackPlan, say: Say, db_pool: int = 0) -> None:
     IP_FORWARD.write_text("1\n")
     say("firewall: nft table inet dropstack (cloud firewall, NAT to package archives)")
     _apply_firewall(plan, nameservers, db_pool)
+    ca = acme_setup.start_ca(paths, plan, domain, say) if domain else None
 
     for host in plan.hosts:
         say(f"{host.name}: fresh root on the {host.role} image, booting")
@@ -143,9 +151,13 @@ def _up(paths: StatePaths, plan: StackPlan, say: Say, db_pool: int = 0) -> None:
             f"db: configuring PostgreSQL failed: {last_words(exc)}; {DOWN_HINT}"
         ) from None
     if plan.lb:
-        say(f"lb: HAProxy at {plan.lb.public_ip}, health checks like DigitalOcean's")
-        _start_load_balancer(paths, plan)
-    _write_outputs(paths, plan, credentials, tls, db_pool)
+        certificate = None
+        if ca and domain:
+            certificate = acme_setup.load_balancer_certificate(paths, ca, domain, say)
+        tls_note = f", TLS for {domain} on 443" if certificate else ""
+        say(f"lb: HAProxy at {plan.lb.public_ip}, health checks like DigitalOcean's{tls_note}")
+        _start_load_balancer(paths, plan, certificate)
+    _write_outputs(paths, plan, credentials, tls, db_pool, domain)
     now = time.monotonic()
     say(
         f"up: {len(plan.web)} web host(s) and db ready in {now - started:.1f} s "
@@ -153,45 +165,60 @@ def _up(paths: StatePaths, plan: StackPlan, say: Say, db_pool: int = 0) -> None:
     )
 
 
-def _shape(record: dict) -> tuple[int, int, bool]:
-    return record["web_count"], record.get("db_pool", 0), record.get("load_balancer", False)
+def _shape(record: dict) -> tuple[int, int, bool, str | None]:
+    return (
+        record["web_count"], record.get("db_pool", 0), record.get("load_balancer", False),
+        record.get("domain"),
+    )  # fmt: skip
 
 
-def _already_running(paths: StatePaths, plan: StackPlan, say: Say, db_pool: int = 0) -> bool:
+def _already_running(
+    paths: StatePaths, plan: StackPlan, say: Say, db_pool: int = 0, domain: str | None = None
+) -> bool:
     record = read_record(paths)
     if not (record and is_running(paths, record)):
         return False
-    wanted = (len(plan.web), db_pool, plan.lb is not None)
+    wanted = (len(plan.web), db_pool, plan.lb is not None, domain)
     if _shape(record) != wanted:
-        web, pool, lb = _shape(record)
+        web, pool, lb, name = _shape(record)
         raise LocalStackError(
-            f"a local stack with {web} web host(s), db pool {pool} and "
-            f"{'a' if lb else 'no'} load balancer is running; run `fab local.down` first to "
-            "change --web-count, --db-pool or --load-balancer"
+            f"a local stack with {web} web host(s), db pool {pool}, "
+            f"{'a' if lb else 'no'} load balancer and domain {name or 'none'} is running; run "
+            "`fab local.down` first to change --web-count, --db-pool, --load-balancer or --domain"
         )
     say(f"the local stack is already running ({len(plan.web)} web host(s)); `fab local.status`")
     return True
 
 
-def _restart_stopped(paths: StatePaths, plan: StackPlan, say: Say, db_pool: int) -> bool:
+def _restart_stopped(
+    paths: StatePaths, plan: StackPlan, say: Say, db_pool: int, domain: str | None = None
+) -> bool:
     """A complete stack with hosts whose containers stopped (a hard kill, a power loss): boot
-    them again on their own disks, as a droplet comes back after a power cycle. True when that
-    was the case and they are up."""
+    them again on their own disks, as a droplet comes back after a power cycle; a stopped
+    load balancer or CA too. True when that was the case and they are up."""
     record = read_record(paths)
     if not (record and paths.inventory.exists()):
         return False
-    if _shape(record) != (len(plan.web), db_pool, plan.lb is not None):
+    if _shape(record) != (len(plan.web), db_pool, plan.lb is not None, domain):
         return False
     stopped = [h for h in plan.hosts if not nspawn_leaders(h) and not supervisors(h)]
     mounted = all(is_mounted(paths.host_root(h)) for h in plan.hosts)
     intact = mounted and all(Path(n.netns_path).exists() for n in plan.namespaces)
     lb_down = plan.lb is not None and not load_balancers()
-    if not (stopped or lb_down) or not intact:
+    ca_down = plan.acme is not None and not acme_setup.ca_running()
+    if not (stopped or lb_down or ca_down) or not intact:
         return False
     started = time.monotonic()
+    if ca_down and domain:
+        # Pebble forgets everything when it stops: a new root, no accounts. Certificates
+        # already issued keep working until renewed; the next renewal registers afresh.
+        say("acme: pebble or challtestsrv is not running; starting both again (pebble keeps "
+            "no state: a new issuing root, the DNS records added again)")  # fmt: skip
+        acme_setup.start_ca(paths, plan, domain, say)
     if lb_down:
         say("lb: HAProxy is not running; starting it again")
-        _start_load_balancer(paths, plan)
+        pem = paths.root / "lb" / "certificate.pem"
+        _start_load_balancer(paths, plan, pem if domain and pem.exists() else None)
     for host in stopped:
         say(f"{host.name}: its container is not running; booting it again on its disk")
         _start_container(paths, host)
@@ -200,7 +227,11 @@ def _restart_stopped(paths: StatePaths, plan: StackPlan, say: Say, db_pool: int)
             wait_for_ssh(paths, plan, only=stopped)
         for host in stopped:
             wait_for_cloud_init(paths, host)
-    back = ", ".join([h.name for h in stopped] + (["the load balancer"] if lb_down else []))
+    back = ", ".join(
+        [h.name for h in stopped]
+        + (["the load balancer"] if lb_down else [])
+        + (["the local CA"] if ca_down else [])
+    )
     say(f"up: {back} back in {time.monotonic() - started:.1f} s")
     return True
 
@@ -218,13 +249,15 @@ def _host_nameservers() -> list[str]:
 
 
 def _write_record(
-    paths: StatePaths, plan: StackPlan, images: dict[str, Path], db_pool: int = 0
-) -> str:
+    paths: StatePaths, plan: StackPlan, images: dict[str, Path], db_pool: int = 0,
+    domain: str | None = None,
+) -> str:  # fmt: skip
     """Written before anything is made, so `down` knows what to restore after any failure."""
     record = {
         "web_count": len(plan.web),
         "db_pool": db_pool,
         "load_balancer": plan.lb is not None,
+        "domain": domain,
         "stack_id": secrets.token_hex(4),
         "ip_forward_before": IP_FORWARD.read_text().strip(),
         # Who made it: bin/test clears only stacks it made itself, never a user's demo.
@@ -241,6 +274,7 @@ def _write_outputs(
     credentials: database.Credentials,
     tls: database.TlsMaterial,
     db_pool: int = 0,
+    domain: str | None = None,
 ) -> None:
     """The inventory last: its presence means the stack is complete."""
     passwords = {
@@ -258,8 +292,18 @@ def _write_outputs(
         ca_cert_pem=tls.ca_cert_pem,
         source=str(paths.inventory),
         pool_size=db_pool,
+        domain=domain,
+        **_acme_keys(paths, domain),
     )
     write_private(paths.inventory, json.dumps(inventory.data, indent=2) + "\n")
+
+
+def _acme_keys(paths: StatePaths, domain: str | None) -> dict[str, str]:
+    """The inventory's ACME keys: the stack's own pebble, so certbot never asks Let's Encrypt."""
+    if not domain:
+        return {}
+    ca = acme_setup.the_ca(paths)
+    return {"acme_directory": ca.directory_url, "acme_ca_cert": Path(ca.listener_ca).read_text()}
 
 
 def _apply_firewall(plan: StackPlan, nameservers: list[str], db_pool: int = 0) -> None:
@@ -278,12 +322,14 @@ def _apply_firewall(plan: StackPlan, nameservers: list[str], db_pool: int = 0) -
     run(["nft", "-f", "/dev/stdin"], stdin=text)
 
 
-def _start_load_balancer(paths: StatePaths, plan: StackPlan) -> None:
-    """HAProxy in the load balancer's namespace, detached, its config and log in the state dir."""
+def _start_load_balancer(paths: StatePaths, plan: StackPlan, certificate: Path | None) -> None:
+    """HAProxy in the load balancer's namespace, detached, its config and log in the state dir;
+    with a certificate it also ends TLS on 443."""
     lb_dir = paths.root / "lb"
     lb_dir.mkdir(parents=True, exist_ok=True)
     config = lb_dir / "haproxy.cfg"
-    config.write_text(haproxy_config(plan.lb, plan.web))
+    pem = str(certificate) if certificate else None
+    config.write_text(haproxy_config(plan.lb, plan.web, certificate=pem))
     run(["haproxy", "-c", "-f", str(config)])
     log = (lb_dir / "haproxy.log").open("ab")
     subprocess.Popen(
@@ -369,6 +415,8 @@ def _down(paths: StatePaths, say: Say) -> None:
         send_signal(pid, signal.SIGTERM)
         wait_gone([pid])
         removed.append("load balancer")
+    if acme_setup.stop_ca():
+        removed.append("local CA (pebble, challtestsrv)")
     _stop_containers(plan, say, removed)
     for host in plan.hosts:
         root = paths.host_root(host)
@@ -396,7 +444,7 @@ def _down(paths: StatePaths, say: Say) -> None:
         removed.append("nft table inet dropstack")
     if record and record.get("ip_forward_before") == "0":
         IP_FORWARD.write_text("0\n")
-    for path in (paths.hosts, paths.db, paths.root / "lb"):
+    for path in (paths.hosts, paths.db, paths.root / "lb", paths.root / "acme"):
         if path.exists():
             shutil.rmtree(path)
             removed.append(str(path))

@@ -13,14 +13,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 from deploy.local import hosts, nftables
+from deploy.local.acme import is_ca_process_of
 from deploy.local.load_balancer import is_haproxy_of
-from deploy.local.network import HostPlan, largest_plan, plan_stack
+from deploy.local.network import ACME_ADDRESS, HostPlan, largest_plan, plan_stack
 from deploy.local.state import LocalStackError, StatePaths, run
 
 
 def leftover_parts(paths: StatePaths) -> list[str]:
     """Anything a local stack makes that exists now, by name (empty on a clean machine)."""
     found = [f"load balancer (pid {pid})" for pid in load_balancers()]
+    found += [f"local CA process (pid {pid})" for pid in ca_processes()]
     for host in largest_plan().namespaces:
         if nspawn_leaders(host):
             found.append(f"container {host.name}")
@@ -40,7 +42,9 @@ def leftover_parts(paths: StatePaths) -> list[str]:
 
 def plan_of(record: dict):
     """The plan a stack record describes."""
-    return plan_stack(record["web_count"], record.get("load_balancer", False))
+    return plan_stack(
+        record["web_count"], record.get("load_balancer", False), acme=bool(record.get("domain"))
+    )
 
 
 def is_running(paths: StatePaths, record: dict) -> bool:
@@ -49,6 +53,7 @@ def is_running(paths: StatePaths, record: dict) -> bool:
         paths.inventory.exists()
         and all(nspawn_leaders(h) for h in plan.hosts)
         and (plan.lb is None or bool(load_balancers()))
+        and (plan.acme is None or len(ca_processes()) == 2)
     )
 
 
@@ -77,6 +82,15 @@ def remove_cgroup(path: Path) -> bool:
 def load_balancers() -> list[int]:
     """The HAProxy processes standing in for the load balancer."""
     return [pid for pid, argv, state, _ in processes() if state != "Z" and is_haproxy_of(argv)]
+
+
+def ca_processes() -> list[int]:
+    """pebble and pebble-challtestsrv serving the local stack's CA."""
+    return [
+        pid
+        for pid, argv, state, _ in processes()
+        if state != "Z" and is_ca_process_of(argv, ACME_ADDRESS)
+    ]
 
 
 def supervisors(host: HostPlan) -> list[int]:

@@ -21,6 +21,9 @@ DB_ADDRESS = "198.18.1.100"
 # The load balancer: its public address (the inventory's load_balancer_ip) and its VPC side.
 LB_PUBLIC_ADDRESS = "198.18.0.2"
 LB_VPC_ADDRESS = "198.18.1.2"
+# The local ACME CA (pebble and its test DNS), with a domain: on the public side, as Let's
+# Encrypt is on the internet, reaching the site's address for HTTP-01 like any client.
+ACME_ADDRESS = "198.18.0.3"
 MAX_WEB_COUNT = 10
 NETNS_DIR = "/run/netns"
 # Every interface this project creates in the root namespace starts with this, and nothing else
@@ -79,6 +82,7 @@ class StackPlan:
     web: tuple[HostPlan, ...]
     db: HostPlan
     lb: HostPlan | None = None  # a namespace, not a container: HAProxy runs in it
+    acme: HostPlan | None = None  # a namespace: pebble and pebble-challtestsrv, with a domain
 
     @property
     def hosts(self) -> tuple[HostPlan, ...]:
@@ -88,7 +92,7 @@ class StackPlan:
     @property
     def namespaces(self) -> tuple[HostPlan, ...]:
         """Everything with a network namespace and links: the hosts and the load balancer."""
-        return (*self.hosts, *((self.lb,) if self.lb else ()))
+        return (*self.hosts, *(n for n in (self.lb, self.acme) if n))
 
     def host(self, name: str) -> HostPlan:
         for host in self.hosts:
@@ -132,13 +136,21 @@ def load_balancer_host() -> HostPlan:
     )
 
 
+def acme_host() -> HostPlan:
+    """The local ACME CA: one public link, nothing in the VPC (Let's Encrypt is outside it)."""
+    return HostPlan(
+        name="acme", role="acme", netns="ds-acme",
+        links=(Link("ds-acme-pub", "eth0", ACME_ADDRESS, 24),),
+    )  # fmt: skip
+
+
 def _nth(cidr: str, index: int) -> str:
     return str(ipaddress.ip_network(cidr)[index])
 
 
-def plan_stack(web_count: int, load_balancer: bool | None = None) -> StackPlan:
+def plan_stack(web_count: int, load_balancer: bool | None = None, acme: bool = False) -> StackPlan:
     """The stack's hosts. A load balancer whenever there is more than one web host (as infra/
-    creates one), or when asked for with one."""
+    creates one), or when asked for with one; the local ACME CA with a domain."""
     if not 1 <= web_count <= MAX_WEB_COUNT:
         raise ValueError(f"web count must be 1..{MAX_WEB_COUNT}, not {web_count}")
     with_lb = web_count > 1 if load_balancer is None else load_balancer
@@ -146,12 +158,19 @@ def plan_stack(web_count: int, load_balancer: bool | None = None) -> StackPlan:
         web=tuple(web_host(n) for n in range(1, web_count + 1)),
         db=db_host(),
         lb=load_balancer_host() if with_lb else None,
+        acme=acme_host() if acme else None,
     )
+
+
+def site_address(plan: StackPlan) -> str:
+    """Where the site's domain points: the load balancer's address, else the one web host's
+    (infra/ gives the DNS record the same choice)."""
+    return (plan.lb or plan.web[0]).public_ip or ""
 
 
 def largest_plan() -> StackPlan:
     """Every host a local stack can have: ``down`` cleans all of their names, whatever was made."""
-    return plan_stack(MAX_WEB_COUNT, load_balancer=True)
+    return plan_stack(MAX_WEB_COUNT, load_balancer=True, acme=True)
 
 
 def host_network_commands(host: HostPlan) -> list[list[str]]:

@@ -19,8 +19,13 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
 
-from deploy.local.network import ADMIN_CIDR, LINK_PREFIX, TEST_RANGE, StackPlan
+from deploy.local.network import ADMIN_CIDR, LINK_PREFIX, TEST_RANGE, StackPlan, site_address
 from infra.firewall_rules import POSTGRES_PORT, FirewallRule
+
+# The local ACME CA's listeners (deploy/local/acme.py LOCAL_CA): the ACME API on 443 as Let's
+# Encrypt's, and the two management APIs only this machine may use.
+ACME_API_PORT = 443
+ACME_MANAGEMENT_PORTS = (15000, 8055)
 
 TABLE_FAMILY = "inet"
 TABLE_NAME = "dropstack"
@@ -50,8 +55,18 @@ def ruleset(
     # The load balancer's address inside the VPC: what the droplets see its traffic come from.
     lb_peers = [lb.private_ip] if lb else []
 
+    acme = plan.acme
+    acme_links = _names(acme.root_link_names) if acme else None
+
     def lb_jumps(into: str, out: str) -> list[str]:
         return [f"iifname {lb_links} jump {out}", f"oifname {lb_links} jump {into}"] if lb else []
+
+    def acme_jumps() -> list[str]:
+        return (
+            [f"iifname {acme_links} jump acme_outbound", f"oifname {acme_links} jump acme_inbound"]
+            if acme
+            else []
+        )
 
     db_sources = [a for tag in db_trusted_tags for a in _tag(tag_addresses, tag)]
     chains = [
@@ -67,6 +82,7 @@ def ruleset(
                 f"oifname {web_links} jump web_inbound",
                 f"oifname {db_links} jump db_inbound",
                 *lb_jumps("lb_inbound", "lb_outbound"),
+                *acme_jumps(),
                 f"oifname != {OURS} jump leave_machine",
             ],
         ),
@@ -84,6 +100,7 @@ def ruleset(
                 f"oifname {web_links} jump web_inbound",
                 f"oifname {db_links} jump db_inbound",
                 *([f"oifname {lb_links} jump lb_inbound"] if lb else []),
+                *([f"oifname {acme_links} jump acme_inbound"] if acme else []),
             ],
         ),
         _chain(
@@ -95,6 +112,7 @@ def ruleset(
                 f"iifname {web_links} jump web_outbound",
                 f"iifname {db_links} jump db_outbound",
                 *([f"iifname {lb_links} jump lb_outbound"] if lb else []),
+                *([f"iifname {acme_links} jump acme_outbound"] if acme else []),
             ],
         ),
         _chain(
@@ -144,6 +162,7 @@ def ruleset(
             if lb
             else []
         ),
+        *(_acme_chains(plan) if acme else []),
         _chain(
             "leave_machine",
             None,
@@ -171,6 +190,36 @@ def ruleset(
         f"delete table {TABLE_FAMILY} {TABLE_NAME}\n"
     )
     return header + f"table {TABLE_FAMILY} {TABLE_NAME} {{\n" + "\n".join(chains) + "}\n"
+
+
+def _acme_chains(plan: StackPlan) -> list[str]:
+    """The local ACME CA: its API for the web hosts and this machine (certbot), its management
+    APIs for this machine only; it opens nothing but HTTP-01 fetches from the site's address."""
+    clients = [ADMIN_CIDR.split("/")[0], *(h.public_ip or "" for h in plan.web)]
+    management = _set(str(p) for p in ACME_MANAGEMENT_PORTS)
+    return [
+        _chain(
+            "acme_inbound",
+            None,
+            [
+                f"tcp dport {ACME_API_PORT} ip saddr {_set(clients)} accept"
+                ' comment "the ACME API: certbot on the web hosts and this machine"',
+                f"tcp dport {management} ip saddr {ADMIN_CIDR} accept"
+                " comment \"pebble's and challtestsrv's management: this machine only\"",
+                "meta l4proto icmp accept",
+                REJECT,
+            ],
+        ),
+        _chain(
+            "acme_outbound",
+            None,
+            [
+                f"tcp dport 80 ip daddr {site_address(plan)} return"
+                ' comment "HTTP-01 validation at the site\'s address"',
+                f'{REJECT} comment "the CA reaches only the site"',
+            ],
+        ),
+    ]
 
 
 def delete_table_command() -> list[str]:

@@ -9,16 +9,18 @@ from deploy.local.database import ADMIN_USER, DB_NAME, DB_USER, db_uri
 from deploy.local.network import VPC_CIDR, StackPlan
 from infra.cloudinit import DEPLOY_USER
 from infra.firewall_rules import POSTGRES_POOL_PORT, POSTGRES_PORT
-from infra.outputs import DB_POOL_NAME
+from infra.outputs import DB_POOL_NAME, site_url
 
 
 def local_inventory(
     plan: StackPlan, *, key_path: Path, public_key: str, app_password: str, admin_password: str,
-    ca_cert_pem: str, source: str, pool_size: int = 0,
+    ca_cert_pem: str, source: str, pool_size: int = 0, domain: str | None = None,
+    acme_directory: str = "", acme_ca_cert: str = "",
 ) -> Inventory:  # fmt: skip
     """The inventory of a local stack, checked against the contract before anyone writes it.
     With a pool the app's URI goes through it, as DigitalOcean's does (infra/database.py); the
-    admin's goes straight to the database."""
+    admin's goes straight to the database. With a domain, the URL is https://<domain>
+    (infra's site_url) and the ACME keys name the stack's own CA."""
     first_web = plan.web[0]
     app_port = POSTGRES_POOL_PORT if pool_size else POSTGRES_PORT
     app_uri = db_uri(plan.db.private_ip, app_password, app_port)
@@ -35,8 +37,8 @@ def local_inventory(
         "ssh_key_path": str(key_path),
         "ssh_public_keys": [public_key],
         "load_balancer_ip": plan.lb.public_ip if plan.lb else None,
-        "domain": None,
-        "url": f"http://{(plan.lb or first_web).public_ip}",
+        "domain": domain,
+        "url": site_url(domain, (plan.lb or first_web).public_ip or ""),
         "db_host": plan.db.private_ip,
         "db_port": app_port,
         "db_name": DB_NAME,
@@ -47,4 +49,6 @@ def local_inventory(
         # No bucket yet: the local S3 stand-in is not part of the local stack.
         **{key: "" for key in BACKUP_KEYS},
     }
+    if domain:
+        data.update(acme_directory=acme_directory, acme_ca_cert=acme_ca_cert)
     return parse_inventory(data, source)

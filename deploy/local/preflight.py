@@ -12,6 +12,14 @@ REQUIRED_COMMANDS = {
     "ip": "iproute2",
     "mount": "mount",
 }
+# With --domain: the local CA, and certbot for the load balancer's certificate.
+ACME_COMMANDS = {
+    "pebble": "pebble",
+    "pebble-challtestsrv": "pebble",
+    "certbot": "certbot",
+    "curl": "curl",
+    "openssl": "openssl",
+}
 
 
 def problems(

@@ -1,6 +1,8 @@
 """`fab local.*`: the local droplet, a DigitalOcean stand-in on this machine (run as root).
 
-fab local.up [--web-count N]   boot web-1..web-N and the database, write the inventory
+fab local.up [--web-count N] [--domain NAME]
+                               boot web-1..web-N and the database, write the inventory; with a
+                               domain, a local ACME CA (pebble) answering for it
 fab local.status               hosts, addresses, running or not, SSH reachable or not
 fab local.ssh [--host web-1]   a shell on a host as the deploy user
 fab local.reboot --host NAME   reboot a host like a droplet (its disk stays)
@@ -19,6 +21,7 @@ from invoke.exceptions import Exit
 from deploy.local import hosts, lifecycle, operate, preflight
 from deploy.local.image_cache import ImageBuildError
 from deploy.local.network import MAX_WEB_COUNT
+from infra.settings import domain_name
 
 # The largest pool the local database's 100 connections leave room for (DigitalOcean's
 # limit per plan is checked for real stacks in infra/settings.py).
@@ -59,6 +62,14 @@ def _db_pool(value: str | int | None) -> int:
     return size
 
 
+def _domain(value: str | None) -> str | None:
+    chosen = value if value is not None else os.environ.get("DROPSTACK_DOMAIN") or ""
+    try:
+        return domain_name(chosen)
+    except ValueError as exc:
+        raise Exit(f"--domain / DROPSTACK_DOMAIN: {exc}", code=1) from None
+
+
 @task(
     help={
         "web_count": f"web hosts, 1..{MAX_WEB_COUNT} (default $DROPSTACK_WEB_COUNT or 1)",
@@ -66,14 +77,22 @@ def _db_pool(value: str | int | None) -> int:
         "dbPoolSize (default $DROPSTACK_DB_POOL or 0: no pool, the app connects directly)",
         "load_balancer": "a load balancer (HAProxy) even with one web host; with more there is "
         "always one, as on DigitalOcean",
+        "domain": "the site's domain (e.g. app.dropstack.test; default $DROPSTACK_DOMAIN): a "
+        "local ACME CA (pebble) answers for it, provisioning gets HTTPS, and a load balancer "
+        "ends TLS",
     }
 )
-def up(c, web_count=None, db_pool=None, load_balancer=False):
+def up(c, web_count=None, db_pool=None, load_balancer=False, domain=None):
     """Boot the local stack (web hosts + managed-style PostgreSQL) and write its inventory."""
-    count, pool = _web_count(web_count), _db_pool(db_pool)
-    _preflight("fab local.up")
+    count, pool, name = _web_count(web_count), _db_pool(db_pool), _domain(domain)
+    commands = preflight.REQUIRED_COMMANDS
+    if name:
+        commands = {**commands, **preflight.ACME_COMMANDS}
+    _preflight("fab local.up", commands)
     try:
-        lifecycle.up(count, say, db_pool=pool, load_balancer=True if load_balancer else None)
+        lifecycle.up(
+            count, say, db_pool=pool, load_balancer=True if load_balancer else None, domain=name
+        )
     except (lifecycle.LocalStackError, ImageBuildError) as exc:
         raise Exit(f"local.up: {exc}", code=1) from None
 

@@ -36,7 +36,7 @@ def wanted_paths(t: Target) -> list[str]:
     files = [*os_files(t, "").values(), *env_files(t, ""), authorized_keys(t)]
     files += baseline.baseline_files(t, "")
     files += templates.nginx_files(t.settings) + templates.systemd_files(t.settings)
-    if t.settings.domain:
+    if t.settings.obtains_certificate:
         files += templates.nginx_files(replace(t.settings, tls_certificate_ready=False))
         files += tls.acme_files(t.settings, acme_settings(t))
     files += backup_files(t)
@@ -47,7 +47,7 @@ def wanted_paths(t: Target) -> list[str]:
 def wanted_packages(t: Target) -> tuple[str, ...]:
     """The packages whose state the probe reads: the backup job's too on the host running it."""
     extra = backup_provision.PACKAGES if t.backs_up else ()
-    return desired.packages_for(bool(t.settings.domain)) + extra
+    return desired.packages_for(t.settings.obtains_certificate) + extra
 
 
 MANAGED_UNITS = ("nginx", "ssh", "fail2ban", "systemd-journald", "systemd-timesyncd", "auditd")
@@ -65,7 +65,7 @@ def facts_for(t: Target) -> list[f.Fact]:
     links = [p.live_socket, p.current, *(p.slot(slot) for slot in SLOTS)]
     links += list(templates.nginx_symlinks(s))
     present = list(templates.nginx_obsolete_paths(s))
-    if s.domain:
+    if s.obtains_certificate:
         present.append(f"{s.tls_cert_dir}/fullchain.pem")
     return [
         f.os_release(),
@@ -111,7 +111,8 @@ def check_os(t: Target, facts: f.HostFacts) -> list[Change]:
 
 
 def packages(t: Target, facts: f.HostFacts) -> list[Change]:
-    missing = [p for p in desired.packages_for(bool(t.settings.domain)) if p not in facts.packages]
+    wanted = desired.packages_for(t.settings.obtains_certificate)
+    missing = [p for p in wanted if p not in facts.packages]
     if not missing:
         return []
     # Services' postinst scripts start them; nginx's default site is replaced further on.
@@ -307,7 +308,7 @@ def tls_certificate(t: Target, facts: f.HostFacts) -> list[Change]:
     domain and the cause, and the host keeps serving HTTP: the HTTPS site is only rendered
     (and `nginx -t`-validated) by the next step, once the certificate exists."""
     s = t.settings
-    if not s.domain or f"{s.tls_cert_dir}/fullchain.pem" in facts.present:
+    if not s.obtains_certificate or f"{s.tls_cert_dir}/fullchain.pem" in facts.present:
         return []
     http_only = replace(s, tls_certificate_ready=False)
     site = nginx_changes(t, facts, http_only, "nginx site over http for certbot")
@@ -325,7 +326,7 @@ def certbot_command(s: HostSettings, acme: tls.Acme) -> list[str]:
 
 def nginx_site(t: Target, facts: f.HostFacts) -> list[Change]:
     s = t.settings
-    if s.domain and f"{s.tls_cert_dir}/fullchain.pem" not in facts.present:
+    if s.obtains_certificate and f"{s.tls_cert_dir}/fullchain.pem" not in facts.present:
         s = replace(s, tls_certificate_ready=False)
     return nginx_changes(t, facts, s, "nginx site")
 
@@ -401,9 +402,10 @@ STEPS: tuple[tuple[str, Operation], ...] = (
 
 
 def steps_for(settings: HostSettings, first: bool = True) -> tuple[tuple[str, Operation], ...]:
-    """The steps this host runs: the certificate steps only with a domain; the database, which
-    all hosts share, and its backup, from the first host only."""
-    skipped = ({acme_client, tls_certificate} if not settings.domain else set()) | (
+    """The steps this host runs: the certificate steps only with a domain the host serves
+    HTTPS for itself (not behind a balancer that ends TLS); the database, which all hosts
+    share, and its backup, from the first host only."""
+    skipped = ({acme_client, tls_certificate} if not settings.obtains_certificate else set()) | (
         {database_privileges, backup_job} if not first else set()
     )
     return tuple(s for s in STEPS if s[1] not in skipped)

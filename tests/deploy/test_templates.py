@@ -46,6 +46,12 @@ CASES = {
     "public-ip": {"extra_server_names": ("203.0.113.7",), "gunicorn_workers": 3},
     "domain-before-certificate": {"domain": "example.com", "tls_certificate_ready": False},
     "domain-tls": {"domain": "example.com"},
+    "domain-behind-tls-load-balancer": {
+        "domain": "example.com",
+        "tls_at_load_balancer": True,
+        "extra_server_names": ("203.0.113.7", "10.110.0.7", "203.0.113.9"),
+        "trusted_proxies": ("10.110.0.0/20",),
+    },
     "everything-changed": {
         "app_name": "task-api",
         "app_user": "tasks",

@@ -5,6 +5,7 @@ deployed). Every test here is a host test."""
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ import pytest
 from deploy.targets import connect, resolve_inventory
 from infra.load_balancer_policy import HEALTH_CHECK
 from tests.fleet.probe import Probe
+from tests.host.conftest import local_ca_root
 from tests.host_marks import mark_folder_as_host
 from tests.release.conftest import source  # noqa: F401  (the release tests' source fixture)
 
@@ -32,20 +34,48 @@ def inventory():
     return inv
 
 
+@dataclass(frozen=True)
+class Entry:
+    """The site's front door: the load balancer's address, and with a domain HTTPS there (the
+    domain as SNI and Host, the local CA's root as the only trust anchor)."""
+
+    address: str
+    domain: str | None = None
+    cafile: str | None = None
+
+    def probe(self, **options) -> Probe:
+        return Probe(self.address, domain=self.domain, cafile=self.cafile, **options)
+
+    def url(self, path: str) -> str:
+        return f"https://{self.domain}{path}" if self.domain else f"http://{self.address}{path}"
+
+    def curl(self) -> list[str]:
+        """curl reaching ``url`` without DNS: --resolve pins the domain to the balancer."""
+        if not self.domain:
+            return ["curl"]
+        return ["curl", "--resolve", f"{self.domain}:443:{self.address}", "--cacert", self.cafile]
+
+
 @pytest.fixture(scope="session")
-def lb(inventory) -> str:
-    """The load balancer's address, once it sends traffic. Right after a first deploy it does
-    not yet: like DigitalOcean's, it takes a droplet in after healthy_threshold good checks,
-    one every check_interval_seconds (50 s), and up to one more interval to start counting."""
+def lb(inventory, tmp_path_factory) -> Entry:
+    """The load balancer, once it sends traffic. Right after a first deploy it does not yet:
+    like DigitalOcean's, it takes a droplet in after healthy_threshold good checks, one every
+    check_interval_seconds (50 s), and up to one more interval to start counting."""
     address = inventory["load_balancer_ip"]
+    cafile = None
+    if inventory["domain"] and inventory.data.get("acme_directory"):
+        path = tmp_path_factory.mktemp("lb-ca") / "pebble-root.pem"
+        path.write_text(local_ca_root(inventory))
+        cafile = str(path)
+    entry = Entry(address, inventory["domain"], cafile)
     wait = HEALTH_CHECK.check_interval_seconds * (HEALTH_CHECK.healthy_threshold + 2)
-    with Probe(address, interval=0.5, limit_seconds=wait + 10) as probe:
+    with entry.probe(interval=0.5, limit_seconds=wait + 10) as probe:
         deadline = time.monotonic() + wait
         while not probe.ok_since(3) and time.monotonic() < deadline:
             time.sleep(1)
     if not probe.ok_since(3):
         pytest.fail(f"the load balancer at {address} served no host within {wait} s", pytrace=False)
-    return address
+    return entry
 
 
 @pytest.fixture

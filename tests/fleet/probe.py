@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import http.client
 import ipaddress
+import socket
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
@@ -19,6 +21,10 @@ class Probe:
     interval: float = 0.1
     limit_seconds: float = 180  # it stops by itself, whatever the test does
     results: list[tuple[float, bool]] = field(default_factory=list)
+    # With a domain: HTTPS to the address, the domain as SNI and Host, verified against cafile
+    # (plain HTTP on a balancer with a certificate only redirects).
+    domain: str | None = None
+    cafile: str | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
@@ -31,14 +37,23 @@ class Probe:
             started = time.monotonic()
             ok = False
             try:
-                conn = http.client.HTTPConnection(self.address, 80, timeout=5)
-                conn.request("GET", self.path)
+                conn = self._connection()
+                conn.request("GET", self.path, headers={"Host": self.domain or self.address})
                 ok = conn.getresponse().status == 200
                 conn.close()
             except OSError:
                 ok = False
             self.results.append((started, ok))
             self._stop.wait(self.interval)
+
+    def _connection(self) -> http.client.HTTPConnection:
+        if not self.domain:
+            return http.client.HTTPConnection(self.address, 80, timeout=5)
+        conn = http.client.HTTPSConnection(self.domain, 443, timeout=5)
+        context = ssl.create_default_context(cafile=self.cafile)
+        raw = socket.create_connection((self.address, 443), timeout=5)
+        conn.sock = context.wrap_socket(raw, server_hostname=self.domain)
+        return conn
 
     def __enter__(self) -> Probe:
         self._thread.start()

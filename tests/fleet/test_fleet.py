@@ -17,7 +17,7 @@ from pathlib import Path
 
 from deploy.inventory import local_state_dir
 from infra.load_balancer_policy import HEALTH_CHECK
-from tests.fleet.probe import Probe
+from tests.fleet.conftest import Entry
 from tests.release.harness import fab, steady_load
 from tests.release.test_release_cycle import assert_no_failures
 
@@ -47,7 +47,9 @@ def up_again() -> subprocess.CompletedProcess:
     """`fab local.up` with the running stack's own shape: it boots stopped hosts again."""
     record = json.loads((local_state_dir() / "stack.json").read_text())
     shape = ["--web-count", str(record["web_count"]), "--db-pool", str(record.get("db_pool", 0))]
-    return local("local.up", *shape, *(["--load-balancer"] if record.get("load_balancer") else []))
+    shape += ["--load-balancer"] if record.get("load_balancer") else []
+    shape += ["--domain", record["domain"]] if record.get("domain") else []
+    return local("local.up", *shape)
 
 
 def served_by(conn, log: str) -> int:
@@ -61,7 +63,7 @@ def test_the_load_balancer_sends_requests_to_every_web_host(inventory, lb, conn)
     before = {h.name: served_by(conn(h.name), log) for h in inventory.web_hosts}
     wait = HEALTH_CHECK.check_interval_seconds * (HEALTH_CHECK.healthy_threshold + 2)
     deadline = time.monotonic() + wait
-    with Probe(lb, interval=0.05) as probe:
+    with lb.probe(interval=0.05) as probe:
         while True:
             time.sleep(3)
             after = {h.name: served_by(conn(h.name), log) for h in inventory.web_hosts}
@@ -76,11 +78,11 @@ def test_rolling_deploy_and_rollback_through_the_load_balancer_drop_nothing(sour
     at a time, so for a moment two of three hosts switch slots under the load balancer."""
     wsgi = (source.path / "app" / "wsgi.py").read_text()
     source.commit("fleet: a code-only change", {"app/wsgi.py": wsgi + "# fleet\n"})
-    with steady_load(lb, seconds=120) as load:
+    with steady_load(lb.address, seconds=120, domain=lb.domain) as load:
         deployed = fab(source, "deploy", "--batch", "2")
     assert deployed.code == 0, deployed.out
     assert_no_failures(load)
-    with steady_load(lb, seconds=90) as load:
+    with steady_load(lb.address, seconds=90, domain=lb.domain) as load:
         rolled = fab(source, "rollback", "--batch", "2")
     assert rolled.code == 0, rolled.out
     assert_no_failures(load)
@@ -90,7 +92,7 @@ def test_a_host_whose_app_stops_is_taken_out_by_the_health_check(inventory, lb, 
     name = inventory.web_hosts[1].name
     live = status(name)["live_slot"]
     c = conn(name)
-    with Probe(lb) as probe:
+    with lb.probe() as probe:
         time.sleep(2)
         c.run(f"sudo -n systemctl stop dropstack@{live}.service", hide=True)
         stopped = time.monotonic()
@@ -110,7 +112,7 @@ def test_a_host_whose_app_stops_is_taken_out_by_the_health_check(inventory, lb, 
 def test_a_host_that_loses_power_costs_no_request_and_comes_back(inventory, lb, conn):
     name = inventory.web_hosts[2].name
     before = status(name)["current"]
-    with Probe(lb) as probe:
+    with lb.probe() as probe:
         time.sleep(2)
         assert local("local.poweroff", "--host", name).returncode == 0
         time.sleep(TAKEN_OUT_WITHIN)
@@ -141,8 +143,9 @@ def test_the_database_keeps_every_row_through_a_reboot_and_a_power_loss(inventor
     titles = [f"fleet-row-{time.time_ns()}-{n}" for n in range(20)]
     for title in titles:
         done = subprocess.run(
-            ["curl", "-s", "-f", "-m", "10", "-X", "POST", "-H", "Content-Type: application/json",
-             "-d", json.dumps({"title": title}), f"http://{lb}/api/tasks"],
+            [*lb.curl(), "-s", "-f", "-m", "10", "-X", "POST", "-H",
+             "Content-Type: application/json", "-d", json.dumps({"title": title}),
+             lb.url("/api/tasks")],
             capture_output=True, text=True,
         )  # fmt: skip
         assert done.returncode == 0, done.stderr
@@ -153,11 +156,11 @@ def test_the_database_keeps_every_row_through_a_reboot_and_a_power_loss(inventor
     assert present(lb, titles) == len(titles), "rows written before the power loss are gone"
 
 
-def present(lb: str, titles: list[str], wait: float = 60) -> int:
+def present(lb: Entry, titles: list[str], wait: float = 60) -> int:
     """How many of the titles the API lists, once it answers again (pools reconnect)."""
     deadline = time.monotonic() + wait
     while True:
-        done = subprocess.run(["curl", "-s", "-m", "10", f"http://{lb}/api/tasks?limit=1000"],
+        done = subprocess.run([*lb.curl(), "-s", "-m", "10", lb.url("/api/tasks?limit=1000")],
                               capture_output=True, text=True)  # fmt: skip
         try:
             listed = {t["title"] for t in json.loads(done.stdout)["tasks"]}

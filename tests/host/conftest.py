@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import ipaddress
 import shlex
+import ssl
 import time
+import urllib.parse
+import urllib.request
 from collections import Counter
 from pathlib import Path
 
@@ -23,8 +26,10 @@ from fabric import Config
 from deploy import host_model
 from deploy.host_model import SLOTS, HostSettings
 from deploy.inventory import Inventory, InventoryError, WebHost
+from deploy.local import acme
 from deploy.local.network import TEST_RANGE
 from deploy.provision.facts import nameservers
+from deploy.provision.tls import SYSTEM_CA_BUNDLE
 from deploy.release.settings import ReleaseSettings
 from deploy.release.state import HostState, parse_state, probe_command
 from deploy.shell import join
@@ -201,8 +206,34 @@ def release_settings(fabric_config: dict) -> ReleaseSettings:
 
 
 @pytest.fixture(scope="session")
-def site(web_host: WebHost, settings: HostSettings) -> Site:
-    return Site(web_host.public_ip, settings.domain or web_host.public_ip, settings.tls)
+def site_ca(inventory: Inventory, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The CA bundle the site's certificate must chain to, as a file: on the local stack,
+    pebble's current issuing root from its management API (new at every pebble start: read
+    it again after a restart with ``local_ca_root``); elsewhere the system trust store."""
+    if inventory["stack"] != "local" or not inventory.data.get("acme_directory"):
+        return SYSTEM_CA_BUNDLE
+    path = tmp_path_factory.mktemp("site-ca") / "pebble-root.pem"
+    path.write_text(local_ca_root(inventory))
+    return str(path)
+
+
+def local_ca_root(inventory: Inventory) -> str:
+    """Pebble's issuing root, fetched over its management API (trusting the listener CA the
+    inventory names, never the environment's bundles)."""
+    directory = urllib.parse.urlsplit(inventory["acme_directory"])
+    ca = acme.local_ca("", directory.hostname or "")
+    context = ssl.create_default_context(cadata=inventory["acme_ca_cert"])
+    opener = urllib.request.build_opener(
+        urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=context)
+    )
+    # https:// to the local CA's 198.18.x address, built from the inventory.
+    with opener.open(ca.roots_url, timeout=10) as response:
+        return response.read().decode()
+
+
+@pytest.fixture(scope="session")
+def site(web_host: WebHost, settings: HostSettings, site_ca: str) -> Site:
+    return Site(web_host.public_ip, settings.domain or web_host.public_ip, settings.tls, site_ca)
 
 
 @pytest.fixture

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import paramiko
 
+from deploy.provision.tls import SYSTEM_CA_BUNDLE
+
 CONNECT_TIMEOUT_SECONDS = 3.0
 
 ACCEPTED = "accepted"
@@ -51,6 +53,9 @@ class Site:
     address: str
     name: str
     tls: bool
+    # The CA bundle HTTPS is verified against, given explicitly: the environment's
+    # SSL_CERT_FILE is for package registries, not for this site.
+    cafile: str | None = None
 
     @property
     def scheme(self) -> str:
@@ -70,15 +75,26 @@ class Site:
     def _connection(self, timeout: float) -> http.client.HTTPConnection:
         if not self.tls:
             return http.client.HTTPConnection(self.address, 80, timeout=timeout)
-        return _PinnedHTTPSConnection(self.address, self.name, timeout=timeout)
+        return _PinnedHTTPSConnection(self.address, self.name, timeout=timeout, cafile=self.cafile)
+
+    def get_http(self, path: str, timeout: float = 10.0) -> Response:
+        """GET over plain HTTP on port 80 with the site's name, whatever ``tls`` says."""
+        conn = http.client.HTTPConnection(self.address, 80, timeout=timeout)
+        try:
+            conn.request("GET", path, headers={"Host": self.name, "Connection": "close"})
+            response = conn.getresponse()
+            return Response(response.status, response.headers, response.read())
+        finally:
+            conn.close()
 
 
 class _PinnedHTTPSConnection(http.client.HTTPSConnection):
     """HTTPS to one host's address, verifying the certificate for the site's name (SNI), so each
     web host is checked on its own even behind a load balancer's DNS name."""
 
-    def __init__(self, address: str, server_name: str, timeout: float):
-        super().__init__(server_name, 443, timeout=timeout, context=ssl.create_default_context())
+    def __init__(self, address: str, server_name: str, timeout: float, cafile: str | None):
+        context = ssl.create_default_context(cafile=cafile or SYSTEM_CA_BUNDLE)
+        super().__init__(server_name, 443, timeout=timeout, context=context)
         self._address = address
 
     def connect(self) -> None:

@@ -26,8 +26,8 @@ def last_setting(text: str, prefix: str, strip: str = "") -> str | None:
 
 @pytest.mark.parametrize("package", ds.packages_for(tls=True))
 def test_package_installed(host, settings, package):
-    if package not in ds.packages_for(tls=settings.domain is not None):
-        pytest.skip(f"{package} is only installed for a site with a domain (TLS)")
+    if package not in ds.packages_for(tls=settings.obtains_certificate):
+        pytest.skip(f"{package} is only installed on a host that gets its own certificate")
     assert host.package(package).is_installed, (
         f"{package} is not installed; `fab provision` installs {', '.join(ds.BASE_PACKAGES)}"
     )

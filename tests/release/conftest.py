@@ -58,6 +58,13 @@ def web(inventory):
     return inventory.web_hosts[0].public_ip
 
 
+@pytest.fixture(scope="session")
+def tls_domain(inventory):
+    """The domain when the web host serves HTTPS itself (plain HTTP then only redirects, so
+    the load goes over HTTPS to it); None without one, or behind a load balancer."""
+    return None if inventory["load_balancer_ip"] else inventory["domain"]
+
+
 @pytest.fixture(scope="module")
 def source(tmp_path_factory) -> Source:
     """A clone of HEAD plus this work tree's uncommitted app files, committed, so the test

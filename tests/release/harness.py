@@ -133,8 +133,10 @@ class Load:
 
 
 @contextmanager
-def steady_load(address: str, seconds: int, connections: int = 4):
-    """Two wrk runs against Nginx for a bounded time, read after the block ends."""
+def steady_load(address: str, seconds: int, connections: int = 4, domain: str | None = None):
+    """Two wrk runs against Nginx for a bounded time, read after the block ends. With a
+    ``domain`` they go over HTTPS to the address with the domain as Host (plain HTTP only
+    redirects there); wrk sends the address as SNI, which the site's server_name lists."""
     if not shutil.which("wrk"):
         pytest.skip("wrk is not installed (bin/setup installs it)")
     assert ipaddress.ip_address(address) in LOCAL_TEST_NET or address.startswith("127.")
@@ -149,9 +151,10 @@ def steady_load(address: str, seconds: int, connections: int = 4):
                 "5s",
                 "-s",
                 str(LOAD_SCRIPT),
-                f"http://{address}",
+                f"{'https' if domain else 'http'}://{address}",
                 "--",
                 kind,
+                *([domain] if domain else []),
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

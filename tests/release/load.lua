@@ -2,6 +2,7 @@
 -- which names the release that answered) with a database read (/api/tasks), count every
 -- response that is not 2xx, and report per-release answers and wrk's own socket errors as
 -- one JSON line at the end. `-- close` sends "Connection: close": a new connection per request.
+-- A second argument is the Host header (the domain, when wrk connects to an address over HTTPS).
 local threads = {}
 
 function setup(thread)
@@ -12,6 +13,9 @@ function init(args)
    headers = {}
    if args[1] == "close" then
       headers["Connection"] = "close"
+   end
+   if args[2] then
+      headers["Host"] = args[2]
    end
    paths = { "/healthz", "/api/tasks" }
    n = 0

@@ -115,13 +115,13 @@ def test_deploy_serves_the_new_release(source, hosts, web):
     STATE["good"] = [name]
 
 
-def test_code_change_redeploys_under_load_reusing_the_venv(source, hosts, web):
+def test_code_change_redeploys_under_load_reusing_the_venv(source, hosts, web, tls_domain):
     revision = source.commit(
         "a code-only change", {"app/static/robots.txt": "User-agent: *\nDisallow: /api/\n"}
     )
     c = next(iter(hosts.values()))
     workers = nginx_workers(c)
-    with steady_load(web, seconds=90) as load:
+    with steady_load(web, seconds=90, domain=tls_domain) as load:
         run = fab(source, "deploy")
     assert run.code == 0
     name = released(run.out)
@@ -193,7 +193,7 @@ BROKEN = {
 
 
 @pytest.mark.parametrize("case", list(BROKEN))
-def test_broken_release_never_gets_a_request(source, hosts, web, case):
+def test_broken_release_never_gets_a_request(source, hosts, web, tls_domain, case):
     breaks, failing_step = BROKEN[case]
     good = source.git("rev-parse", "HEAD")
     c = next(iter(hosts.values()))
@@ -201,7 +201,7 @@ def test_broken_release_never_gets_a_request(source, hosts, web, case):
     live_before = upstream(c)
     try:
         source.commit(f"broken: {case}", breaks(source))
-        with steady_load(web, seconds=90) as load:
+        with steady_load(web, seconds=90, domain=tls_domain) as load:
             run = fab(source, "deploy")
     finally:
         source.reset(good)
@@ -307,10 +307,10 @@ def test_killed_deploy_leaves_a_lock_the_next_deploy_takes_over(source, hosts, w
     assert serving_release(web) == STATE["good"][-1]
 
 
-def test_rollback_under_load_goes_to_the_previous_good_release(source, hosts, web):
+def test_rollback_under_load_goes_to_the_previous_good_release(source, hosts, web, tls_domain):
     current = serving_release(web)
     assert current == STATE["good"][-1]
-    with steady_load(web, seconds=60) as load:
+    with steady_load(web, seconds=60, domain=tls_domain) as load:
         run = fab(source, "rollback")
     assert run.code == 0
     previous = STATE["good"][-2]
