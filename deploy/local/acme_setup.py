@@ -35,7 +35,8 @@ def the_ca(paths: StatePaths) -> acme.AcmeCa:
 
 def start_ca(paths: StatePaths, plan: StackPlan, domain: str, say: Say) -> acme.AcmeCa:
     """(Re)start pebble and challtestsrv and point the domain at the site's address."""
-    assert plan.acme, "a stack with a domain plans the CA's namespace"
+    if not plan.acme:
+        raise LocalStackError(f"{domain}: the stack's plan has no CA namespace (a bug: report it)")
     ca = the_ca(paths)
     directory = Path(ca.directory)
     directory.mkdir(mode=0o755, parents=True, exist_ok=True)
