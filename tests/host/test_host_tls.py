@@ -32,8 +32,8 @@ from deploy.provision import tls
 from deploy.shell import join
 from tests.host.conftest import local_ca_root
 from tests.release.harness import steady_load
-from tests.tls import observatory
-from tests.tls.test_tls_site import INTERMEDIATE_TLS12, INTERMEDIATE_TLS13
+from tests.tls import clients, observatory
+from tests.tls.clients import INTERMEDIATE_TLS12, INTERMEDIATE_TLS13, handshake_ok
 
 REPO = Path(__file__).resolve().parents[2]
 FAB = str(Path(sys.executable).with_name("fab"))
@@ -50,22 +50,7 @@ def https(site, settings):
 
 def s_client(site, *options: str, cafile: str | None = None) -> subprocess.CompletedProcess:
     """One handshake (SNI: the domain), verifying the chain and the name against the CA."""
-    return subprocess.run(
-        ["openssl", "s_client", "-connect", f"{site.address}:443", "-servername", site.name,
-         "-verify_hostname", site.name, "-CAfile", cafile or site.cafile,
-         "-verify_return_error", *options],
-        input="", capture_output=True, text=True, timeout=15,
-    )  # fmt: skip
-
-
-def handshake_ok(result: subprocess.CompletedProcess) -> bool:
-    out = result.stdout
-    return (
-        result.returncode == 0
-        and "Cipher is " in out
-        and "Cipher is (NONE)" not in out
-        and "Verify return code: 0 (ok)" in out
-    )
+    return clients.s_client(site.address, 443, site.name, cafile or site.cafile, *options)
 
 
 def served_serial(site) -> str:
@@ -121,35 +106,13 @@ def test_only_tls12_and_tls13_are_offered(https, option, offered):
 def test_tls12_ciphers_are_the_intermediate_ones(https):
     """Every TLS 1.2 cipher this OpenSSL knows, one handshake each: the host accepts only
     Mozilla's intermediate list (its ECDSA suites: certbot's key is ECDSA)."""
-    names = subprocess.run(
-        ["openssl", "ciphers", "-tls1_2", "ALL:COMPLEMENTOFALL:@SECLEVEL=0"],
-        capture_output=True, text=True, check=True,
-    ).stdout.strip().split(":")  # fmt: skip
-    accepted = set()
-    for name in (n for n in names if not n.startswith("TLS_")):
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        context.load_verify_locations(cafile=https.cafile)
-        context.minimum_version = context.maximum_version = ssl.TLSVersion.TLSv1_2
-        try:
-            context.set_ciphers(f"{name}:@SECLEVEL=0")
-        except ssl.SSLError:
-            continue
-        try:
-            raw = socket.create_connection((https.address, 443), timeout=5)
-            with raw, context.wrap_socket(raw, server_hostname=https.name) as conn:
-                accepted.add(conn.cipher()[0])
-        except (ssl.SSLError, OSError):
-            pass
-    print(f"TLS 1.2: {len(names)} ciphers tried, accepted {sorted(accepted)}")
+    tried, accepted = clients.accepted_tls12_ciphers(https.address, 443, https.name, https.cafile)
+    print(f"TLS 1.2: {tried} ciphers tried, accepted {sorted(accepted)}")
     assert accepted <= INTERMEDIATE_TLS12
     assert accepted == {c for c in INTERMEDIATE_TLS12 if c.startswith("ECDHE-ECDSA-")}
 
 
-@pytest.mark.parametrize(
-    "suite",
-    ["TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256",
-     "TLS_AES_128_CCM_SHA256", "TLS_AES_128_CCM_8_SHA256"],
-)  # fmt: skip
+@pytest.mark.parametrize("suite", clients.TLS13_SUITES)
 def test_tls13_suites_are_the_intermediate_ones(https, suite):
     result = s_client(https, "-tls1_3", "-ciphersuites", suite)
     assert handshake_ok(result) is (suite in INTERMEDIATE_TLS13)

@@ -108,7 +108,7 @@ def test_tls_conf_is_mozilla_intermediate_5_7() -> None:
     assert "ssl_session_tickets off;" in conf and "ffdhe2048.pem" in conf
     assert "ssl_ecdh_curve X25519:prime256v1:secp384r1;" in conf
     ciphers = next(x for x in conf.splitlines() if x.startswith("ssl_ciphers "))
-    from tests.tls.test_tls_site import INTERMEDIATE_TLS12
+    from tests.tls.clients import INTERMEDIATE_TLS12
 
     assert ciphers.removeprefix("ssl_ciphers ").rstrip(";").split(":") == [
         "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256",

@@ -22,29 +22,21 @@ import pytest
 from deploy.local import acme
 from deploy.provision import tls
 from tests.loopback import clients_running, run_as_root
-from tests.tls import observatory
+from tests.tls import clients, observatory
+from tests.tls.clients import INTERMEDIATE_TLS12, INTERMEDIATE_TLS13, handshake_ok
 from tests.tls.conftest import DOMAIN, TlsSite
-
-# Mozilla's intermediate configuration, guideline 5.7 (ssl-config.mozilla.org/guidelines/5.7.json).
-INTERMEDIATE_TLS12 = {
-    "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256",
-    "ECDHE-ECDSA-AES256-GCM-SHA384", "ECDHE-RSA-AES256-GCM-SHA384",
-    "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305",
-    "DHE-RSA-AES128-GCM-SHA256", "DHE-RSA-AES256-GCM-SHA384", "DHE-RSA-CHACHA20-POLY1305",
-}  # fmt: skip
-INTERMEDIATE_TLS13 = {"TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384",
-                      "TLS_CHACHA20_POLY1305_SHA256"}  # fmt: skip
 
 
 def s_client(site: TlsSite, *options: str) -> subprocess.CompletedProcess[str]:
     """One handshake with openssl s_client (SNI: the domain), trusting pebble's root only."""
+    return clients.s_client("127.0.0.1", site.https_port, DOMAIN, root_file(site), *options)
+
+
+def root_file(site: TlsSite) -> str:
+    """pebble's root as a file (a restarted pebble has a new one)."""
     root = site.root / "pebble-root.pem"
     root.write_text(site.ca.root())
-    return subprocess.run(
-        ["openssl", "s_client", "-connect", f"127.0.0.1:{site.https_port}",
-         "-servername", DOMAIN, "-CAfile", str(root), "-verify_return_error", *options],
-        input="", capture_output=True, text=True, timeout=10,
-    )  # fmt: skip
+    return str(root)
 
 
 def get(site: TlsSite, path: str, scheme: str = "https", context=None, **headers: str):
@@ -64,18 +56,6 @@ def get(site: TlsSite, path: str, scheme: str = "https", context=None, **headers
         return response.status, dict(response.getheaders()), response.read().decode()
     finally:
         conn.close()
-
-
-def handshake_ok(result: subprocess.CompletedProcess[str]) -> bool:
-    # s_client prints "Verify return code: 0" even when no certificate came; a handshake that
-    # happened names its cipher.
-    out = result.stdout
-    return (
-        result.returncode == 0
-        and "Cipher is (NONE)" not in out
-        and "Cipher is " in out
-        and ("Verify return code: 0 (ok)" in out)
-    )
 
 
 # --- the certificate ---
@@ -122,46 +102,15 @@ def test_only_tls12_and_tls13_are_offered(site: TlsSite, option: str, offered: b
 def test_tls12_ciphers_are_the_intermediate_ones(site: TlsSite) -> None:
     """Every TLS 1.2 cipher this OpenSSL knows, one handshake each: the server accepts only
     Mozilla's list (the ECDSA ones, since certbot's key is ECDSA)."""
-    names = (
-        subprocess.run(
-            ["openssl", "ciphers", "-tls1_2", "ALL:COMPLEMENTOFALL:@SECLEVEL=0"],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        .stdout.strip()
-        .split(":")
+    tried, accepted = clients.accepted_tls12_ciphers(
+        "127.0.0.1", site.https_port, DOMAIN, root_file(site)
     )
-    root = site.ca.root()
-    accepted = set()
-    for name in names:
-        if name.startswith("TLS_"):
-            continue  # TLS 1.3 suites, below
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        context.load_verify_locations(cadata=root)
-        context.minimum_version = context.maximum_version = ssl.TLSVersion.TLSv1_2
-        try:
-            context.set_ciphers(f"{name}:@SECLEVEL=0")
-        except ssl.SSLError:
-            continue  # this Python's OpenSSL cannot offer it at all
-        raw = socket.create_connection(("127.0.0.1", site.https_port), timeout=5)
-        try:
-            with context.wrap_socket(raw, server_hostname=DOMAIN) as conn:
-                accepted.add(conn.cipher()[0])
-        except (ssl.SSLError, OSError):
-            pass
-        finally:
-            raw.close()
-    print(f"TLS 1.2: {len(names)} ciphers tried, accepted {sorted(accepted)}")
+    print(f"TLS 1.2: {tried} ciphers tried, accepted {sorted(accepted)}")
     assert accepted <= INTERMEDIATE_TLS12
     assert accepted == {c for c in INTERMEDIATE_TLS12 if c.startswith("ECDHE-ECDSA-")}
 
 
-@pytest.mark.parametrize(
-    "suite",
-    ["TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256",
-     "TLS_AES_128_CCM_SHA256", "TLS_AES_128_CCM_8_SHA256"],
-)  # fmt: skip
+@pytest.mark.parametrize("suite", clients.TLS13_SUITES)
 def test_tls13_suites_are_the_intermediate_ones(site: TlsSite, suite: str) -> None:
     result = s_client(site, "-tls1_3", "-ciphersuites", suite)
     assert handshake_ok(result) is (suite in INTERMEDIATE_TLS13)
