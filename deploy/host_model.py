@@ -294,6 +294,11 @@ class HostLayout:
     def unit(self, slot: str) -> str:
         return f"{self.app_name}@{check_instance(slot)}.service"
 
+    def retire_unit(self, slot: str) -> str:
+        """The transient unit (``systemd-run``) that drains and stops a retired slot on the host
+        after its warm window: <name>.timer, then <name>.service."""
+        return f"{self.app_name}-retire-{check_instance(slot)}"
+
     def migrate_unit(self, slot: str) -> str:
         return f"{self.app_name}-migrate@{check_instance(slot)}.service"
 
