@@ -392,7 +392,14 @@ class Switch:
             return False
         h = self.h
         s = h.settings
-        h.run(cmd.keep_warm_command(h.layout, self.live, self.keep_warm, s.drain_timeout))
+        kept = h.run(cmd.keep_warm_command(h.layout, self.live, self.keep_warm, s.drain_timeout),
+                     warn=True)  # fmt: skip
+        if kept.failed:
+            # No timer, no warm slot: nothing would ever stop it. Stop it as without a window.
+            why = last_words(kept.stderr or kept.stdout, 1)
+            say(f"[{h.name}]   warning: could not schedule the end of slot {self.live}'s warm "
+                f"window ({why}); stopping it now")  # fmt: skip
+            return self.stop_old_slot()
         self.old_stopped = True
         retire = h.layout.retire_unit(self.live)
         say(f"[{h.name}]   slot {self.live} stays warm for {self.keep_warm}s (a rollback starts "

@@ -222,6 +222,13 @@ def test_an_interrupt_after_the_route_still_retires_the_old_slot():
     assert h.c.ran("--on-active=300s")
 
 
+def test_if_the_warm_window_cannot_be_scheduled_the_old_slot_is_stopped_now():
+    h = release_host([("systemd-run", "", 1), ("ss -xH", "", 0)])
+    switch = Switch.plan(h, "20261121150003-0000003", state())
+    assert switch.retire_old_slot() is True and switch.old_stopped
+    assert h.c.ran("systemctl stop --no-block dropstack@blue.service")
+
+
 @pytest.mark.parametrize("value", [-1, 86401, "5"])
 def test_the_warm_window_is_checked(value):
     with pytest.raises(ReleaseError, match="warm_seconds"):
