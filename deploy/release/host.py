@@ -252,7 +252,8 @@ class Switch:
     def plan(cls, h: ReleaseHost, release: str, state: HostState) -> Switch:
         live, idle = slots_for(state)
         warm = plan.warm_slot(state, release)
-        return cls(h, release, live, idle, warm=warm, keep_warm=h.settings.warm_seconds)
+        keep_warm = plan.warm_window(state, release, h.settings.warm_seconds)
+        return cls(h, release, live, idle, warm=warm, keep_warm=keep_warm)
 
     def stop_idle_slot(self) -> bool:
         """Free the idle slot before it is repointed: cancel a retirement still pending (a warm

@@ -25,9 +25,23 @@ def slots_for(state: HostState) -> tuple[str | None, str]:
 
 def warm_slot(state: HostState, release: str) -> bool:
     """The idle slot still runs ``release`` (kept warm after the switch that retired it): a
-    switch to it needs no start, only the gate and the link."""
+    switch to it needs no start, only the gate and the link. Never for the release already
+    current: switching to that is a restart (``fab secrets`` rotation), which needs a fresh
+    process reading the environment file as it is now."""
     live, idle = slots_for(state)
-    return live is not None and state.active.get(idle, False) and state.slots.get(idle) == release
+    return (
+        live is not None
+        and release != state.current
+        and state.active.get(idle, False)
+        and state.slots.get(idle) == release
+    )
+
+
+def warm_window(state: HostState, release: str, seconds: int) -> int:
+    """Seconds the slot a switch retires stays warm: ``warm_seconds``, but none when the switch
+    restarts the current release (a secret rotation): the retired slot would hold the old
+    environment, and no rollback could go to it (it runs the live release)."""
+    return 0 if release == state.current else seconds
 
 
 def good_releases(state: HostState) -> list[str]:

@@ -187,6 +187,20 @@ def test_a_rollback_into_the_warm_slot_is_a_pure_traffic_switch(idle_runs, idle_
     )
 
 
+def test_a_restart_of_the_live_release_neither_reuses_nor_keeps_a_warm_slot():
+    # fab secrets restarts the current release in the idle slot to read the new env file: a
+    # warm slot of that release (started with the old file) must not stand in for it, and the
+    # slot it retires (old environment) is not kept.
+    h = release_host([("ss -xH", "", 0)])
+    both_run_it = state(R2, idle_active=True)
+    switch = Switch.plan(h, R2, both_run_it)
+    assert not switch.warm and switch.keep_warm == 0
+    listed = names(switch.steps(False))
+    assert listed[:3] == ["stop idle slot green", "point slot green at the release",
+                          "start slot green"]  # fmt: skip
+    assert listed[-1] == "stop old slot blue"
+
+
 def test_reusing_the_warm_slot_starts_nothing_but_the_gate_still_runs():
     h = release_host([("grep -qxF /srv/dropstack/releases/", "", 0)])
     switch = Switch.plan(h, R1, state(R1, idle_active=True))
