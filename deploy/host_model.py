@@ -329,8 +329,10 @@ class HostLayout:
 
     @property
     def units(self) -> tuple[str, ...]:
-        """Every unit the app runs as, for journals: both slots and any migration."""
-        return (*(self.unit(s) for s in SLOTS), f"{self.app_name}-migrate@*.service")
+        """Every unit the app runs as, for journals: both slots, any migration, and the host
+        retiring a slot after its warm window."""
+        return (*(self.unit(s) for s in SLOTS), f"{self.app_name}-migrate@*.service",
+                f"{self.app_name}-retire-*.service")  # fmt: skip
 
     @property
     def worker_units_pattern(self) -> str:
