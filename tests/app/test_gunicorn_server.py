@@ -251,3 +251,18 @@ def test_a_drained_slot_stops_at_once_with_its_logs_written(tmp_path, database_u
     assert stderr.count("Worker exiting") == 3 and "Shutting down: Master" in stderr
     ids = {json.loads(line).get("request_id") for line in stdout.splitlines()}
     assert {f"last-{n}" for n in range(6)} <= ids
+
+
+def test_a_worker_that_cannot_load_the_app_still_stops_gunicorn_with_its_status(tmp_path):
+    # worker_exit and on_exit leave at once only after a normal stop: here the worker exits 4
+    # (the app failed to load) and the arbiter halts with 4, as without them.
+    env = {**os.environ, "HOME": str(tmp_path), "DATABASE_URL": "postgresql://db/app",
+           "DROPSTACK_ENV": "development", "GUNICORN_BIND": f"unix:{tmp_path}/g.sock",
+           "WEB_CONCURRENCY": "1"}  # fmt: skip
+    env.pop("XDG_RUNTIME_DIR", None)
+    done = subprocess.run(
+        [str(GUNICORN), *CONFIG_FORMS["module"], "app.wsgi:no_such_app"],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 4, done.stderr
+    assert "App failed to load" in done.stderr
