@@ -67,8 +67,9 @@ def start(slot: str, work: Path, database_url: str, config: str) -> tuple[subpro
 
 
 def client(target: str, stop, counts) -> None:
-    """Requests on one kept-alive connection, to whichever socket the target file names."""
-    done = failed = 0
+    """Requests on one kept-alive connection, to whichever socket the target file names;
+    failures are counted by kind (status or exception) and by slot (the socket's name)."""
+    done, failed = 0, {}
     connection, current = None, None
     while not stop.is_set():
         path = Path(target).read_text()
@@ -76,14 +77,18 @@ def client(target: str, stop, counts) -> None:
             if connection:
                 connection.close()
             connection, current = UnixConnection(path), path
+        slot = Path(path).stem
         try:
             connection.request("GET", "/readyz" if done % 2 else "/api/tasks")
             response = connection.getresponse()
             response.read()
-            failed += response.status >= 500
+            if response.status >= 500:
+                kind = f"{slot} {response.status}"
+                failed[kind] = failed.get(kind, 0) + 1
             done += 1
-        except (OSError, http.client.HTTPException):
-            failed += 1
+        except (OSError, http.client.HTTPException) as error:
+            kind = f"{slot} {type(error).__name__}"
+            failed[kind] = failed.get(kind, 0) + 1
             connection.close()
             connection, current = None, None
     if connection:
@@ -127,7 +132,15 @@ def one_stop(database_url: str, config: str, loaded: bool) -> dict:
         green.wait(120)
     return {"drain_s": round(drained, 2), "left": left, "stop_s": round(stopped, 2),
             "exit": blue.returncode, "requests": sum(t[0] for t in totals),
-            "failed": sum(t[1] for t in totals)}  # fmt: skip
+            "failed": failures(t[1] for t in totals)}  # fmt: skip
+
+
+def failures(per_client) -> dict[str, int]:
+    merged: dict[str, int] = {}
+    for counted in per_client:
+        for kind, n in counted.items():
+            merged[kind] = merged.get(kind, 0) + n
+    return merged
 
 
 def main(argv: list[str] | None = None) -> int:
