@@ -96,6 +96,14 @@ def client(target: str, stop, counts) -> None:
     counts.put((done, failed))
 
 
+def route(target: Path, sock: str) -> None:
+    """Name the socket the clients use, atomically (as the deploy replaces live.sock): a
+    client reading the file while it was rewritten in place got '' and counted a failure."""
+    staged = target.with_suffix(".tmp")
+    staged.write_text(sock)
+    os.replace(staged, target)
+
+
 def connected(sock: str) -> int:
     ss = ["ss", "-xH", "state", "connected", "src", sock]
     return len(subprocess.run(ss, capture_output=True, text=True).stdout.splitlines())
@@ -107,14 +115,14 @@ def one_stop(database_url: str, config: str, loaded: bool) -> dict:
         blue, blue_sock = start("blue", work, database_url, config)
         green, green_sock = start("green", work, database_url, config)
         target = work / "live"
-        target.write_text(blue_sock)
+        route(target, blue_sock)
         stop, counts = mp.Event(), mp.Queue()
         clients = [mp.Process(target=client, args=(str(target), stop, counts))
                    for _ in range(CLIENTS if loaded else 0)]  # fmt: skip
         for process in clients:
             process.start()
         time.sleep(LOAD_SECONDS if loaded else 1)
-        target.write_text(green_sock)  # the switch
+        route(target, green_sock)  # the switch
         drain_started = time.monotonic()
         while connected(blue_sock) and time.monotonic() - drain_started < 15:
             time.sleep(0.05)
