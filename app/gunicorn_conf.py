@@ -10,6 +10,7 @@ FORWARDED_ALLOW_IPS, LOG_LEVEL; and the app's own settings, checked before anyth
 """
 
 import json
+import logging
 import os
 import sys
 from datetime import UTC, datetime
@@ -75,6 +76,49 @@ def on_starting(server) -> None:
     except ConfigError as error:
         print(f"dropstack: refusing to start: {error}", file=sys.stderr, flush=True)
         sys.exit(1)
+
+
+def leaves_at_once(booted: bool, leaving: BaseException | None) -> bool:
+    """Whether a worker may skip the interpreter's teardown: it served (booted) and is ending
+    normally (exit status 0: told to stop, or max_requests). A failed boot or a crash keeps the
+    usual exit and its status, which the arbiter reads (3 and 4 stop Gunicorn)."""
+    return booted and isinstance(leaving, SystemExit) and leaving.code in (0, None)
+
+
+def worker_exit(server, worker) -> None:
+    """A worker that finished its requests after SIGTERM (the end of a blue/green switch)
+    leaves with os._exit instead of tearing the interpreter down.
+
+    That teardown (freeing every module and object of the app, joining the idle threads of
+    the gthread pool) costs about 0.3 s of CPU per worker: with 5 workers on a 2-core host
+    that is also serving the new slot under load, the old slot took 4 to 12 s to exit after
+    it had drained. What matters of it is done here first: the database connections are
+    closed (PostgreSQL sees a clean goodbye) and the logs flushed."""
+    if not leaves_at_once(getattr(worker, "booted", False), sys.exc_info()[1]):
+        return
+    try:
+        from app.database import database_of
+
+        database_of(worker.wsgi).engine.dispose()
+    except Exception as error:  # no app, no database: the process ends either way
+        worker.log.warning("worker exit: database connections not closed: %s", error)
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(0)
+
+
+def on_exit(server) -> None:
+    """The arbiter, once its workers are gone after SIGTERM, leaves with os._exit too: its own
+    teardown took 0.2 s of CPU idle and 0.7-1.9 s on a busy host. Only for a stop asked by a
+    signal (the StopIteration Gunicorn's handlers raise is in flight here); a halt with an
+    error status (a worker failed to boot: 3, 4) exits as usual, with that status."""
+    if not isinstance(sys.exc_info()[1], (StopIteration, KeyboardInterrupt)):
+        return
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(0)
 
 
 bind = [os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")]

@@ -41,11 +41,12 @@ def provision_changes(log: Iterable[dict]) -> dict[str, int]:
     return changed
 
 
-# The steps of deploy.release.host.Switch.steps: from pointing the idle slot at the release
-# to stopping the old slot once Nginx has drained from it.
+# The steps of deploy.release.host.Switch.steps: from freeing the idle slot (or reusing it
+# warm) to retiring the old slot (stopped once Nginx has drained from it, or kept warm).
 SWITCH_STEPS = (
-    "point slot", "database migrations", "start slot", "health gate", "route nginx",
-    "switch current", "enable slot", "stop old slot",
+    "stop idle slot", "reuse warm slot", "point slot", "database migrations", "start slot",
+    "health gate", "route nginx", "switch current", "enable slot", "stop old slot",
+    "keep old slot",
 )  # fmt: skip
 
 

@@ -294,6 +294,11 @@ class HostLayout:
     def unit(self, slot: str) -> str:
         return f"{self.app_name}@{check_instance(slot)}.service"
 
+    def retire_unit(self, slot: str) -> str:
+        """The transient unit (``systemd-run``) that drains and stops a retired slot on the host
+        after its warm window: <name>.timer, then <name>.service."""
+        return f"{self.app_name}-retire-{check_instance(slot)}"
+
     def migrate_unit(self, slot: str) -> str:
         return f"{self.app_name}-migrate@{check_instance(slot)}.service"
 
@@ -324,8 +329,10 @@ class HostLayout:
 
     @property
     def units(self) -> tuple[str, ...]:
-        """Every unit the app runs as, for journals: both slots and any migration."""
-        return (*(self.unit(s) for s in SLOTS), f"{self.app_name}-migrate@*.service")
+        """Every unit the app runs as, for journals: both slots, any migration, and the host
+        retiring a slot after its warm window."""
+        return (*(self.unit(s) for s in SLOTS), f"{self.app_name}-migrate@*.service",
+                f"{self.app_name}-retire-*.service")  # fmt: skip
 
     @property
     def worker_units_pattern(self) -> str:

@@ -97,6 +97,14 @@ def read_step_log(path: Path, run: str | None = None) -> list[dict]:
     return [e for e in entries if run is None or e.get("run") == run]
 
 
+@dataclass(frozen=True)
+class Unchanged:
+    """What a step returns when it had nothing to do for a reason worth showing: printed as
+    ``ok`` with the reason under it, and recorded in the step log with it."""
+
+    reason: str
+
+
 class StepFailed(Exception):
     """A step failed on a host. ``str()`` is the one-line message users see."""
 
@@ -122,7 +130,7 @@ class HostLog:
     def step(self, name: str, action: Callable[[], bool | None]) -> bool:
         started = time.monotonic()
         try:
-            changed = bool(action())
+            outcome = action()
         except StepFailed as exc:
             self.failed(name, started, exc.reason, printed=True)
             raise
@@ -131,17 +139,22 @@ class HostLog:
             reason = last_words(result.stderr or result.stdout)
             self.failed(name, started, reason)
             raise StepFailed(self.host, name, reason) from None
-        status = "changed" if changed else "ok"
-        self.finish(name, status, started)
+        if isinstance(outcome, Unchanged):
+            self.finish(name, "ok", started, [outcome.reason], reason=outcome.reason)
+            return False
+        changed = bool(outcome)
+        self.finish(name, "changed" if changed else "ok", started)
         return changed
 
-    def finish(self, name: str, status: str, started: float, details: Sequence[str] = ()) -> None:
+    def finish(
+        self, name: str, status: str, started: float, details: Sequence[str] = (), **extra: str
+    ) -> None:
         seconds = time.monotonic() - started
         self.results.append((name, status))
         say(f"[{self.host}] {name:<44} {status:<8} {seconds:5.1f}s")
         for line in details:
             say(f"[{self.host}]   | {line}")
-        record(self.task, self.host, name, status, seconds)
+        record(self.task, self.host, name, status, seconds, **extra)
 
     def failed(self, name: str, started: float, reason: str, printed: bool = False) -> None:
         if not printed:

@@ -13,7 +13,7 @@ import json
 
 from deploy import shell
 from deploy.host_model import HostLayout, other_slot
-from deploy.shell import as_root, chain, script
+from deploy.shell import NO_STDERR, THEN, Raw, as_root, chain, either, pipe, script, sequence
 
 
 def staging_dir(layout: HostLayout, name: str) -> str:
@@ -122,9 +122,75 @@ def start_slot_command(layout: HostLayout, slot: str) -> list[str]:
     )
 
 
-def stop_slot_command(layout: HostLayout, slot: str) -> list[str]:
-    """Graceful: systemd sends SIGTERM and Gunicorn lets in-flight requests finish."""
-    return as_root(["systemctl", "stop", layout.unit(slot)])
+def stop_slot_command(layout: HostLayout, slot: str, wait: bool = True) -> list[str]:
+    """Graceful: systemd sends SIGTERM and Gunicorn lets in-flight requests finish. Without
+    ``wait`` systemctl returns once the stop is queued and the slot exits in the background."""
+    return as_root(["systemctl", "stop", *([] if wait else ["--no-block"]), layout.unit(slot)])
+
+
+def cancel_retire_command(layout: HostLayout, slot: str) -> list[str]:
+    """Cancel a slot's pending retirement (its timer, or the drain-and-stop already running).
+    A stop job that has begun goes on; a later ``systemctl stop`` of the slot waits for it."""
+    unit = layout.retire_unit(slot)
+    return ["systemctl", "stop", f"{unit}.timer", f"{unit}.service", NO_STDERR]
+
+
+def retire_program(layout: HostLayout, slot: str, drain_timeout: int) -> list[str]:
+    """Drain, then stop a slot unless live.sock names it: the same program whether the host
+    runs it when a warm window ends or a deploy runs it to free its idle slot.
+
+    Without a single '$': systemd expands '$' in a transient unit's command line. The drain is
+    drain_wait_command's, as one loop: until nothing is connected to the slot's socket, at most
+    drain_timeout seconds (without ss, the whole timeout); a slot that is not running has
+    nothing to drain."""
+    unit, sock = layout.unit(slot), layout.socket(slot)
+    timeout = str(int(drain_timeout))
+    loop = ["while", *pipe(["ss", "-xH", "state", "connected", "src", sock], ["grep", "-q", "."]),
+            THEN, "do", "sleep", "0.2", THEN, "done"]  # fmt: skip
+    drain = ["if", "command", "-v", "ss", Raw(">/dev/null"), THEN,
+             "then", "timeout", timeout, "sh", "-c", shell.join(loop), THEN,
+             "else", "sleep", timeout, THEN, "fi"]  # fmt: skip
+    active = ["if", "systemctl", "is-active", "--quiet", unit, THEN, "then", *drain, THEN, "fi"]
+    unless_live = pipe(["readlink", layout.live_socket], ["grep", "-qxF", sock])
+    return sequence(active, either(unless_live, ["systemctl", "stop", unit]))
+
+
+def stop_idle_command(layout: HostLayout, slot: str, drain_timeout: int) -> list[str]:
+    """Make the idle slot free for a release: print its state (active when warm, deactivating
+    while an earlier switch's stop finishes), cancel its retirement, drain and stop it,
+    waiting for a stop already under way. Instant when it is not running."""
+    return as_root(
+        sequence(
+            ["systemctl", "is-active", layout.unit(slot)],
+            cancel_retire_command(layout, slot),
+            retire_program(layout, slot, drain_timeout),
+        )
+    )
+
+
+def keep_warm_command(layout: HostLayout, slot: str, seconds: int, drain_timeout: int):
+    """Leave the retired slot running and have the host retire it in ``seconds``: a transient
+    timer (``systemd-run --on-active``) owned by systemd, so it fires even if the deploying
+    machine is gone. A reboot ends the window too: only the live slot starts at boot."""
+    program = shell.join(retire_program(layout, slot, drain_timeout))
+    if "$" in program or "%" in program:
+        raise ValueError(f"retire program for {slot} must hold no '$' or '%': {program}")
+    unit = layout.retire_unit(slot)
+    run = ["systemd-run", "--quiet", "--collect", f"--unit={unit}",
+           f"--on-active={int(seconds)}s", "--timer-property=AccuracySec=1s",
+           f"--description={layout.app_name}: drain and stop slot {slot} after its warm window",
+           "sh", "-c", program]  # fmt: skip
+    return as_root(sequence(cancel_retire_command(layout, slot), run))
+
+
+def reuse_warm_command(layout: HostLayout, slot: str, name: str) -> list[str]:
+    """Cancel the idle slot's retirement, then succeed only if it still runs release ``name``
+    (its unit active, its link naming the release): a rollback then starts nothing."""
+    runs_it = chain(
+        ["systemctl", "is-active", "--quiet", layout.unit(slot)],
+        pipe(["readlink", layout.slot(slot)], ["grep", "-qxF", layout.release(name)]),
+    )
+    return as_root(sequence(cancel_retire_command(layout, slot), runs_it))
 
 
 def start_workers_command(layout: HostLayout, slot: str, count: int) -> list[str]:
@@ -274,6 +340,15 @@ def migration_revisions_command(layout: HostLayout, name: str) -> list[str]:
     """The revision lines of a release's migrations, one `path:line` each."""
     versions = layout.release(name) + "/app/migrations/versions"
     return script('grep -HE "^(revision|down_revision)\\b" "$1"/*.py 2>/dev/null || true', versions)
+
+
+def readiness_command(layout: HostLayout, slot: str, path: str) -> list[str]:
+    """One readiness request to the slot's own socket, as root (the socket is root:www-data);
+    prints the body. Milliseconds, where a Python process reading the database takes seconds."""
+    return as_root(
+        ["curl", "-s", "--max-time", "3", "--unix-socket", layout.socket(slot),
+         f"http://localhost{path}"]
+    )  # fmt: skip
 
 
 def db_revision_command(layout: HostLayout, slot: str) -> list[str]:

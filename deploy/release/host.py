@@ -23,13 +23,13 @@ from invoke.runners import Result
 from deploy import shell
 from deploy.host_model import HostLayout, HostSettings
 from deploy.release import commands as cmd
-from deploy.release import lock
+from deploy.release import lock, plan
 from deploy.release.build import Artifact
 from deploy.release.lock import Holder
 from deploy.release.plan import prune_selection, slots_for, unused_venvs
 from deploy.release.settings import ReleaseSettings
 from deploy.release.state import HostState, parse_state, probe_command
-from deploy.steps import HostLog, StepFailed, last_words, say
+from deploy.steps import HostLog, StepFailed, Unchanged, last_words, say
 
 DETAIL_WIDTH = 400
 
@@ -181,8 +181,40 @@ def prune(h: ReleaseHost, protect: list[str]) -> bool:
 # --- migrations and the switch ---
 
 
-def migrate(h: ReleaseHost, slot: str) -> bool:
-    """The new release's migrations, before it takes traffic; the old one serves throughout."""
+def database_revision(h: ReleaseHost, slot: str, thorough: bool = True) -> str | None:
+    """The database's schema revision, as the running slot's release sees it.
+
+    First the slot's readiness answer, which names the revision it just read (milliseconds);
+    then, if ``thorough``, ``app.manage current`` through the slot's release (a Python start,
+    seconds on a busy host). None when neither says."""
+    answer = h.run(cmd.readiness_command(h.layout, slot, h.host.app.readiness_path), warn=True)
+    revision = plan.parse_readiness_revision(answer.stdout) if answer.ok else None
+    if revision is not None or not thorough:
+        return revision
+    answer = h.run(cmd.db_revision_command(h.layout, slot), warn=True)
+    return plan.parse_db_revision(answer.stdout) if answer.ok else None
+
+
+def release_heads(h: ReleaseHost, release: str) -> tuple[set[str], set[str]]:
+    """(every revision, the heads) of a release's migration files."""
+    return plan.parse_revisions(h.run(cmd.migration_revisions_command(h.layout, release)).stdout)
+
+
+def nothing_to_migrate(h: ReleaseHost, release: str, live: str | None) -> str | None:
+    """Why the release's migrations need not run (plan.nothing_to_migrate), None if they must."""
+    kind = h.host.app.migrate
+    if kind != "alembic" or not live:
+        return plan.nothing_to_migrate(kind, None, set())
+    _, heads = release_heads(h, release)
+    return plan.nothing_to_migrate(kind, database_revision(h, live, thorough=False), heads)
+
+
+def migrate(h: ReleaseHost, slot: str, release: str, live: str | None) -> bool | Unchanged:
+    """The new release's migrations, before it takes traffic; the old one serves throughout.
+    Skipped, and printed ``ok`` with the reason, when there is provably nothing to migrate."""
+    skip = nothing_to_migrate(h, release, live)
+    if skip:
+        return Unchanged(skip)
     since = h.clock()
     result = h.run(cmd.migrate_command(h.layout, slot), warn=True)
     if result.failed:
@@ -213,11 +245,41 @@ class Switch:
     workers_boot_enabled: bool = False
     old_workers_stopped: bool = False
     since: int = 0
+    warm: bool = False  # the idle slot already runs the release: no stop, point or start
+    keep_warm: int = 0  # seconds the retired slot stays up; 0: drain and stop it now
 
     @classmethod
     def plan(cls, h: ReleaseHost, release: str, state: HostState) -> Switch:
         live, idle = slots_for(state)
-        return cls(h, release, live, idle)
+        warm = plan.warm_slot(state, release)
+        keep_warm = plan.warm_window(state, release, h.settings.warm_seconds)
+        return cls(h, release, live, idle, warm=warm, keep_warm=keep_warm)
+
+    def stop_idle_slot(self) -> bool:
+        """Free the idle slot before it is repointed: cancel a retirement still pending (a warm
+        window, a stop in the background), drain it and stop it, waiting for a stop already
+        under way. Changes nothing when it is not running."""
+        h = self.h
+        command = cmd.stop_idle_command(h.layout, self.idle, h.settings.drain_timeout)
+        state = (h.run(command).stdout.strip().splitlines() or ["unknown"])[0]
+        if state in ("inactive", "failed", "unknown"):
+            return False
+        say(f"[{h.name}]   slot {self.idle} was {state} (a retired slot): drained and stopped")
+        return True
+
+    def reuse_warm_slot(self) -> bool | Unchanged:
+        """A rollback inside the warm window: the idle slot still runs the release, so its
+        retirement is cancelled and nothing is started; the gate still asks its /readyz. Had
+        the window just ended, the slot is freed and started as usual."""
+        h = self.h
+        self.started = True  # a failed gate stops it, as it would a freshly started slot
+        if h.run(cmd.reuse_warm_command(h.layout, self.idle, self.release), warn=True).ok:
+            return Unchanged(f"slot {self.idle} still runs {self.release} (warm): nothing started")
+        say(f"[{h.name}]   slot {self.idle} no longer runs {self.release}: starting it")
+        self.stop_idle_slot()
+        self.point_idle_slot()
+        self.start_idle_slot()
+        return True
 
     def point_idle_slot(self) -> bool:
         self.h.run(cmd.point_slot_command(self.h.layout, self.idle, self.release))
@@ -315,8 +377,39 @@ class Switch:
         self.boot_enabled = True
         return True
 
+    @property
+    def retire_step(self) -> str:
+        if self.keep_warm:
+            return f"keep old slot {self.live} warm for {self.keep_warm}s"
+        return f"stop old slot {self.live}"
+
+    def retire_old_slot(self) -> bool:
+        return self.keep_old_slot_warm() if self.keep_warm else self.stop_old_slot()
+
+    def keep_old_slot_warm(self) -> bool:
+        """Leave the old slot running, off live.sock, and have the host drain and stop it when
+        the warm window ends (a transient systemd timer: no need for this machine then)."""
+        if not self.live or self.live == self.idle:
+            return False
+        h = self.h
+        s = h.settings
+        kept = h.run(cmd.keep_warm_command(h.layout, self.live, self.keep_warm, s.drain_timeout),
+                     warn=True)  # fmt: skip
+        if kept.failed:
+            # No timer, no warm slot: nothing would ever stop it. Stop it as without a window.
+            why = last_words(kept.stderr or kept.stdout, 1)
+            say(f"[{h.name}]   warning: could not schedule the end of slot {self.live}'s warm "
+                f"window ({why}); stopping it now")  # fmt: skip
+            return self.stop_old_slot()
+        self.old_stopped = True
+        retire = h.layout.retire_unit(self.live)
+        say(f"[{h.name}]   slot {self.live} stays warm for {self.keep_warm}s (a rollback starts "
+            f"nothing); then the host drains and stops it ({retire}.timer)")  # fmt: skip
+        return True
+
     def stop_old_slot(self) -> bool:
-        """Wait until Nginx has no connection left to the old slot, then stop it gracefully.
+        """Wait until Nginx has no connection left to the old slot, then stop it gracefully,
+        without waiting for Gunicorn to exit: the next switch waits for that if it must.
 
         Stopping closes the old slot's idle connections; were Nginx sending a request on one
         at that instant, it would retry it on a fresh connection (a cached connection's error
@@ -336,19 +429,27 @@ class Switch:
             )
         else:
             say(f"[{h.name}]   slot {self.live} drained: no connection left after {took:.1f}s")
-        h.run(cmd.stop_slot_command(h.layout, self.live))
+        h.run(cmd.stop_slot_command(h.layout, self.live, wait=False))
         self.old_stopped = True
         return True
 
     def steps(self, migrate_first: bool) -> list[tuple[str, Callable[[], bool]]]:
         """The switch's steps, named as they print; a dry-run lists these very steps."""
         h = self.h
-        steps = [(f"point slot {self.idle} at the release", self.point_idle_slot)]
-        if migrate_first:
-            steps.append(("database migrations", lambda: migrate(h, self.idle)))
+        if self.warm:
+            steps = [(f"reuse warm slot {self.idle}", self.reuse_warm_slot)]
+        else:
+            steps = [
+                (f"stop idle slot {self.idle}", self.stop_idle_slot),
+                (f"point slot {self.idle} at the release", self.point_idle_slot),
+            ]
+            if migrate_first:
+                steps.append(
+                    ("database migrations", lambda: migrate(h, self.idle, self.release, self.live))
+                )
+            steps.append((f"start slot {self.idle}", self.start_idle_slot))
         workers = self.worker_count > 0
         steps += [
-            (f"start slot {self.idle}", self.start_idle_slot),
             (f"health gate {self.readiness_path} on {self.idle}", self.health_gate),
             *([(f"start {self.worker_count} workers on {self.idle}", self.start_idle_workers)]
               if workers else []),
@@ -359,7 +460,7 @@ class Switch:
               if workers else []),
         ]  # fmt: skip
         if self.live:
-            steps.append((f"stop old slot {self.live}", self.stop_old_slot))
+            steps.append((self.retire_step, self.retire_old_slot))
             if workers:
                 steps.append((f"stop old workers on {self.live}", self.stop_old_workers))
         return steps
@@ -399,7 +500,7 @@ class Switch:
         remaining = [
             ("switch current", self.current_switched, self.switch_current),
             (f"enable slot {self.idle} at boot", self.boot_enabled, self.enable_at_boot),
-            (f"stop old slot {self.live}", not self.live or self.old_stopped, self.stop_old_slot),
+            (self.retire_step, not self.live or self.old_stopped, self.retire_old_slot),
         ]
         if self.worker_count > 0:
             # Workers are started before the route, so after it the new ones are running.

@@ -4,6 +4,7 @@ which hosts go together, and the plan that ``--dry-run`` prints.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -20,6 +21,27 @@ def slots_for(state: HostState) -> tuple[str | None, str]:
         return live, other_slot(live)
     routed = state.routed_slot
     return None, other_slot(routed) if routed else SLOTS[0]
+
+
+def warm_slot(state: HostState, release: str) -> bool:
+    """The idle slot still runs ``release`` (kept warm after the switch that retired it): a
+    switch to it needs no start, only the gate and the link. Never for the release already
+    current: switching to that is a restart (``fab secrets`` rotation), which needs a fresh
+    process reading the environment file as it is now."""
+    live, idle = slots_for(state)
+    return (
+        live is not None
+        and release != state.current
+        and state.active.get(idle, False)
+        and state.slots.get(idle) == release
+    )
+
+
+def warm_window(state: HostState, release: str, seconds: int) -> int:
+    """Seconds the slot a switch retires stays warm: ``warm_seconds``, but none when the switch
+    restarts the current release (a secret rotation): the retired slot would hold the old
+    environment, and no rollback could go to it (it runs the live release)."""
+    return 0 if release == state.current else seconds
 
 
 def good_releases(state: HostState) -> list[str]:
@@ -163,3 +185,28 @@ def schema_warning(db_revision: str | None, revisions: set[str], heads: set[str]
         "refuse and the rollback stop; to go back, downgrade first from the newer release "
         f"(python -m app.manage downgrade {', '.join(sorted(heads)) or 'base'})"
     )
+
+
+def parse_readiness_revision(body: str) -> str | None:
+    """The database's revision as a readiness answer reports it (the sample app's /readyz says
+    ``"schema": "0002"``, read from the database on every call); None when it names none."""
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        return None
+    revision = answer.get("schema") if isinstance(answer, dict) else None
+    return revision if isinstance(revision, str) and revision else None
+
+
+def nothing_to_migrate(migrate: str, db_revision: str | None, heads: set[str]) -> str | None:
+    """Why the migration unit need not run, or None when it must.
+
+    Sound only where dropstack can read both sides: ``none`` has no migrations, and for
+    ``alembic`` (the sample app's ``app/migrations``) the release's single head must be the
+    database's revision, when upgrading to head changes nothing. Django and custom commands
+    keep running: their state is not something dropstack reads."""
+    if migrate == "none":
+        return "the app contract has no migrations (migrate: none): nothing to run"
+    if migrate != "alembic" or db_revision in (None, "base") or heads != {db_revision}:
+        return None
+    return f"the database is at {db_revision}, the release's head: nothing to migrate"

@@ -43,6 +43,11 @@ class ReleaseSettings:
     # stopped anyway: well above upstream.conf's keepalive_time and keepalive_timeout (5 s), after
     # which Nginx has closed every connection to it, busy or idle.
     drain_timeout: int = 15
+    # Seconds the retired slot keeps running after a switch, off live.sock and without workers,
+    # so that a rollback inside the window is a pure traffic switch; then the host itself
+    # drains and stops it (a transient systemd timer). 0: stop it at once. Costs one more
+    # Gunicorn's memory for the window (docs/releases.md).
+    warm_seconds: int = 300
     lock_wait: int = 0  # default for --wait: seconds to wait for another deploy's lock
     # Both from the app contract (dropstack.app), never set in dropstack.release.
     archive_paths: tuple[str, ...] = ("app",)  # what of the tree a host gets
@@ -74,6 +79,11 @@ class ReleaseSettings:
             raise ReleaseError(f"dropstack.{exc}") from None
         values.update(requirements=contract.requirements, archive_paths=contract.archive_paths)
         settings = cls(**values)
+        if not isinstance(settings.warm_seconds, int) or not 0 <= settings.warm_seconds <= 86400:
+            raise ReleaseError(
+                f"dropstack.release.warm_seconds: {settings.warm_seconds!r} is not allowed; "
+                "0..86400 seconds (0: stop the old slot at once)"
+            )
         if settings.keep < 2:
             raise ReleaseError("dropstack.release.keep: must be at least 2 (live and previous)")
         return settings

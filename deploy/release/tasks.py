@@ -18,7 +18,6 @@ from fabric import task
 from invoke.exceptions import Exit
 
 from deploy import notify
-from deploy.release import commands as cmd
 from deploy.release import plan
 from deploy.release.build import (
     Artifact,
@@ -33,9 +32,11 @@ from deploy.release.host import (
     Interrupted,
     ReleaseHost,
     Switch,
+    database_revision,
     ensure_venv,
     mark_failed,
     prune,
+    release_heads,
     release_lock,
     unpack_release,
     upload_release,
@@ -55,7 +56,7 @@ from deploy.release.rollout import (
 )
 from deploy.release.settings import RELEASE_NAME, ReleaseError, release_name
 from deploy.release.state import HostState
-from deploy.steps import StepFailed, last_words, say
+from deploy.steps import StepFailed, say
 
 # A step's name, what it does, and whether the run fails with it (pruning is housekeeping:
 # the release is live by then).
@@ -208,18 +209,13 @@ def print_deploy_plan(settings, src, target, hosts, batch) -> None:
 
 def schema_note(h: ReleaseHost, state: HostState, target: str) -> str | None:
     """A warning when the database is past the target release's migrations."""
-    revisions, heads = plan.parse_revisions(
-        h.run(cmd.migration_revisions_command(h.layout, target)).stdout
-    )
+    revisions, heads = release_heads(h, target)
     if not state.live_slot:
         return None
-    answer = h.run(
-        cmd.db_revision_command(h.layout, state.live_slot),
-        warn=True,
-    )
-    if answer.failed:
-        return f"could not read the database's revision: {last_words(answer.stderr, 1)}"
-    return plan.schema_warning(plan.parse_db_revision(answer.stdout), revisions, heads, target)
+    revision = database_revision(h, state.live_slot)
+    if revision is None:
+        return "could not read the database's revision"
+    return plan.schema_warning(revision, revisions, heads, target)
 
 
 def rollback_steps(switch: Switch) -> Steps:

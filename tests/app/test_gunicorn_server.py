@@ -209,3 +209,60 @@ def test_every_setting_is_one_gunicorn_knows():
     assert settings["preload_app"] is False
     assert settings["control_socket_disable"] is True
     assert settings["keepalive"] > 60  # Nginx's default upstream keepalive_timeout
+
+
+@pytest.mark.parametrize(
+    ("booted", "leaving", "at_once"),
+    [
+        (True, SystemExit(0), True),  # told to stop (SIGTERM) or max_requests
+        (True, SystemExit(None), True),
+        (True, SystemExit(1), False),  # aborted (worker timeout): its status stays
+        (False, SystemExit(3), False),  # failed to boot: the arbiter must see 3 and halt
+        (False, SystemExit(0), False),
+        (True, None, False),
+    ],
+)
+def test_only_a_worker_ending_normally_skips_the_teardown(booted, leaving, at_once):
+    settings = runpy.run_path(str(CONFIG_FILE))
+    assert settings["leaves_at_once"](booted, leaving) is at_once
+
+
+def test_a_drained_slot_stops_at_once_with_its_logs_written(tmp_path, database_url):
+    # The end of a switch: nothing is connected any more, then SIGTERM. Every worker leaves
+    # without the interpreter's teardown (worker_exit), having flushed its access lines.
+    socket_path = tmp_path / "gunicorn.sock"
+    process = gunicorn(
+        *CONFIG_FORMS["module"],
+        home=tmp_path,
+        DATABASE_URL=database_url,
+        DROPSTACK_ENV="development",
+        GUNICORN_BIND=f"unix:{socket_path}",
+        WEB_CONCURRENCY="3",
+        GUNICORN_THREADS="2",
+    )
+    try:
+        wait_for_socket(process, socket_path)
+        for number in range(6):
+            assert get(socket_path, "/readyz", {"X-Request-ID": f"last-{number}"})[0] == 200
+    finally:
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=40)
+    assert process.returncode == 0, stderr
+    assert stderr.count("Worker exiting") == 3 and "Shutting down: Master" in stderr
+    ids = {json.loads(line).get("request_id") for line in stdout.splitlines()}
+    assert {f"last-{n}" for n in range(6)} <= ids
+
+
+def test_a_worker_that_cannot_load_the_app_still_stops_gunicorn_with_its_status(tmp_path):
+    # worker_exit and on_exit leave at once only after a normal stop: here the worker exits 4
+    # (the app failed to load) and the arbiter halts with 4, as without them.
+    env = {**os.environ, "HOME": str(tmp_path), "DATABASE_URL": "postgresql://db/app",
+           "DROPSTACK_ENV": "development", "GUNICORN_BIND": f"unix:{tmp_path}/g.sock",
+           "WEB_CONCURRENCY": "1"}  # fmt: skip
+    env.pop("XDG_RUNTIME_DIR", None)
+    done = subprocess.run(
+        [str(GUNICORN), *CONFIG_FORMS["module"], "app.wsgi:no_such_app"],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 4, done.stderr
+    assert "App failed to load" in done.stderr

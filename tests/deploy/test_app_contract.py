@@ -336,16 +336,17 @@ def switch_for(shape: str, live: str | None = "blue"):
 def test_without_workers_the_switch_is_todays():
     names = [name for name, _ in switch_for("sample-defaults").steps(migrate_first=True)]
     assert names == [
-        "point slot green at the release", "database migrations", "start slot green",
-        "health gate /readyz on green", "route nginx to green", "switch current",
-        "enable slot green at boot", "stop old slot blue",
+        "stop idle slot green", "point slot green at the release", "database migrations",
+        "start slot green", "health gate /readyz on green", "route nginx to green",
+        "switch current", "enable slot green at boot", "stop old slot blue",
     ]  # fmt: skip
 
 
 def test_new_workers_start_after_the_gate_and_old_ones_stop_after_the_route():
     names = [name for name, _ in switch_for("sample-with-workers").steps(migrate_first=True)]
     assert names == [
-        "point slot green at the release", "database migrations", "start slot green",
+        "stop idle slot green", "point slot green at the release", "database migrations",
+        "start slot green",
         "health gate /readyz on green", "start 3 workers on green", "route nginx to green",
         "switch current", "enable slot green at boot", "enable workers on green at boot",
         "stop old slot blue", "stop old workers on blue",

@@ -150,7 +150,8 @@ def test_dry_run_plan_lists_hosts_slots_and_steps_with_migrations_once():
     # The dry-run prints the step list a run executes: migrations on the first host only.
     assert text.count("- database migrations") == 1
     assert text.count("- health gate /readyz on green") == 1
-    assert text.count("- stop old slot blue") == 1
+    assert text.count("- stop idle slot green") == 1
+    assert text.count("- keep old slot blue warm for 300s") == 1
     assert "      - prune old releases (keep 5)" in lines
 
 

@@ -321,3 +321,113 @@ def test_left_over_uploads_are_cleaned(shell, layout):
     Path(cmd.staging_dir(layout, "OLD"), "tree").mkdir(parents=True)
     assert shell(cmd.clean_incoming_command(layout)).returncode == 0
     assert sorted(p.name for p in Path(layout.releases_dir).iterdir()) == ["R"]
+
+
+# --- retiring the old slot: warm window, stop in the background, freeing the idle slot ---
+
+
+def calls(shell) -> list[str]:
+    path = shell.units / "calls"
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def test_retiring_drains_first_then_stops_the_slot(shell, layout, slots):
+    (shell.units / "dropstack@blue.service").touch()  # blue runs
+    shell(cmd.route_command(layout, "green"))
+    program = cmd.retire_program(layout, "blue", 10)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as kept:
+        kept.connect(layout.socket("blue"))  # Nginx still has a connection to blue
+        assert kept.recv(64) == b"blue"
+        running = subprocess.Popen(["sh", "-c", join(program)], text=True)
+        with pytest.raises(subprocess.TimeoutExpired):
+            running.wait(timeout=1)  # draining: not stopped while the connection is open
+        assert calls(shell) == []
+    assert running.wait(timeout=10) == 0
+    assert calls(shell) == ["stop dropstack@blue.service"]
+
+
+def test_retiring_never_stops_the_slot_live_sock_names(shell, layout, slots):
+    # A rollback moved traffic back to blue before its retirement ran: it must serve on.
+    (shell.units / "dropstack@blue.service").touch()
+    shell(cmd.route_command(layout, "blue"))
+    done = shell(cmd.retire_program(layout, "blue", 1))
+    assert done.returncode == 0, done.stderr
+    assert calls(shell) == []
+
+
+def test_retiring_a_slot_that_is_not_running_waits_for_nothing(shell, layout, slots):
+    shell(cmd.route_command(layout, "green"))
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as kept:
+        kept.connect(layout.socket("blue"))  # its socket unit is not its service: no drain
+        done = shell(cmd.retire_program(layout, "blue", 5))
+    assert done.returncode == 0, done.stderr
+    # systemctl stop waits for a stop already under way (deactivating) and is a no-op otherwise.
+    assert calls(shell) == ["stop dropstack@blue.service"]
+
+
+@pytest.fixture
+def systemd_run(shell, tmp_path):
+    """A systemd-run shim: records its arguments, one per line."""
+    record = tmp_path / "systemd-run.args"
+    shim = Path(os.environ["PATH"].split(":")[0]) / "systemd-run"
+    shim.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {record}\n')
+    shim.chmod(0o755)
+    return record
+
+
+def test_the_host_retires_a_warm_slot_by_itself_when_the_window_ends(
+    shell, layout, slots, systemd_run
+):
+    (shell.units / "dropstack@blue.service").touch()
+    shell(cmd.route_command(layout, "green"))
+    done = shell(cmd.keep_warm_command(layout, "blue", 300, 15))
+    assert done.returncode == 0, done.stderr
+    # Any earlier retirement of blue is cancelled first (a unit name is used once at a time).
+    assert calls(shell) == ["stop dropstack-retire-blue.timer dropstack-retire-blue.service"]
+    args = systemd_run.read_text().splitlines()
+    assert args[:6] == [
+        "--quiet", "--collect", "--unit=dropstack-retire-blue", "--on-active=300s",
+        "--timer-property=AccuracySec=1s",
+        "--description=dropstack: drain and stop slot blue after its warm window",
+    ]  # fmt: skip
+    sh, c, program = args[6:]
+    assert (sh, c) == ("sh", "-c")
+    # systemd would expand '$' itself: the program has none, and runs as it stands.
+    assert "$" not in program and "%" not in program
+    assert program == join(cmd.retire_program(layout, "blue", 15))
+    fired = subprocess.run(["sh", "-c", program], capture_output=True, text=True, timeout=30)
+    assert fired.returncode == 0, fired.stderr
+    assert calls(shell)[-1] == "stop dropstack@blue.service"
+
+
+@pytest.mark.parametrize(("running", "expected_state"), [(True, "active"), (False, "inactive")])
+def test_freeing_the_idle_slot_cancels_its_window_and_stops_it(
+    shell, layout, slots, running, expected_state
+):
+    if running:
+        (shell.units / "dropstack@blue.service").touch()
+    shell(cmd.route_command(layout, "green"))
+    done = shell(cmd.stop_idle_command(layout, "blue", 5))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0] == expected_state
+    assert calls(shell) == [
+        "stop dropstack-retire-blue.timer dropstack-retire-blue.service",
+        "stop dropstack@blue.service",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("running", "release", "reusable"),
+    [(True, "R1", True), (True, "R2", False), (False, "R1", False)],
+)
+def test_a_warm_slot_is_reused_only_if_it_still_runs_the_release(
+    shell, layout, running, release, reusable
+):
+    for name in ("R1", "R2"):
+        Path(layout.release(name)).mkdir()
+    shell(cmd.point_slot_command(layout, "blue", "R1"))
+    if running:
+        (shell.units / "dropstack@blue.service").touch()
+    done = shell(cmd.reuse_warm_command(layout, "blue", release))
+    assert (done.returncode == 0) == reusable, done.stderr
+    assert calls(shell) == ["stop dropstack-retire-blue.timer dropstack-retire-blue.service"]

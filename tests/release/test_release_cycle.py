@@ -129,11 +129,14 @@ def test_code_change_redeploys_under_load_reusing_the_venv(source, hosts, web, t
     # The switch replaced the link only: Nginx was not reloaded (same workers), and the slot
     # the link names is the one that starts at boot.
     assert nginx_workers(c) == workers
-    # Nginx let go of the old slot by itself (keepalive_time) before it was stopped.
-    assert "drained: no connection left" in run.out
+    # Nothing to migrate: the migration unit did not run. The old slot stays warm (off
+    # live.sock, not enabled at boot) and the host itself drains and stops it later.
+    assert re.search(r"database migrations +ok", run.out)
+    assert "nothing to migrate" in run.out
     live, retired = ("blue", "green") if upstream(c).endswith("/blue.sock") else ("green", "blue")
     assert enabled_slots(c) == {live}
-    assert on_host(c, f"systemctl is-active dropstack@{retired}").strip() != "active"
+    assert f"slot {retired} stays warm for" in run.out
+    assert on_host(c, f"systemctl is-active dropstack-retire-{retired}.timer").strip() == "active"
     assert re.search(r"python environment \w+ +ok", run.out)  # same dependency set: reused
     assert_no_failures(load)
     assert releases_answering(load) >= {STATE["good"][-1], name}
@@ -286,7 +289,8 @@ def test_interrupt_after_the_switch_finishes_it(source, hosts, web):
     assert on_host(c, "readlink /srv/dropstack/current").strip().endswith(name)
     live, retired = ("blue", "green") if upstream(c).endswith("/blue.sock") else ("green", "blue")
     assert enabled_slots(c) == {live}
-    assert on_host(c, f"systemctl is-active dropstack@{retired}").strip() != "active"
+    # Retired as any switch does: kept warm, the host stops it when the window ends.
+    assert on_host(c, f"systemctl is-active dropstack-retire-{retired}.timer").strip() == "active"
     assert not on_host(c, "ls -d /srv/dropstack/deploy.lock 2>/dev/null").strip()
     assert not on_host(c, f"ls /srv/dropstack/releases/{name}/.dropstack-failed 2>/dev/null")
     STATE["good"].append(name)
@@ -322,9 +326,12 @@ def test_rollback_under_load_goes_to_the_previous_good_release(source, hosts, we
     assert (last["action"], last["release"], last["result"]) == ("rollback", previous, "ok")
     STATE["rollback_seconds"] = run.seconds
     STATE["rollback_load"] = load.results
-    # Back to the newest.
+    # Back to the newest: the rollback left it warm in the idle slot, so nothing is started;
+    # the gate still asks its /readyz before the link moves.
     forward = fab(source, "rollback", "--release", current)
     assert forward.code == 0 and serving_release(web) == current
+    assert "reuse warm slot" in forward.out and "start slot" not in forward.out
+    assert "health gate /readyz" in forward.out
 
 
 def test_rollback_warns_when_the_database_is_newer_than_the_target(source, hosts):
