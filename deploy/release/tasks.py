@@ -31,7 +31,6 @@ from deploy.release.build import (
 from deploy.release.host import (
     Interrupted,
     ReleaseHost,
-    Switch,
     database_revision,
     ensure_venv,
     mark_failed,
@@ -56,6 +55,7 @@ from deploy.release.rollout import (
 )
 from deploy.release.settings import RELEASE_NAME, ReleaseError, release_name
 from deploy.release.state import HostState
+from deploy.release.switch import Switch
 from deploy.steps import StepFailed, say
 
 # A step's name, what it does, and whether the run fails with it (pruning is housekeeping:

@@ -27,9 +27,10 @@ from deploy.host_model import HostSettings
 from deploy.inventory import Inventory
 from deploy.provision import apply, database, desired
 from deploy.provision.files import RemoteFile
-from deploy.release.host import ReleaseHost, Switch
+from deploy.release.host import ReleaseHost
 from deploy.release.lock import Holder
 from deploy.release.rollout import record_audit
+from deploy.release.switch import Switch
 from deploy.secrets import plan, scram
 from deploy.steps import StepFailed, say
 

@@ -327,7 +327,8 @@ def test_verify_tool_is_present():
 
 
 def switch_for(shape: str, live: str | None = "blue"):
-    from deploy.release.host import ReleaseHost, Switch
+    from deploy.release.host import ReleaseHost
+    from deploy.release.switch import Switch
 
     h = ReleaseHost(None, "web-1", ReleaseSettings(), settings_for(shape))
     return Switch(h, "20261201000000-abcdef0", live, "green" if live != "green" else "blue")

@@ -4,9 +4,10 @@ import pytest
 
 from deploy.host_model import HostSettings
 from deploy.release import plan
-from deploy.release.host import ReleaseHost, Switch
+from deploy.release.host import ReleaseHost
 from deploy.release.settings import ReleaseError, ReleaseSettings
 from deploy.release.state import HostState, ReleaseInfo
+from deploy.release.switch import Switch
 from deploy.release.tasks import deploy_steps
 
 R1, R2, R3, R4, R5, R6, R7 = (f"2026112115000{i}-000000{i}" for i in range(1, 8))

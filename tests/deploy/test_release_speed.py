@@ -11,9 +11,10 @@ from deploy import steps
 from deploy.app_contract import AppContract
 from deploy.host_model import HostSettings
 from deploy.release import plan
-from deploy.release.host import ReleaseHost, Switch, migrate
+from deploy.release.host import ReleaseHost, migrate
 from deploy.release.settings import ReleaseError, ReleaseSettings
 from deploy.release.state import HostState, ReleaseInfo
+from deploy.release.switch import Switch
 from deploy.release.tasks import deploy_steps, rollback_steps
 
 R1, R2 = "20261121150001-0000001", "20261121150002-0000002"
