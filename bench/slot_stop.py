@@ -17,7 +17,6 @@ import json
 import multiprocessing as mp
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -25,20 +24,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.unix_http import UnixHTTPConnection
+
 REPO = Path(__file__).resolve().parents[1]
 CLIENTS = 8
 LOAD_SECONDS = 8
-
-
-class UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: str) -> None:
-        super().__init__("localhost", timeout=10)
-        self.path = path
-
-    def connect(self) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(10)
-        self.sock.connect(self.path)
 
 
 def start(slot: str, work: Path, database_url: str, config: str) -> tuple[subprocess.Popen, str]:
@@ -56,7 +46,7 @@ def start(slot: str, work: Path, database_url: str, config: str) -> tuple[subpro
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
-            connection = UnixConnection(sock)
+            connection = UnixHTTPConnection(sock)
             connection.request("GET", "/readyz")
             if connection.getresponse().status == 200:
                 return process, sock
@@ -76,7 +66,7 @@ def client(target: str, stop, counts) -> None:
         if path != current:
             if connection:
                 connection.close()
-            connection, current = UnixConnection(path), path
+            connection, current = UnixHTTPConnection(path), path
         slot = Path(path).stem
         try:
             connection.request("GET", "/readyz" if done % 2 else "/api/tasks")

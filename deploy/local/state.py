@@ -24,6 +24,17 @@ class LocalStackError(Exception):
     """Something stopped the task; ``str()`` is the one line the user sees, saying what to do."""
 
 
+class Below:
+    """A file or directory right below the state root, declared in one line: ``key =
+    Below("id_ed25519")`` reads as ``paths.root / "id_ed25519"``."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, paths: StatePaths, owner: type) -> Path:
+        return paths.root / self.name
+
+
 @dataclass(frozen=True)
 class StatePaths:
     """Where a local stack keeps what it made. Only ``key`` survives ``down``."""
@@ -35,33 +46,13 @@ class StatePaths:
         # The same directory deploy/inventory.py reads the inventory from.
         return cls(local_state_dir())
 
-    @property
-    def key(self) -> Path:
-        return self.root / "id_ed25519"
-
-    @property
-    def public_key(self) -> Path:
-        return self.root / "id_ed25519.pub"
-
-    @property
-    def inventory(self) -> Path:
-        return self.root / "inventory.json"
-
-    @property
-    def known_hosts(self) -> Path:
-        return self.root / "known_hosts"
-
-    @property
-    def record(self) -> Path:
-        return self.root / "stack.json"
-
-    @property
-    def hosts(self) -> Path:
-        return self.root / "hosts"
-
-    @property
-    def db(self) -> Path:
-        return self.root / "db"
+    key = Below("id_ed25519")
+    public_key = Below("id_ed25519.pub")
+    inventory = Below("inventory.json")
+    known_hosts = Below("known_hosts")
+    record = Below("stack.json")
+    hosts = Below("hosts")
+    db = Below("db")
 
     def host_dir(self, host: HostPlan) -> Path:
         return self.hosts / host.name

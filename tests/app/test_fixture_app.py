@@ -5,12 +5,10 @@ answering its own health paths and serving its static files."""
 
 from __future__ import annotations
 
-import http.client
 import os
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from bench.unix_http import UnixHTTPConnection
 from deploy import host_model
 from deploy.provision.templates import render_site_files
 
@@ -27,19 +26,8 @@ REPO = Path(__file__).resolve().parents[2]
 FIXTURE = REPO / "tests/fixtures/fastapi_notes"
 
 
-class UnixHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, path: str):
-        super().__init__("localhost", timeout=5)
-        self.path = path
-
-    def connect(self) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(5)
-        self.sock.connect(self.path)
-
-
 def get(sock: Path, path: str) -> tuple[int, bytes]:
-    conn = UnixHTTPConnection(str(sock))
+    conn = UnixHTTPConnection(sock, timeout=5)
     try:
         conn.request("GET", path)
         answer = conn.getresponse()

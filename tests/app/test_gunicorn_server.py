@@ -1,6 +1,5 @@
 """The app under a real Gunicorn, configured by app/gunicorn_conf.py, as systemd will run it."""
 
-import http.client
 import json
 import os
 import runpy
@@ -14,6 +13,8 @@ from pathlib import Path
 import pytest
 from gunicorn.config import KNOWN_SETTINGS
 
+from bench.unix_http import UnixHTTPConnection
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 GUNICORN = Path(sys.executable).with_name("gunicorn")
 CONFIG_FILE = REPO_ROOT / "app" / "gunicorn_conf.py"
@@ -21,19 +22,6 @@ CONFIG_FORMS = {
     "file": ["-c", "app/gunicorn_conf.py"],
     "module": ["-c", "python:app.gunicorn_conf"],
 }
-
-
-class UnixHTTPConnection(http.client.HTTPConnection):
-    """HTTP over a unix socket, the way Nginx reaches Gunicorn on the hosts."""
-
-    def __init__(self, socket_path: Path) -> None:
-        super().__init__("localhost", timeout=10)
-        self.socket_path = socket_path
-
-    def connect(self) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(self.timeout)
-        self.sock.connect(str(self.socket_path))
 
 
 def gunicorn(*arguments, home, **environment):
@@ -111,6 +99,20 @@ def test_without_the_config_file_the_workers_still_refuse(tmp_path):
     assert "SECRET_KEY is not set (DROPSTACK_ENV=production)" in stderr
 
 
+def slot(home, socket_path, database_url, config_form, workers, **environment):
+    """Gunicorn as a slot runs it: the app's config, a unix socket, two threads a worker."""
+    return gunicorn(
+        *CONFIG_FORMS[config_form],
+        home=home,
+        DATABASE_URL=database_url,
+        DROPSTACK_ENV="development",
+        GUNICORN_BIND=f"unix:{socket_path}",
+        WEB_CONCURRENCY=str(workers),
+        GUNICORN_THREADS="2",
+        **environment,
+    )
+
+
 def free_tcp_port():
     """A loopback port nobody listens on."""
     with socket.socket() as probe:
@@ -121,16 +123,8 @@ def free_tcp_port():
 @pytest.mark.parametrize("config_form", CONFIG_FORMS)
 def test_serves_on_a_unix_socket_logs_json_and_stops_cleanly(tmp_path, database_url, config_form):
     socket_path = tmp_path / "gunicorn.sock"
-    process = gunicorn(
-        *CONFIG_FORMS[config_form],
-        home=tmp_path,
-        DATABASE_URL=database_url,
-        DROPSTACK_ENV="development",
-        DROPSTACK_RELEASE="release-7",
-        GUNICORN_BIND=f"unix:{socket_path}",
-        WEB_CONCURRENCY="1",
-        GUNICORN_THREADS="2",
-    )
+    process = slot(tmp_path, socket_path, database_url, config_form, workers=1,
+                   DROPSTACK_RELEASE="release-7")  # fmt: skip
     try:
         wait_for_socket(process, socket_path)
         status, headers, body = get(socket_path, "/healthz", {"X-Request-ID": "probe-1"})
@@ -231,15 +225,7 @@ def test_a_drained_slot_stops_at_once_with_its_logs_written(tmp_path, database_u
     # The end of a switch: nothing is connected any more, then SIGTERM. Every worker leaves
     # without the interpreter's teardown (worker_exit), having flushed its access lines.
     socket_path = tmp_path / "gunicorn.sock"
-    process = gunicorn(
-        *CONFIG_FORMS["module"],
-        home=tmp_path,
-        DATABASE_URL=database_url,
-        DROPSTACK_ENV="development",
-        GUNICORN_BIND=f"unix:{socket_path}",
-        WEB_CONCURRENCY="3",
-        GUNICORN_THREADS="2",
-    )
+    process = slot(tmp_path, socket_path, database_url, "module", workers=3)
     try:
         wait_for_socket(process, socket_path)
         for number in range(6):
