@@ -316,6 +316,22 @@ def modes(paths: Iterable[str]) -> Fact:
     return Fact("modes", shell.script(DIRS_SCRIPT, *paths), parse_dirs)
 
 
+# `path mode owner group` of each program's real file (an alternatives link resolved), if present.
+RESOLVED_MODES_SCRIPT = (
+    'for p in "$@"; do t=$(readlink -f "$p") && [ -f "$t" ] && stat -c "%n %a %U %G" "$t"; done'
+)
+
+
+def compilers(paths: Iterable[str]) -> Fact:
+    """The compilers present (binutils' assembler comes with needrestart), by their real file."""
+    return Fact("compilers", shell.script(RESOLVED_MODES_SCRIPT, *paths), parse_dirs)
+
+
+def baseline_present(paths: Iterable[str]) -> Fact:
+    """Which of the baseline's generated files exist (AIDE's database)."""
+    return Fact("baseline_present", shell.script(PRESENT_SCRIPT, *paths), parse_present)
+
+
 def security_updates() -> Fact:
     """What apt would upgrade from the security archive, with the lists the host has (the
     packages step and apt's daily timer refresh them)."""
@@ -353,6 +369,9 @@ class HostFacts:
     passwords: dict[str, tuple[bool, str, str, str]] = field(default_factory=dict)
     modes: dict[str, str] = field(default_factory=dict)
     security_updates: tuple[str, ...] = ()
+    sysstat_default: str = ""
+    compilers: dict[str, str] = field(default_factory=dict)
+    baseline_present: frozenset[str] = frozenset()
 
     def unit(self, name: str) -> dict[str, str]:
         full = name if "." in name else f"{name}.service"
