@@ -9,6 +9,7 @@ only ``HostFacts``; nothing here changes a host.
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -263,6 +264,29 @@ def parse_lynis_report(text: str) -> dict:
         elif key in ("warning[]", "suggestion[]"):
             test, message = [*value.split("|"), ""][:2]
             values[f"{key[:-2]}s"].append({"test": test, "message": message})
+    return values
+
+
+LYNIS_TEST = re.compile(r"Performing test ID (\S+)")
+LYNIS_POINTS = re.compile(
+    r"Hardening: assigned (?:partial|maximum) number of hardening points(?: for this item)?"
+    r" \((?:(\d+) of )?(\d+)\)\. Currently having (\d+) points \(out of (\d+)\)"
+)
+
+
+def parse_lynis_points(log: str) -> dict:
+    """From lynis's log: the points and their maximum behind the index, and every test that
+    got less than its maximum (what stands between the host and a higher index)."""
+    values: dict[str, Any] = {"points": 0, "total": 0, "partial": []}
+    test = "?"
+    for line in log.splitlines():
+        if found := LYNIS_TEST.search(line):
+            test = found.group(1)
+        elif found := LYNIS_POINTS.search(line):
+            got, most, values["points"], values["total"] = found.groups()
+            values["points"], values["total"] = int(values["points"]), int(values["total"])
+            if got is not None and int(got) < int(most):
+                values["partial"].append({"test": test, "points": int(got), "max": int(most)})
     return values
 
 

@@ -620,3 +620,17 @@ def test_aide_runs_after_every_step_that_writes_the_hosts_configuration():
     names = [name for name, _ in ops.STEPS]
     aide = names.index("file integrity (AIDE)")
     assert names[aide + 1 :] == ["backup job and timer"]
+
+
+LYNIS_LOG = """\
+2026-12-05 16:55:01 Performing test ID ACCT-9622 (Check for available Linux accounting information)
+2026-12-05 16:55:01 Hardening: assigned partial number of hardening points (2 of 3). Currently having 150 points (out of 190)
+2026-12-05 16:55:02 Performing test ID ACCT-9628 (Check for auditd)
+2026-12-05 16:55:02 Hardening: assigned maximum number of hardening points for this item (4). Currently having 154 points (out of 194)
+"""  # noqa: E501
+
+
+def test_parse_lynis_points_names_what_was_not_full():
+    assert f.parse_lynis_points(LYNIS_LOG) == {
+        "points": 154, "total": 194, "partial": [{"test": "ACCT-9622", "points": 2, "max": 3}]
+    }  # fmt: skip
