@@ -405,3 +405,32 @@ def home_directories(t: Target, facts: f.HostFacts) -> list[Change]:
             detail=(f"~ {home}: {have.split()[0]} -> no group write, nothing for others",),
         )
     ]
+
+
+# The baseline in the order provisioning runs it (deploy/provision/operations.STEPS). Before the
+# sshd step, which names the banner, the moduli file and the host keys: everything sshd's
+# settings refer to. After sshd and fail2ban: the rest, AIDE last of all, so its database records
+# the files every step before it wrote.
+BEFORE_SSHD = (
+    ("security updates", security_updates),
+    ("kernel parameters", kernel_parameters),
+    ("core dumps restricted", core_dumps),
+    ("password policy", password_policy),
+    ("audit rules for privilege use", audit_rules),
+    ("unused kernel modules", unused_modules),
+    ("tmp and shm mount options", temp_mounts),
+    ("login banner", login_banner),
+    ("openssh for the hardened policy", openssh_for_policy),
+    ("ssh host keys", ssh_host_keys),
+    ("ssh moduli", ssh_moduli),
+)
+AFTER_SSHD = (
+    ("cron and sshd file modes", file_modes),
+    ("process accounting", process_accounting),
+    ("sysstat collecting", sysstat_collecting),
+    ("compilers root only", compilers_root_only),
+    ("idle shell timeout", idle_shell_timeout),
+    ("home directory modes", home_directories),
+    ("rootkit scan (chkrootkit)", rootkit_scan),
+    ("file integrity (AIDE)", file_integrity),
+)
