@@ -25,8 +25,6 @@ import socket
 import ssl
 import subprocess
 import time
-import urllib.parse
-import urllib.request
 from dataclasses import dataclass
 
 from fabric import Config
@@ -39,7 +37,7 @@ from bench.zero_downtime import switch_result
 from deploy import host_model
 from deploy.host_model import HostSettings
 from deploy.inventory import Inventory
-from deploy.local import acme
+from deploy.local import acme_setup
 from deploy.provision import tls
 from deploy.shell import as_root, join
 
@@ -78,14 +76,7 @@ def renew_command(settings: HostSettings, ca: tls.Acme) -> str:
 def pebble_root(inv: Inventory) -> str:
     """Pebble's current issuing root (new at each pebble start) from its management API,
     trusting exactly the CA the inventory names for the ACME listener."""
-    directory = urllib.parse.urlsplit(inv["acme_directory"])
-    ca = acme.local_ca("", directory.hostname or "")
-    context = ssl.create_default_context(cadata=inv["acme_ca_cert"])
-    opener = urllib.request.build_opener(
-        urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=context)
-    )
-    with opener.open(ca.roots_url, timeout=10) as response:
-        return response.read().decode()
+    return acme_setup.inventory_root(inv)
 
 
 def served(address: str, domain: str, root_pem: str) -> Served:
