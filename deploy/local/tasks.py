@@ -18,7 +18,7 @@ import shutil
 from invoke import task
 from invoke.exceptions import Exit
 
-from deploy.local import hosts, lifecycle, operate, preflight
+from deploy.local import hosts, lifecycle, operate, preflight, teardown
 from deploy.local.image_cache import ImageBuildError
 from deploy.local.network import MAX_WEB_COUNT
 from infra.settings import domain_name
@@ -105,7 +105,7 @@ def down(c, if_owner=""):
     # Only root: down must clean up whatever exists, even on a machine missing a tool.
     _preflight("fab local.down", commands={})
     try:
-        lifecycle.down(say, if_owner)
+        teardown.down(say, if_owner)
     except lifecycle.LocalStackError as exc:
         raise Exit(f"local.down: {exc}", code=1) from None
 
