@@ -219,7 +219,7 @@ def test_the_headers_grade_a_plus(site: TlsSite) -> None:
 
 
 def nginx_processes(site: TlsSite) -> set[int]:
-    """The master and its workers: a reload would replace the workers."""
+    """The master and its workers: a reload would start new workers."""
     pids = {site.nginx.pid}
     for status in Path("/proc").glob("[0-9]*/status"):
         try:
@@ -232,8 +232,8 @@ def nginx_processes(site: TlsSite) -> set[int]:
 
 
 def installed_key(site: TlsSite) -> str:
-    text = Path(site.settings.tls_certificate_file).read_text()
-    return text[text.index("-----BEGIN PRIVATE KEY-----") :]
+    """The key in Nginx's file: what follows the certificates (fullchain.pem, then the key)."""
+    return Path(site.settings.tls_certificate_file).read_text().rpartition("END CERTIFICATE")[2]
 
 
 def test_a_forced_renewal_under_load_drops_no_request(site: TlsSite) -> None:
@@ -315,7 +315,9 @@ def test_a_forced_renewal_under_load_drops_no_request(site: TlsSite) -> None:
         assert r["requests"] > 100, wrk
         assert r["non2xx"] + r["connect"] + r["read"] + r["write"] + r["timeout"] == 0, wrk
     assert after != before  # new handshakes get the renewed certificate...
-    assert nginx_processes(site) == processes  # ...with no reload: the same workers
+    # ...with no reload: no new worker (one from the HTTPS switch may have finished exiting).
+    now = nginx_processes(site)
+    assert site.nginx.pid in now and now <= processes
     assert installed_key(site) == key  # certbot kept the key (reuse_key)
 
 
