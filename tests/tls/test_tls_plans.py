@@ -13,7 +13,8 @@ import pytest
 
 from deploy.host_model import HostSettings
 from deploy.inventory import Inventory
-from deploy.provision import tls
+from deploy.provision import facts as f
+from deploy.provision import operations, tls
 from deploy.provision.templates import render
 from tests.deploy.test_templates import make_certificate
 from tests.loopback import world_readable_tempdir
@@ -222,3 +223,43 @@ def test_the_deploy_hook_installs_and_checks_the_file_nginx_reads() -> None:
         assert mixed.returncode != 0 and "does not match" in mixed.stderr
         assert run_hook(hook, "--check").returncode == 0  # the installed file was kept
         assert [p.name for p in pem.parent.iterdir()] == [pem.name]
+
+
+# --- provisioning: the renewal settings and the file, planned from facts ---
+
+
+def tls_target():
+    return operations.Target("web-1", S, inv())
+
+
+def test_a_host_from_before_the_hook_gets_the_settings_and_the_file() -> None:
+    t = tls_target()
+    old = "[renewalparams]\nrenew_hook = nginx -t && systemctl reload nginx\n"
+    facts = f.HostFacts(present=frozenset({f"{S.tls_cert_dir}/fullchain.pem"}),
+                        certbot_renewal=old)  # fmt: skip
+    settings, file = operations.tls_renewal(t, facts)
+    assert settings.detail == (
+        "~ /etc/letsencrypt/renewal/app.example.com.conf: "
+        "renew_hook = /etc/dropstack/certbot-deploy-hook",
+        "~ /etc/letsencrypt/renewal/app.example.com.conf: reuse_key = True",
+    )
+    assert file.detail == (
+        "+ /etc/nginx/tls/app.example.com.pem (certbot's certificate and key, 0640 root:www-data)",
+    )
+    assert "RENEWED_LINEAGE=/etc/letsencrypt/live/app.example.com" in " ".join(file.commands[0])
+    # Done: nothing to do. No certificate yet: the certificate step comes first.
+    done = f.HostFacts(
+        present=frozenset({f"{S.tls_cert_dir}/fullchain.pem", S.tls_certificate_file}),
+        certbot_renewal="renew_hook = /etc/dropstack/certbot-deploy-hook\nreuse_key = True\n",
+    )
+    assert operations.tls_renewal(t, done) == []
+    assert operations.tls_renewal(t, f.HostFacts()) == []
+
+
+def test_the_https_site_is_checked_with_the_hooks_check_too() -> None:
+    (change,) = operations.nginx_changes(tls_target(), f.HostFacts(), S, "nginx site")
+    assert change.validate_name == "nginx -t and the certificate check"
+    assert "/etc/dropstack/certbot-deploy-hook --check" in " ".join(change.validate)
+    http_only = replace(S, tls_certificate_ready=False)
+    (change,) = operations.nginx_changes(tls_target(), f.HostFacts(), http_only, "nginx site")
+    assert change.validate_name == "nginx -t"
