@@ -1,4 +1,5 @@
-"""PNG charts of a benchmark result: the load during each switch method, deploy time by host count.
+"""PNG charts of a benchmark result: the load during each switch method and during a certificate
+renewal, deploy time by host count.
 
 Drawn from the result document alone (``bench/results/latest.json``), so a chart can be drawn
 again from any run without running anything:
@@ -84,9 +85,10 @@ def figure_switches(timelines: Mapping[str, Timeline]) -> Figure:
 
 def host_series(multi_host: Mapping) -> dict[str, list[tuple[int, float]]]:
     """Deploy time (median seconds) by host count, one series with ``--batch`` and one without,
-    from the multi-host section: its ``curve`` (points ``{"hosts", "batch", "median"}``) when
-    the benchmark measured one, else the two points every run has (one host, and all hosts one
-    after another)."""
+    from the multi-host section: its ``curve`` (points ``{"hosts", "mode", "batch", "median"}``;
+    ``mode`` "rolling" or "batch", else a ``batch`` above 1 means batched) when the benchmark
+    measured one, else the two points results from before the curve have (one host, and all
+    hosts one after another)."""
     series: dict[str, list[tuple[int, float]]] = {}
     points = multi_host.get("curve")
     if points is None:
@@ -97,7 +99,8 @@ def host_series(multi_host: Mapping) -> dict[str, list[tuple[int, float]]]:
             if key in multi_host
         ]
     for point in points:
-        batched = int(point.get("batch", 1)) > 1
+        mode = point.get("mode")
+        batched = mode == "batch" if mode else int(point.get("batch", 1)) > 1
         name = "with --batch" if batched else "one host at a time"
         series.setdefault(name, []).append((int(point["hosts"]), float(point["median"])))
     return {name: sorted(values) for name, values in sorted(series.items())}
@@ -129,6 +132,7 @@ def save(fig: Figure, path: Path) -> Path:
     return path
 
 
+RENEWAL_LABEL = "certbot renew --force-renewal (HTTPS)"
 # Left to right, from the method with the least between the old code and the new to the most.
 METHOD_ORDER = ("naive_restart", "gunicorn_reload", "dropstack_deploy", "dropstack_rollback")
 
@@ -156,6 +160,12 @@ def draw(doc: Mapping, out: Path = CHARTS) -> dict[str, str]:
             drawn[key] = str(save(one, out / f"switch-{key.replace('_', '-')}.png"))
     else:
         drawn["switches"] = "not drawn: " + zero.get("error", "no timelines in zero_downtime")
+    renewal = doc.get("renewal") or {}
+    if "error" not in renewal and renewal.get("timeline"):
+        one = figure_switches({RENEWAL_LABEL: Timeline.from_json(renewal["timeline"])})
+        drawn["renewal"] = str(save(one, out / "renewal.png"))
+    else:
+        drawn["renewal"] = "not drawn: " + renewal.get("error", "no timeline in renewal")
     multi = doc.get("multi_host") or {}
     series = host_series(multi) if "error" not in multi else {}
     if any(series.values()):

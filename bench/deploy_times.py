@@ -13,12 +13,19 @@ from bench.drive import BenchFailed, Source, fab, note
 from bench.stats import median, timing
 
 
-def bring_up(web_count: int = 1) -> dict:
+def up_command(web_count: int = 1, domain: str | None = None) -> list[str]:
+    """`fab local.up`'s arguments for a stack of ``web_count`` web hosts (a load balancer comes
+    with two or more), with the site's ``domain`` when given (and the local ACME CA)."""
+    args = ["local.up"] if web_count == 1 else ["local.up", "--web-count", str(web_count)]
+    return args + (["--domain", domain] if domain else [])
+
+
+def bring_up(web_count: int = 1, domain: str | None = None) -> dict:
     """A fresh local stack: down, then up; up again if the image cache was cold, so the figure is
     for a warm cache. Returns the timing entry and whether the cache was cold."""
     note("fab local.down (start from nothing)")
     fab("local.down")
-    args = ["local.up"] if web_count == 1 else ["local.up", "--web-count", str(web_count)]
+    args = up_command(web_count, domain)
     note(f"fab {' '.join(args)}")
     up = fab(*args)
     cold = fab_output.image_built(up.out)

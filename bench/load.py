@@ -41,7 +41,11 @@ def request_cap(max_seconds: int) -> int:
     return max_seconds * 1000 // PAUSE_MS
 
 
-def switch_load_command(base_url: str, kind: str, max_seconds: int, log: Path) -> list[str]:
+def switch_load_command(
+    base_url: str, kind: str, max_seconds: int, log: Path, connect: str | None = None
+) -> list[str]:
+    """One client of the steady load; with ``connect``, ``base_url`` may name the site's
+    domain (SNI and Host) while wrk connects to that address (bench/wrk.py)."""
     return wrk_command(
         base_url,
         threads=CONNECTIONS_PER_CLIENT,
@@ -49,11 +53,14 @@ def switch_load_command(base_url: str, kind: str, max_seconds: int, log: Path) -
         seconds=max_seconds,
         script=SWITCH_SCRIPT,
         script_args=(kind, str(PAUSE_MS), str(request_cap(max_seconds)), str(log)),
+        connect=connect,
     )
 
 
 @contextmanager
-def steady_load(base_url: str, max_seconds: int = 240) -> Iterator[SwitchLoad]:
+def steady_load(
+    base_url: str, max_seconds: int = 240, connect: str | None = None
+) -> Iterator[SwitchLoad]:
     """Both clients for the length of the block (SIGINT ends them; ``max_seconds`` at most).
 
     The figures are read when the block ends normally; on an error wrk is only stopped."""
@@ -62,7 +69,7 @@ def steady_load(base_url: str, max_seconds: int = 240) -> Iterator[SwitchLoad]:
         started = time.time()
         procs = {
             kind: subprocess.Popen(
-                switch_load_command(base_url, kind, max_seconds, logs[kind]),
+                switch_load_command(base_url, kind, max_seconds, logs[kind], connect),
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 text=True,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 SCHEMA = 1
-SECTIONS = ("deploy_timings", "zero_downtime", "throughput", "multi_host")
+SECTIONS = ("deploy_timings", "zero_downtime", "throughput", "multi_host", "renewal")
 
 TIMING_LABELS = {
     "local_up": "fab local.up (warm image cache)",
@@ -140,7 +140,55 @@ def throughput_rows(data: Mapping) -> list[tuple[str, str, str]]:
     return rows
 
 
+MODE_LABELS = {"rolling": "one host at a time", "batch": "--batch N-1"}
+PER_HOST_TARGET = {"batch": "target <= 1 s"}  # issue 18
+
+
 def multi_host_rows(data: Mapping) -> list[tuple[str, str, str]]:
+    if "stacks" in data:
+        return host_curve_rows(data)
+    return three_host_rows(data)
+
+
+def host_curve_rows(data: Mapping) -> list[tuple[str, str, str]]:
+    """Per host count: its stack's set-up (unless reused) and the code-only deploys per mode;
+    then what each further host costs per mode."""
+    rows = []
+    for key, stack in sorted(data["stacks"].items(), key=lambda item: int(item[0])):
+        hosts = int(key)
+        name = f"{hosts} host{'s' * (hosts > 1)}"
+        if "error" in stack:
+            rows.append(("multi-host", f"{name}: not measured", stack["error"]))
+            continue
+        labels = {
+            "local_up": f"{name}: fab local.up" + (f" --web-count {hosts}" if hosts > 1 else ""),
+            "provision_first": f"{name}: fab provision (parallel)",
+            "deploy_first": f"{name}: fab deploy, first release",
+        }
+        rows += [("multi-host", label, timed(stack[k])) for k, label in labels.items()
+                 if k in stack]  # fmt: skip
+        if stack.get("reused_stack"):
+            rows.append(("multi-host", f"{name}: stack", "reused from the benchmarks before"))
+        for mode, label in MODE_LABELS.items():
+            if mode in stack:
+                flag = f" --batch {hosts - 1}" if mode == "batch" else ""
+                rows.append(
+                    ("multi-host", f"{name}: fab deploy{flag}, code-only ({label})",
+                     timed(stack[mode]))
+                )  # fmt: skip
+        if stack.get("seconds") is not None:
+            rows.append(("multi-host", f"{name}: this stack took", seconds(stack["seconds"])))
+    for mode, cost in (data.get("per_extra_host") or {}).items():
+        target = f" ({PER_HOST_TARGET[mode]})" if mode in PER_HOST_TARGET else ""
+        shown = "not enough host counts" if cost is None else f"{cost:+.2f} s"
+        rows.append(
+            ("multi-host", f"each further host, {MODE_LABELS.get(mode, mode)}", shown + target)
+        )
+    return rows
+
+
+def three_host_rows(data: Mapping) -> list[tuple[str, str, str]]:
+    """Results from before the host-count curve: three hosts rolling against web-1 alone."""
     count = data.get("web_count", 3)
     labels = {
         "local_up": f"fab local.up --web-count {count}",
@@ -155,11 +203,49 @@ def multi_host_rows(data: Mapping) -> list[tuple[str, str, str]]:
     return rows
 
 
+def certificate(entry: Mapping) -> str:
+    verified = "verifies" if entry.get("verified") else f"does NOT verify: {entry.get('error')}"
+    return f"serial {entry.get('serial')}, chain {verified} against the local CA's root"
+
+
+def renewal_rows(data: Mapping) -> list[tuple[str, str, str]]:
+    """The forced renewal under HTTPS load: failures per client (with wrk's socket errors, which
+    it never retries, apart), latency, its duration and the certificate before and after."""
+    rows = []
+    total = data["total"]
+    kinds = ", ".join(
+        f"{CLIENT_LABELS.get(kind, kind)} {c['failed']}/{c['requests']}"
+        + (f" ({c['socket_errors']} socket errors)" if c.get("socket_errors") else "")
+        for kind, c in data["clients"].items()
+    )
+    rows.append(("renewal", "forced renewal under load: failed / sent",
+                 f"{total['failed']} / {total['requests']} ({kinds})"))  # fmt: skip
+    latency = "; ".join(
+        f"{CLIENT_LABELS.get(kind, kind)} {ms(c['latency_ms']['p50'])} / "
+        f"{ms(c['latency_ms']['p99'])}"
+        for kind, c in data["clients"].items()
+    )
+    rows.append(("renewal", "p50 / p99 (HTTPS)", latency))
+    during = data.get("during")
+    if during:
+        p99 = ms(during["p99_ms"]) if during["p99_ms"] is not None else "no response"
+        rows.append(("renewal", "while certbot ran: failed / sent, p99",
+                     f"{during['failed']} / {during['requests']}, p99 {p99}"))  # fmt: skip
+    rows.append(("renewal", "certbot renew --force-renewal took", seconds(data["renewal_seconds"])))
+    for key, label in (("certificate_before", "before"), ("certificate_after", "after")):
+        if key in data:
+            rows.append(("renewal", f"certificate served {label}", certificate(data[key])))
+    if not data.get("new_certificate_served", True):
+        rows.append(("renewal", "new certificate served", "NO: 443 still serves the old one"))
+    return rows
+
+
 ROW_BUILDERS = {
     "deploy_timings": timing_rows,
     "zero_downtime": switch_rows,
     "throughput": throughput_rows,
     "multi_host": multi_host_rows,
+    "renewal": renewal_rows,
 }
 
 

@@ -11,6 +11,9 @@
 --   a response belongs to nor its latency, so the log needs ONE connection per thread (-tN -cN):
 --   then request() and response() alternate and the time between them is the latency wrk
 --   measures itself (it starts its clock right after request() and stops it after response()).
+--   $DROPSTACK_WRK_CONNECT (bench/wrk.py sets it): the literal address to connect to instead
+--   of resolving the URL's host, so `https://DOMAIN/` gives SNI and Host = the domain without
+--   DNS. wrk calls wrk.resolve once, after loading this script and before any thread starts.
 local here = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
 dofile(here .. "summary.lua")
 local summary_done = done
@@ -32,6 +35,19 @@ local function now_us()
    return tonumber(ts.tv_sec) * 1000000 + math.floor(tonumber(ts.tv_nsec) / 1000)
 end
 
+local connect_to = os.getenv("DROPSTACK_WRK_CONNECT") or ""
+if connect_to ~= "" then
+   function wrk.resolve(host, service)
+      local addrs = wrk.lookup(connect_to, service)
+      for i = #addrs, 1, -1 do
+         if not wrk.connect(addrs[i]) then
+            table.remove(addrs, i)
+         end
+      end
+      wrk.addrs = addrs
+   end
+end
+
 local threads = {}
 
 function setup(thread)
@@ -41,7 +57,9 @@ function setup(thread)
 end
 
 function init(args)
-   release_init(args)
+   -- load.lua reads a Host header from its second argument; here that is PAUSE_MS, so it gets
+   -- the kind only, and the Host header is wrk's own: the URL's host.
+   release_init({ [0] = args[0], args[1] })
    pause_ms = tonumber(args[2]) or 0
    cap = tonumber(args[3]) or 0
    log_path = args[4] or ""

@@ -21,6 +21,9 @@ SWITCH_SCRIPT = HERE / "switch_load.lua"
 THROUGHPUT_SCRIPT = HERE / "throughput.lua"
 # The only places load may go: the project's own test hosts (RFC 2544 range) and loopback.
 TEST_NET = ipaddress.ip_network(TEST_RANGE)
+# switch_load.lua connects to this address instead of resolving the URL's host, so a URL can
+# name a domain (wrk's SNI and Host come from the URL) that nothing resolves on this machine.
+CONNECT_ENV = "DROPSTACK_WRK_CONNECT"
 SOCKET_ERRORS = ("connect", "read", "write", "timeout")
 
 
@@ -52,10 +55,21 @@ def wrk_command(
     script_args: tuple[str, ...] = (),
     timeout_seconds: int = 5,
     netns: str | None = None,
+    connect: str | None = None,
 ) -> list[str]:
     """wrk bounded by ``seconds`` (the script bounds the requests), optionally run inside a
-    network namespace (``ip netns exec``) to load a host from its own loopback."""
-    check_target(url)
+    network namespace (``ip netns exec``) to load a host from its own loopback.
+
+    With ``connect`` (a literal address, checked like a URL's host) the URL may name a domain:
+    wrk sends it as SNI and Host while switch_load.lua connects to ``connect`` only, which is
+    how the site is reached over HTTPS without DNS or /etc/hosts."""
+    if connect is None:
+        check_target(url)
+    else:
+        parts = urlsplit(url)
+        check_target(f"{parts.scheme}://{f'[{connect}]' if ':' in connect else connect}/")
+        if script != SWITCH_SCRIPT:
+            raise ValueError(f"wrk: only {SWITCH_SCRIPT.name} connects to a given address")
     if seconds < 1 or connections < threads or threads < 1:
         raise ValueError(f"wrk: {threads} threads, {connections} connections, {seconds}s")
     command = [
@@ -64,6 +78,8 @@ def wrk_command(
     ]  # fmt: skip
     if script_args:
         command += ["--", *script_args]
+    if connect is not None:
+        command = ["env", f"{CONNECT_ENV}={connect}", *command]
     return ["ip", "netns", "exec", netns, *command] if netns else command
 
 

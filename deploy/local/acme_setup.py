@@ -13,6 +13,7 @@ import signal
 import ssl
 import subprocess
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -66,14 +67,26 @@ def root_path(paths: StatePaths) -> Path:
     return paths.root / "acme" / "root.pem"
 
 
-def fetch_root(ca: acme.AcmeCa) -> str:
-    """Pebble's current issuing root from its management API (trusting only our listener CA)."""
-    context = ssl.create_default_context(cafile=ca.listener_ca)
+def fetch_root(ca: acme.AcmeCa, listener_ca_pem: str | None = None) -> str:
+    """Pebble's current issuing root from its management API, trusting only the CA of its
+    listener: our file, or the PEM an inventory carries (``acme_ca_cert``)."""
+    if listener_ca_pem:
+        context = ssl.create_default_context(cadata=listener_ca_pem)
+    else:
+        context = ssl.create_default_context(cafile=ca.listener_ca)
     opener = urllib.request.build_opener(
         urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=context)
     )
     with opener.open(ca.roots_url, timeout=10) as response:  # our own 198.18.x address
         return response.read().decode()
+
+
+def inventory_root(inventory) -> str:
+    """Pebble's current root for a local stack's inventory (new at every pebble start): its
+    ``acme_directory`` names the CA's address, its ``acme_ca_cert`` the listener's CA."""
+    directory = urllib.parse.urlsplit(inventory["acme_directory"])
+    ca = acme.local_ca("", directory.hostname or "")
+    return fetch_root(ca, inventory["acme_ca_cert"])
 
 
 def ca_running() -> bool:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from deploy import shell
 from deploy.provision import desired
 from deploy.provision import facts as f
 from deploy.provision.change import (
@@ -26,7 +27,8 @@ def baseline_files(t: Target, login_defs: str) -> list[RemoteFile]:
     """Every file the baseline steps write (login.defs from the host's own copy)."""
     files = [*banner_files(), *sysctl_files(), *core_dump_files(), *audit_files()]
     files += [*password_files(login_defs), modprobe_file(), tmp_mount_file()]
-    return files
+    files += [*preinstall_files(), chkrootkit_dropin(), aide_config_file(), *aide_unit_files()]
+    return [*files, tmout_file()]
 
 
 def in_container(facts: f.HostFacts) -> bool:
@@ -271,3 +273,164 @@ def security_updates(t: Target, facts: f.HostFacts) -> list[Change]:
             detail=tuple(f"~ package {p} (security)" for p in facts.security_updates),
         )
     ]
+
+
+# --- what remained of lynis's findings (docs/security.md "lynis findings that remain") ---
+
+
+def preinstall_files() -> list[RemoteFile]:
+    """Read by packages the moment they are installed: needrestart's mode (its first run is the
+    apt run installing it) and acct's unit condition (its postinst starts the unit)."""
+    return [
+        RemoteFile(desired.NEEDRESTART_CONF_PATH, desired.NEEDRESTART_CONF),
+        RemoteFile(desired.ACCT_DROPIN_PATH, desired.ACCT_DROPIN),
+    ]
+
+
+def before_packages(t: Target, facts: f.HostFacts) -> list[Change]:
+    reload = (root(["systemctl", "daemon-reload"]),)
+    return file_changes(t, facts, preinstall_files(), "needrestart list-only, acct", then=reload)
+
+
+def process_accounting(t: Target, facts: f.HostFacts) -> list[Change]:
+    """acct enabled and active (skipped by its condition in a container: see ACCT_DROPIN)."""
+    return ensure_running(facts, "acct")
+
+
+def compilers_root_only(t: Target, facts: f.HostFacts) -> list[Change]:
+    wrong = {p: m for p, m in facts.compilers.items() if m.split()[0] != desired.COMPILER_MODE}
+    if not wrong:
+        return []
+    return [
+        Change(
+            "compilers executable by root only",
+            commands=tuple(root(desired.compiler_override_command(p)) for p in sorted(wrong)),
+            detail=tuple(
+                f"~ {p}: {m.split()[0]} -> {desired.COMPILER_MODE} (dpkg-statoverride)"
+                for p, m in sorted(wrong.items())
+            ),
+        )
+    ]
+
+
+def sysstat_file(current: str) -> RemoteFile:
+    return RemoteFile(desired.SYSSTAT_DEFAULT_PATH, desired.edit_sysstat_default(current))
+
+
+def sysstat_collecting(t: Target, facts: f.HostFacts) -> list[Change]:
+    """ENABLED="true" in the host's own /etc/default/sysstat (absent until the package is
+    installed: nothing is written from nothing), and its boot record and timers running."""
+    if not facts.sysstat_default:
+        return []
+    host_copy = {**t.contents, desired.SYSSTAT_DEFAULT_PATH: facts.sysstat_default}
+    file = sysstat_file(facts.sysstat_default)
+    changes = file_changes(replace(t, contents=host_copy), facts, [file], "sysstat enabled")
+    for unit in desired.SYSSTAT_UNITS:
+        changes += ensure_running(facts, unit)
+    return changes
+
+
+def chkrootkit_dropin() -> RemoteFile:
+    return RemoteFile(desired.CHKROOTKIT_DROPIN_PATH, desired.CHKROOTKIT_DROPIN)
+
+
+def rootkit_scan(t: Target, facts: f.HostFacts) -> list[Change]:
+    reload = (root(["systemctl", "daemon-reload"]),)
+    summary = "chkrootkit findings to the journal"
+    changes = file_changes(t, facts, [chkrootkit_dropin()], summary, then=reload)
+    return changes + ensure_running(facts, desired.CHKROOTKIT_TIMER)
+
+
+def aide_config_file() -> RemoteFile:
+    return RemoteFile(desired.AIDE_CONF_PATH, desired.AIDE_CONF, "0600")
+
+
+def aide_unit_files() -> list[RemoteFile]:
+    unit = f"/etc/systemd/system/{desired.AIDE_CHECK_UNIT}"
+    return [
+        RemoteFile(f"{unit}.service", desired.AIDE_CHECK_SERVICE),
+        RemoteFile(f"{unit}.timer", desired.AIDE_CHECK_TIMER),
+    ]
+
+
+# `systemd-analyze verify` exits 0 on the complaints it prints: any output is the failure.
+SILENT_VERIFY_SCRIPT = (
+    'out=$(systemd-analyze verify --man=no "$@" 2>&1); '
+    'if [ -n "$out" ]; then printf "%s\\n" "$out" >&2; exit 1; fi'
+)
+
+
+def file_integrity(t: Target, facts: f.HostFacts) -> list[Change]:
+    """AIDE's configuration (checked by `aide --config-check`), its database (made again when
+    the configuration changes, so that a check compares like with like) and its daily timer."""
+    init = root(desired.aide_init_command())
+    config = file_changes(
+        t, facts, [aide_config_file()], "AIDE configuration",
+        validate=root(["aide", "--config-check", "--config", desired.AIDE_CONF_PATH]),
+        validate_name="aide --config-check", then=(init,),
+    )  # fmt: skip
+    unit, timer = (file.path.rsplit("/", 1)[1] for file in aide_unit_files())
+    units = file_changes(
+        t, facts, aide_unit_files(), "AIDE daily check",
+        validate=root(shell.script(SILENT_VERIFY_SCRIPT, unit, timer)),
+        validate_name="systemd-analyze verify",
+        then=(root(["systemctl", "daemon-reload"]), root(["systemctl", "enable", "--now", timer])),
+    )  # fmt: skip
+    changes = config + units
+    if not config and desired.AIDE_DB not in facts.baseline_present:
+        changes.append(Change("AIDE database", commands=(init,),
+                              detail=(f"+ {desired.AIDE_DB} (aide --init)",)))  # fmt: skip
+    return changes + ([] if units else ensure_running(facts, timer))
+
+
+def tmout_file() -> RemoteFile:
+    return RemoteFile(desired.TMOUT_PATH, desired.TMOUT_PROFILE)
+
+
+def idle_shell_timeout(t: Target, facts: f.HostFacts) -> list[Change]:
+    return file_changes(t, facts, [tmout_file()], "idle shells end (TMOUT)")
+
+
+def home_directories(t: Target, facts: f.HostFacts) -> list[Change]:
+    """The deploy user's home (the one login account) closed to others: no group write, nothing
+    for others. A stricter mode is kept."""
+    home = f"/home/{t.deploy_user}"
+    have = facts.modes.get(home, "absent")
+    if have == "absent" or not int(have.split()[0], 8) & 0o027:
+        return []
+    return [
+        Change(
+            "home directory modes",
+            commands=(root(["chmod", "g-w,o-rwx", home]),),
+            detail=(f"~ {home}: {have.split()[0]} -> no group write, nothing for others",),
+        )
+    ]
+
+
+# The baseline in the order provisioning runs it (deploy/provision/operations.STEPS). Before the
+# sshd step, which names the banner, the moduli file and the host keys: everything sshd's
+# settings refer to. After sshd and fail2ban: the rest, AIDE last of all, so its database records
+# the files every step before it wrote.
+BEFORE_SSHD = (
+    ("security updates", security_updates),
+    ("kernel parameters", kernel_parameters),
+    ("core dumps restricted", core_dumps),
+    ("password policy", password_policy),
+    ("audit rules for privilege use", audit_rules),
+    ("unused kernel modules", unused_modules),
+    ("tmp and shm mount options", temp_mounts),
+    ("login banner", login_banner),
+    ("openssh for the hardened policy", openssh_for_policy),
+    ("ssh host keys", ssh_host_keys),
+    ("ssh moduli", ssh_moduli),
+)
+AFTER_SSHD = (
+    ("cron and sshd file modes", file_modes),
+    ("process accounting", process_accounting),
+    ("sysstat collecting", sysstat_collecting),
+    ("compilers root only", compilers_root_only),
+    ("idle shell timeout", idle_shell_timeout),
+    ("home directory modes", home_directories),
+    ("rootkit scan (chkrootkit)", rootkit_scan),
+    ("file integrity (AIDE)", file_integrity),
+)

@@ -87,15 +87,16 @@ GatewayPorts no
 PermitUserEnvironment no
 # Fabric keeps an SFTP session open beside its commands; 4 leaves room, lynis's best is 2.
 MaxSessions 4
-Compression no
-# ClientAlive* above detects dead peers inside the encrypted channel; TCP keepalives are spoofable.
-TCPKeepAlive no
 UseDNS no
-LogLevel VERBOSE
 Banner {banner}
 ModuliFile {moduli}
 RequiredRSASize {rsa_bits}
 {crypto}"""
+# fail2ban reads jail.conf, jail.d/*.conf, then jail.local: the package's files stay pristine and
+# this one wins over them (lynis looks for a jail.local). Hosts provisioned before have the
+# settings in jail.d, which is removed when jail.local is written.
+FAIL2BAN_JAIL_PATH = "/etc/fail2ban/jail.local"
+RETIRED_FAIL2BAN_JAILS = ("/etc/fail2ban/jail.d/dropstack.local",)
 FAIL2BAN_JAIL = """\
 # Managed by dropstack (fab provision).
 [DEFAULT]
@@ -138,7 +139,7 @@ def os_files(ssh_user: str, operator_ip: str = "") -> dict[str, RemoteFile]:
             "0600",
         ),
         "fail2ban": RemoteFile(
-            "/etc/fail2ban/jail.d/dropstack.local",
+            FAIL2BAN_JAIL_PATH,
             FAIL2BAN_JAIL.format(operator=f" {operator_ip}" if operator_ip else ""),
         ),
         "apt": RemoteFile("/etc/apt/apt.conf.d/20auto-upgrades", APT_PERIODIC),
@@ -391,17 +392,33 @@ def moduli_command() -> list[str]:
 
 # The host baseline's data lives in desired_baseline.py; re-exported so callers read one module.
 from deploy.provision.desired_baseline import (  # noqa: E402, F401
+    ACCT_DROPIN,
+    ACCT_DROPIN_PATH,
+    AIDE_CHECK_SERVICE,
+    AIDE_CHECK_TIMER,
+    AIDE_CHECK_UNIT,
+    AIDE_CONF,
+    AIDE_CONF_PATH,
+    AIDE_DB,
     AUDIT_RULES,
     AUDIT_RULES_PATH,
+    CHKROOTKIT_DROPIN,
+    CHKROOTKIT_DROPIN_PATH,
+    CHKROOTKIT_TIMER,
+    COMPILER_MODE,
+    COMPILERS,
     CORE_LIMITS,
     COREDUMP_CONF,
     CRON_MODES,
     FSTAB_SHM,
     HARDENING_PACKAGES,
+    HOME_MODE,
     LOGIN_BANNER,
     LOGIN_DEFS,
     LOGIN_DEFS_PATH,
     MODPROBE_PATH,
+    NEEDRESTART_CONF,
+    NEEDRESTART_CONF_PATH,
     PASSWORD_POLICY_DAYS,
     PWQUALITY,
     SHM,
@@ -411,11 +428,19 @@ from deploy.provision.desired_baseline import (  # noqa: E402, F401
     SYSCTL_KERNEL_PATH,
     SYSCTL_NETWORK,
     SYSCTL_NETWORK_PATH,
+    SYSSTAT_DEFAULT_PATH,
+    SYSSTAT_UNITS,
+    TMOUT_PATH,
+    TMOUT_PROFILE,
+    TMOUT_SECONDS,
     TMP_MOUNT,
     TMP_MOUNT_PATH,
     UNUSED_MODULES,
+    aide_init_command,
+    compiler_override_command,
     edit_fstab_shm,
     edit_login_defs,
+    edit_sysstat_default,
     modprobe_file,
     sysctl_differences,
     sysctl_file,

@@ -4,6 +4,8 @@ Pure; deploy/provision/baseline.py plans the changes from it."""
 
 from __future__ import annotations
 
+from deploy import shell
+
 SYSCTL_NETWORK = {
     "net.ipv4.conf.all.accept_redirects": "0",
     "net.ipv4.conf.default.accept_redirects": "0",
@@ -221,8 +223,8 @@ CRON_MODES = {
 }
 SSHD_CONFIG_MODES = {"/etc/ssh/sshd_config": "600", "/etc/ssh/sshd_config.d": "700"}
 
-# Packages lynis suggests that cost nothing at run time. needrestart and apt-listbugs are left
-# out: both prompt during apt runs (needrestart may restart services unattended).
+# Packages lynis suggests that cost nothing at run time. apt-listbugs is left out: it asks
+# bugs.debian.org during every apt run and prompts when a bug is found (docs/security.md).
 HARDENING_PACKAGES = (
     "auditd",  # the audit log of privilege use (AUDIT_RULES)
     "libpam-pwquality",  # password strength (PWQUALITY)
@@ -230,4 +232,202 @@ HARDENING_PACKAGES = (
     "debsums",  # verify installed files against the packages' checksums
     "apt-show-versions",  # which packages have updates (patch management)
     "apt-listchanges",  # changelogs of upgrades, in the apt log
+    "acct",  # process accounting: which commands ran, by whom (lastcomm, sa)
+    "sysstat",  # sar's history of CPU, memory, disk and network, every 10 minutes
+    "chkrootkit",  # a daily rootkit scan, its findings in the journal (CHKROOTKIT_DROPIN)
+    "aide",  # file integrity of /etc and the system's programs, checked daily (AIDE_CONF)
+    "needrestart",  # after upgrades, lists the daemons still running replaced libraries
 )
+
+
+# --- lynis's remaining findings, fixed where a droplet should have the setting ---
+
+# needrestart runs after every apt/dpkg run (unattended upgrades too). Debian's default mode
+# asks, and with no terminal it restarts what it finds; a production host restarts its services
+# when the operator decides (a release, `fab provision`), so it only lists them. Written before
+# the package is installed: its first run is the very apt run that installs it.
+NEEDRESTART_CONF_PATH = "/etc/needrestart/conf.d/dropstack.conf"
+NEEDRESTART_CONF = """\
+# Managed by dropstack (fab provision): list the services that run replaced libraries, in the
+# apt and unattended-upgrades logs; never restart one (l = list only).
+$nrconf{restart} = 'l';
+"""
+
+# needrestart depends on binutils, whose assembler lynis counts as a compiler on the host. Nothing
+# on a web host assembles code (pip installs wheels; there is no C compiler), so it is executable
+# by root only, through dpkg-statoverride so that binutils' security updates keep the mode.
+COMPILERS = ("/usr/bin/as", "/usr/bin/cc", "/usr/bin/gcc", "/usr/bin/clang")
+COMPILER_MODE = "750"
+
+
+def compiler_override_command(path: str) -> list[str]:
+    """Restrict one compiler (the resolved file, not the alternatives link) to root, now and
+    across package upgrades; an existing override of another mode is replaced."""
+    return shell.script(
+        'if dpkg-statoverride --list "$1" >/dev/null; then dpkg-statoverride --remove "$1"; fi; '
+        'dpkg-statoverride --update --add root root "$2" "$1"',
+        path,
+        COMPILER_MODE,
+    )
+
+
+# Process accounting: the kernel records every process that exits. A container cannot switch it
+# on (the acct() call needs CAP_SYS_PACCT, which systemd-nspawn does not grant), so the unit is
+# skipped there the way Debian skips systemd-timesyncd, instead of failing at every boot.
+ACCT_DROPIN_PATH = "/etc/systemd/system/acct.service.d/dropstack.conf"
+ACCT_DROPIN = """\
+# Managed by dropstack (fab provision): a container cannot enable process accounting (it needs
+# CAP_SYS_PACCT, which the machine keeps); a droplet (a VM) runs it.
+[Unit]
+ConditionVirtualization=!container
+"""
+
+# sysstat: Debian installs it collecting nothing (ENABLED="false" in /etc/default/sysstat, which
+# its timers' scripts and lynis read). The line is set in the host's own copy, the way Debian's
+# `dpkg-reconfigure sysstat` would write it, so a sysstat upgrade finds nothing to ask about.
+SYSSTAT_DEFAULT_PATH = "/etc/default/sysstat"
+SYSSTAT_UNITS = ("sysstat.service", "sysstat-collect.timer", "sysstat-summary.timer")
+
+
+def edit_sysstat_default(text: str) -> str:
+    """``text`` with ENABLED="true" (the first ENABLED line set, or one appended)."""
+    lines, found = [], False
+    for line in text.splitlines():
+        if line.startswith("ENABLED="):
+            if found:
+                continue
+            found = True
+            line = 'ENABLED="true"'
+        lines.append(line)
+    if not found:
+        lines.append('ENABLED="true"')
+    return "\n".join(lines) + "\n"
+
+
+# chkrootkit's daily timer runs Debian's chkrootkit-daily, which mails root: a droplet has no
+# mail transport, so the run would fail at `mail`. The scan runs quiet (-q: findings only) and
+# its output goes to the journal (`journalctl -u chkrootkit`).
+CHKROOTKIT_DROPIN_PATH = "/etc/systemd/system/chkrootkit.service.d/dropstack.conf"
+CHKROOTKIT_DROPIN = """\
+# Managed by dropstack (fab provision): findings in the journal, not by mail (no MTA here).
+[Service]
+ExecStart=
+ExecStart=/usr/sbin/chkrootkit -q
+IOSchedulingClass=idle
+"""
+CHKROOTKIT_TIMER = "chkrootkit.timer"
+
+# AIDE: only the `aide` package (aide-common, a Recommends, is not installed: its daily check
+# scans the whole file system with every hash AIDE knows and mails root). Instead, one bounded
+# configuration at the path AIDE's users and auditors look for, one hash (SHA-512), and what an
+# intruder or a mistake would change on a web host: /etc, the system's programs and libraries,
+# /boot and the SSH keys that let people in. Not watched: /srv (every deploy changes releases,
+# which `fab deploy` builds from the repository), /var (data and logs), /tmp, /proc, /sys, /run.
+AIDE_CONF_PATH = "/etc/aide/aide.conf"
+AIDE_DB = "/var/lib/aide/aide.db"
+AIDE_CONF = f"""\
+# Managed by dropstack (fab provision): what AIDE watches on a web droplet (docs/security.md).
+# After a reviewed change (an upgrade, a provision): sudo aide --config {AIDE_CONF_PATH} --update
+# and move {AIDE_DB}.new over {AIDE_DB}.
+database_in=file:{AIDE_DB}
+database_out=file:{AIDE_DB}.new
+gzip_dbout=yes
+report_url=stdout
+report_summarize_changes=yes
+Checksums = sha512
+Watched = p+i+n+u+g+s+m+c+acl+xattrs+ftype+Checksums
+/boot Watched
+/etc Watched
+!/etc/mtab$
+!/etc/adjtime$
+!/etc/ld\\.so\\.cache$
+/usr/bin Watched
+/usr/sbin Watched
+/usr/lib Watched
+/usr/local Watched
+/root/\\.ssh Watched
+/home/[^/]+/\\.ssh Watched
+"""
+AIDE_CHECK_UNIT = "dropstack-aide-check"
+AIDE_CHECK_SERVICE = f"""\
+# Managed by dropstack (fab provision): AIDE's daily check, bounded so that a small droplet
+# keeps serving while it runs. The report is in the journal (journalctl -u {AIDE_CHECK_UNIT}).
+[Unit]
+Description=AIDE file integrity check of /etc and the system's programs
+Documentation=man:aide(1) man:aide.conf(5)
+ConditionPathExists={AIDE_DB}
+
+[Service]
+Type=oneshot
+ExecStart=/usr/bin/aide --check --config {AIDE_CONF_PATH}
+# AIDE's exit status is a bit field of what it found (1 added, 2 removed, 4 changed): a report,
+# not a failure. 14 and above are errors, and fail the unit.
+SuccessExitStatus=1 2 3 4 5 6 7
+Nice=19
+IOSchedulingClass=idle
+CPUQuota=50%
+MemoryMax=512M
+TimeoutStartSec=2h
+# It reads every watched file and writes nothing.
+UMask=0077
+ProtectSystem=strict
+ProtectHome=read-only
+PrivateTmp=yes
+PrivateDevices=yes
+PrivateNetwork=yes
+NoNewPrivileges=yes
+CapabilityBoundingSet=CAP_DAC_READ_SEARCH
+ProtectKernelTunables=yes
+ProtectKernelModules=yes
+ProtectKernelLogs=yes
+ProtectControlGroups=yes
+ProtectClock=yes
+ProtectHostname=yes
+RestrictAddressFamilies=AF_UNIX
+RestrictNamespaces=yes
+RestrictRealtime=yes
+RestrictSUIDSGID=yes
+LockPersonality=yes
+SystemCallArchitectures=native
+SystemCallFilter=@system-service
+"""
+AIDE_CHECK_TIMER = """\
+# Managed by dropstack (fab provision).
+[Unit]
+Description=Daily AIDE file integrity check
+
+[Timer]
+OnCalendar=daily
+RandomizedDelaySec=1h
+AccuracySec=1h
+Persistent=true
+
+[Install]
+WantedBy=timers.target
+"""
+
+
+def aide_init_command() -> list[str]:
+    """A new database from the current files, moved into place whole (a check never reads a
+    half-written one)."""
+    return shell.script(
+        'install -d -m 0700 "${1%/*}" && aide --init --config "$2" >/dev/null && '
+        'chmod 600 "$1.new" && mv -f "$1.new" "$1"',
+        AIDE_DB,
+        AIDE_CONF_PATH,
+    )
+
+
+# An interactive shell left at its prompt ends after 15 minutes (CIS 5.4.5); readonly, so a
+# login cannot lift it. Commands run over SSH (Fabric, testinfra) are not interactive: no effect.
+TMOUT_PATH = "/etc/profile.d/dropstack-tmout.sh"
+TMOUT_SECONDS = 900
+TMOUT_PROFILE = f"""\
+# Managed by dropstack (fab provision): an idle interactive shell ends after {TMOUT_SECONDS}s.
+TMOUT={TMOUT_SECONDS}
+readonly TMOUT
+export TMOUT
+"""
+
+# Login users' homes closed to other users (lynis HOME-9304); cloud-init makes them 0755.
+HOME_MODE = "750"

@@ -9,6 +9,7 @@ only ``HostFacts``; nothing here changes a host.
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -266,6 +267,29 @@ def parse_lynis_report(text: str) -> dict:
     return values
 
 
+LYNIS_TEST = re.compile(r"Performing test ID (\S+)")
+LYNIS_POINTS = re.compile(
+    r"Hardening: assigned (?:partial|maximum) number of hardening points(?: for this item)?"
+    r" \((?:(\d+) of )?(\d+)\)\. Currently having (\d+) points \(out of (\d+)\)"
+)
+
+
+def parse_lynis_points(log: str) -> dict:
+    """From lynis's log: the points and their maximum behind the index, and every test that
+    got less than its maximum (what stands between the host and a higher index)."""
+    values: dict[str, Any] = {"points": 0, "total": 0, "partial": []}
+    test = "?"
+    for line in log.splitlines():
+        if found := LYNIS_TEST.search(line):
+            test = found.group(1)
+        elif found := LYNIS_POINTS.search(line):
+            got, most, values["points"], values["total"] = found.groups()
+            values["points"], values["total"] = int(values["points"]), int(values["total"])
+            if got is not None and int(got) < int(most):
+                values["partial"].append({"test": test, "points": int(got), "max": int(most)})
+    return values
+
+
 def parse_security_updates(text: str) -> tuple[str, ...]:
     """Packages `apt-get -s upgrade` would take from a security archive (`Inst` lines)."""
     found = []
@@ -321,6 +345,22 @@ def modes(paths: Iterable[str]) -> Fact:
     return Fact("modes", shell.script(DIRS_SCRIPT, *paths), parse_dirs)
 
 
+# `path mode owner group` of each program's real file (an alternatives link resolved), if present.
+RESOLVED_MODES_SCRIPT = (
+    'for p in "$@"; do t=$(readlink -f "$p") && [ -f "$t" ] && stat -c "%n %a %U %G" "$t"; done'
+)
+
+
+def compilers(paths: Iterable[str]) -> Fact:
+    """The compilers present (binutils' assembler comes with needrestart), by their real file."""
+    return Fact("compilers", shell.script(RESOLVED_MODES_SCRIPT, *paths), parse_dirs)
+
+
+def baseline_present(paths: Iterable[str]) -> Fact:
+    """Which of the baseline's generated files exist (AIDE's database)."""
+    return Fact("baseline_present", shell.script(PRESENT_SCRIPT, *paths), parse_present)
+
+
 def security_updates() -> Fact:
     """What apt would upgrade from the security archive, with the lists the host has (the
     packages step and apt's daily timer refresh them)."""
@@ -359,6 +399,9 @@ class HostFacts:
     passwords: dict[str, tuple[bool, str, str, str]] = field(default_factory=dict)
     modes: dict[str, str] = field(default_factory=dict)
     security_updates: tuple[str, ...] = ()
+    sysstat_default: str = ""
+    compilers: dict[str, str] = field(default_factory=dict)
+    baseline_present: frozenset[str] = frozenset()
 
     def unit(self, name: str) -> dict[str, str]:
         full = name if "." in name else f"{name}.service"

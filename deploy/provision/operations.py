@@ -41,7 +41,7 @@ def wanted_paths(t: Target) -> list[str]:
         files += tls.acme_files(t.settings, acme_settings(t))
     files += backup_files(t)
     paths = [file.path for file in files] + [desired.LOGIN_DEFS_PATH, "/etc/fstab"]
-    return sorted(set(paths))
+    return sorted({*paths, desired.SYSSTAT_DEFAULT_PATH})
 
 
 def wanted_packages(t: Target) -> tuple[str, ...]:
@@ -51,11 +51,19 @@ def wanted_packages(t: Target) -> tuple[str, ...]:
 
 
 MANAGED_UNITS = ("nginx", "ssh", "fail2ban", "systemd-journald", "systemd-timesyncd", "auditd")
+# The host baseline's services and timers (process accounting, sysstat, the scans).
+BASELINE_UNITS = (
+    "acct.service",
+    *desired.SYSSTAT_UNITS,
+    desired.CHKROOTKIT_TIMER,
+    f"{desired.AIDE_CHECK_UNIT}.timer",
+)
 
 
 def units_to_read(t: Target) -> list[str]:
     p = t.settings.paths
     names = [*(f"{u}.service" for u in MANAGED_UNITS), *(p.unit(slot) for slot in SLOTS)]
+    names += BASELINE_UNITS
     return names + ([BackupLayout(p).timer] if t.backs_up else [])
 
 
@@ -64,7 +72,7 @@ def facts_for(t: Target) -> list[f.Fact]:
     s, p = t.settings, t.settings.paths
     links = [p.live_socket, p.current, *(p.slot(slot) for slot in SLOTS)]
     links += list(templates.nginx_symlinks(s))
-    present = list(templates.nginx_obsolete_paths(s))
+    present = [*templates.nginx_obsolete_paths(s), *desired.RETIRED_FAIL2BAN_JAILS]
     tls_facts = []
     if s.obtains_certificate:
         present += [f"{s.tls_cert_dir}/fullchain.pem", s.tls_certificate_file]
@@ -83,11 +91,11 @@ def facts_for(t: Target) -> list[f.Fact]:
         f.secret_file(p.env_file),
         f.ufw_status(),
         *tls_facts,
-        *baseline_facts(),
+        *baseline_facts(t),
     ]
 
 
-def baseline_facts() -> list[f.Fact]:
+def baseline_facts(t: Target) -> list[f.Fact]:
     """What the host-baseline steps read (docs/security.md "Host baseline")."""
     return [
         f.container(),
@@ -98,8 +106,11 @@ def baseline_facts() -> list[f.Fact]:
         f.text_file("login_defs", desired.LOGIN_DEFS_PATH),
         f.text_file("fstab", "/etc/fstab"),
         f.passwords(),
-        f.modes([*desired.CRON_MODES, *desired.SSHD_CONFIG_MODES]),
+        f.modes([*desired.CRON_MODES, *desired.SSHD_CONFIG_MODES, f"/home/{t.deploy_user}"]),
         f.security_updates(),
+        f.text_file("sysstat_default", desired.SYSSTAT_DEFAULT_PATH),
+        f.compilers(desired.COMPILERS),
+        f.baseline_present([desired.AIDE_DB]),
     ]
 
 
@@ -386,9 +397,16 @@ def sshd(t: Target, facts: f.HostFacts) -> list[Change]:
 
 
 def fail2ban(t: Target, facts: f.HostFacts) -> list[Change]:
+    """jail.local, and the jail.d file hosts provisioned before it had removed (same settings)."""
     file = os_files(t, facts.ssh_client)["fail2ban"]
     restart = (root(["systemctl", "reload-or-restart", "fail2ban"]),)
     changes = file_changes(t, facts, [file], "fail2ban jail", then=restart)
+    retired = [path for path in desired.RETIRED_FAIL2BAN_JAILS if path in facts.present]
+    if retired:
+        remove = tuple(root(["rm", "-f", path]) for path in retired)
+        detail = tuple(f"- {path} (its settings are in {file.path})" for path in retired)
+        first = changes[0] if changes else Change("fail2ban jail", then=restart)
+        changes = [replace(first, commands=remove + first.commands, detail=detail + first.detail)]
     return changes + ensure_running(facts, "fail2ban")
 
 
@@ -398,6 +416,8 @@ Operation = Callable[[Target, f.HostFacts], list[Change]]
 STEPS: tuple[tuple[str, Operation], ...] = (
     ("check operating system", check_os),
     ("deploy user's ssh keys", deploy_keys),
+    # Read by the packages as they are installed: needrestart only lists, acct knows containers.
+    ("needrestart list-only, acct condition", baseline.before_packages),
     ("apt packages", packages),
     ("unattended security upgrades", unattended_upgrades),
     ("persistent journald", journald),
@@ -415,21 +435,10 @@ STEPS: tuple[tuple[str, Operation], ...] = (
     ("tls renewal without reload", tls_renewal),
     ("nginx site", nginx_site),
     ("host firewall (ufw)", host_firewall),
-    ("security updates", baseline.security_updates),
-    ("kernel parameters", baseline.kernel_parameters),
-    ("core dumps restricted", baseline.core_dumps),
-    ("password policy", baseline.password_policy),
-    ("audit rules for privilege use", baseline.audit_rules),
-    ("unused kernel modules", baseline.unused_modules),
-    ("tmp and shm mount options", baseline.temp_mounts),
-    ("login banner", baseline.login_banner),
-    # Before sshd's settings, which name the banner, the moduli file and the host keys.
-    ("openssh for the hardened policy", baseline.openssh_for_policy),
-    ("ssh host keys", baseline.ssh_host_keys),
-    ("ssh moduli", baseline.ssh_moduli),
+    *baseline.BEFORE_SSHD,
     ("sshd hardening", sshd),
-    ("cron and sshd file modes", baseline.file_modes),
     ("fail2ban sshd jail", fail2ban),
+    *baseline.AFTER_SSHD,
     # Last: the site serves without it; the first host only, when backups are set up.
     ("backup job and timer", backup_job),
 )

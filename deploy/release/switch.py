@@ -182,11 +182,15 @@ class Switch:
 
     def keep_old_slot_warm(self) -> bool:
         """Leave the old slot running, off live.sock, and have the host drain and stop it when
-        the warm window ends (a transient systemd timer: no need for this machine then)."""
+        the warm window ends (a transient systemd timer: no need for this machine then).
+
+        Drained first all the same: until Nginx's cached connections to it have closed, a new
+        request may still reach the old release, so the switch is not over before that."""
         if not self.live or self.live == self.idle:
             return False
         h = self.h
         s = h.settings
+        self.drain_old_slot()
         kept = h.run(cmd.keep_warm_command(h.layout, self.live, self.keep_warm, s.drain_timeout),
                      warn=True)  # fmt: skip
         if kept.failed:
@@ -210,6 +214,15 @@ class Switch:
         costs no try) but only for idempotent methods, hence the drain first."""
         if not self.live or self.live == self.idle:
             return False
+        self.drain_old_slot()
+        self.h.run(cmd.stop_slot_command(self.h.layout, self.live, wait=False))
+        self.old_stopped = True
+        return True
+
+    def drain_old_slot(self) -> None:
+        """Wait (bounded by drain_timeout) until Nginx has no connection left to the old slot:
+        its cached ones close within the upstream's keepalive_time after a response, or idle
+        after keepalive_timeout (nginx/upstream.conf.j2)."""
         h = self.h
         started = time.monotonic()
         drain = cmd.drain_wait_command(h.layout, self.live, h.settings.drain_timeout)
@@ -218,14 +231,11 @@ class Switch:
         if waited.failed:
             say(
                 f"[{h.name}]   warning: slot {self.live} still had connections after {took:.1f}s "
-                f"({last_words(waited.stdout + waited.stderr, 1)}); stopping it anyway: "
-                "Gunicorn finishes the requests in flight"
+                f"({last_words(waited.stdout + waited.stderr, 1)}); going on: Gunicorn finishes "
+                "the requests in flight"
             )
         else:
             say(f"[{h.name}]   slot {self.live} drained: no connection left after {took:.1f}s")
-        h.run(cmd.stop_slot_command(h.layout, self.live, wait=False))
-        self.old_stopped = True
-        return True
 
     def steps(self, migrate_first: bool) -> list[tuple[str, Callable[[], bool]]]:
         """The switch's steps, named as they print; a dry-run lists these very steps."""

@@ -128,7 +128,8 @@ def result_doc():
     }  # fmt: skip
     zero["gunicorn_reload"] = {"error": "BenchFailed: reload refused"}
     multi = {"curve": [{"hosts": n, "batch": 1, "median": 2.0 * n} for n in (1, 3, 5)]}
-    return json.loads(json.dumps({"zero_downtime": zero, "multi_host": multi}))
+    renewal = {"timeline": synthetic_timeline().to_json()}
+    return json.loads(json.dumps({"zero_downtime": zero, "multi_host": multi, "renewal": renewal}))
 
 
 def test_switch_timelines_are_in_method_order_and_skip_what_was_not_measured():
@@ -140,7 +141,7 @@ def test_switch_timelines_are_in_method_order_and_skip_what_was_not_measured():
 def test_draw_writes_every_chart_the_document_has_data_for(tmp_path):
     drawn = draw(result_doc(), tmp_path)
     names = {"switches.png", "switch-naive-restart.png", "switch-dropstack-deploy.png",
-             "switch-dropstack-rollback.png", "deploy-by-hosts.png"}  # fmt: skip
+             "switch-dropstack-rollback.png", "deploy-by-hosts.png", "renewal.png"}  # fmt: skip
     assert {p.name for p in tmp_path.iterdir()} == names
     assert drawn["switches"] == str(tmp_path / "switches.png")
     assert "gunicorn_reload" not in drawn
@@ -149,9 +150,14 @@ def test_draw_writes_every_chart_the_document_has_data_for(tmp_path):
 
 
 def test_draw_says_why_a_chart_was_not_drawn(tmp_path):
-    doc = {"zero_downtime": {"error": "wrk died"}, "multi_host": {"error": "no space"}}
+    doc = {
+        "zero_downtime": {"error": "wrk died"},
+        "multi_host": {"error": "no space"},
+        "renewal": {"error": "certbot renew exited 1"},
+    }
     assert draw(doc, tmp_path) == {
         "switches": "not drawn: wrk died",
+        "renewal": "not drawn: certbot renew exited 1",
         "hosts": "not drawn: no space",
     }
     assert draw({}, tmp_path)["switches"] == "not drawn: no timelines in zero_downtime"

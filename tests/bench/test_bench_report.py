@@ -116,3 +116,37 @@ def test_a_switch_method_that_failed_says_why_and_the_others_still_show():
         rows
     )
     assert any(m == "fab deploy (blue/green): took" for _, m, _ in rows)
+
+
+def test_multi_host_rows_give_each_count_each_mode_and_the_cost_per_host():
+    run = {"runs": [6.0, 6.2, 6.1], "median": 6.1}
+    data = {
+        "stacks": {
+            "1": {"reused_stack": True, "rolling": {"runs": [4.1], "median": 4.1}, "seconds": 5},
+            "3": {"local_up": {"runs": [11.0], "median": 11.0}, "rolling": run, "batch": run,
+                  "seconds": 95},
+            "5": {"error": "local.up --web-count 5 exited 1: no memory", "seconds": 3},
+        },
+        "per_extra_host": {"rolling": 3.02, "batch": None},
+    }  # fmt: skip
+    rows = table_rows(document("t", {}, "r", {"multi_host": data}))
+    by_measure = {m: v for section, m, v in rows if section == "multi-host"}
+    assert by_measure["1 host: stack"] == "reused from the benchmarks before"
+    assert by_measure["1 host: fab deploy, code-only (one host at a time)"] == "4.1 s"
+    assert by_measure["3 hosts: fab local.up --web-count 3"] == "11.0 s"
+    assert by_measure["3 hosts: fab deploy --batch 2, code-only (--batch N-1)"] == (
+        "6.1 s (median of 3: 6.0, 6.2, 6.1)"
+    )
+    assert by_measure["3 hosts: this stack took"] == "95.0 s"
+    assert by_measure["5 hosts: not measured"] == "local.up --web-count 5 exited 1: no memory"
+    assert by_measure["each further host, one host at a time"] == "+3.02 s"
+    assert by_measure["each further host, --batch N-1"] == (
+        "not enough host counts (target <= 1 s)"
+    )
+
+
+def test_multi_host_rows_still_read_results_from_before_the_curve():
+    data = {"web_count": 3, "deploy_all": {"runs": [10.4], "median": 10.4},
+            "deploy_one": {"runs": [4.5], "median": 4.5}, "ratio": 2.31}  # fmt: skip
+    rows = table_rows(document("t", {}, "r", {"multi_host": data}))
+    assert ("multi-host", "3 hosts / 1 host", "2.31x") in rows

@@ -2,7 +2,7 @@
 
 import pytest
 
-from bench.stats import median, percentile, ratio, timing
+from bench.stats import median, percentile, ratio, slope, timing
 
 
 @pytest.mark.parametrize(
@@ -41,3 +41,17 @@ def test_timing_keeps_each_run_and_the_median_to_a_tenth():
 )
 def test_ratio_is_none_when_a_side_is_missing(a, b, expected):
     assert ratio(a, b) == expected
+
+
+@pytest.mark.parametrize(
+    ("points", "expected"),
+    [
+        ([(1, 4.0), (3, 6.0), (5, 8.0)], 1.0),
+        ([(1, 4.0), (3, 10.0), (5, 20.0)], 4.0),
+        ([(5, 8.0), (1, 4.0)], 1.0),
+        ([(1, 4.0), (1, 5.0)], None),
+        ([], None),
+    ],
+)
+def test_slope_is_the_least_squares_cost_of_each_further_host(points, expected):
+    assert slope(points) == expected

@@ -3,14 +3,17 @@ against a real wrk and a loopback server, that the Lua scripts print what the pa
 
 import http.server
 import shutil
+import ssl
 import subprocess
 import threading
 import time
+from typing import ClassVar
 
 import pytest
 
 from bench.timeline import parse_request_log
 from bench.wrk import (
+    CONNECT_ENV,
     SWITCH_SCRIPT,
     THROUGHPUT_SCRIPT,
     TargetNotAllowed,
@@ -172,3 +175,76 @@ def test_the_request_log_has_a_line_per_request_wrk_counted(loopback_server, tmp
         assert fig.non2xx == 5
     assert all(started * 1000 <= r.at_ms <= time.time() * 1000 for r in requests)
     assert all(0 < r.latency_ms < 1000 for r in answered)
+
+
+def test_a_connect_address_is_checked_and_handed_to_the_lua_script():
+    command = wrk_command(
+        "https://app.dropstack.test/", threads=4, connections=4, seconds=60,
+        script=SWITCH_SCRIPT, script_args=("close", "25", "2400"), connect="198.18.0.11",
+    )  # fmt: skip
+    assert command[:2] == ["env", f"{CONNECT_ENV}=198.18.0.11"]
+    assert command[2:6] == ["wrk", "-t4", "-c4", "-d60s"]
+    assert "https://app.dropstack.test/" in command
+
+
+@pytest.mark.parametrize(
+    ("url", "connect", "script"),
+    [
+        ("https://app.dropstack.test/", "10.0.0.5", SWITCH_SCRIPT),
+        ("https://app.dropstack.test/", "app.dropstack.test", SWITCH_SCRIPT),
+        ("https://app.dropstack.test/", "198.18.0.11", THROUGHPUT_SCRIPT),
+        ("https://app.dropstack.test/", None, SWITCH_SCRIPT),
+    ],
+)
+def test_a_named_url_needs_a_test_address_to_connect_to(url, connect, script):
+    with pytest.raises(ValueError):
+        wrk_command(url, threads=1, connections=1, seconds=1, script=script, connect=connect)
+
+
+class Named(QuietHandler):
+    """Answers like /healthz and remembers the Host headers it was sent."""
+
+    protocol_version = "HTTP/1.1"
+    hosts: ClassVar[list[str]] = []
+
+    def do_GET(self):
+        Named.hosts.append(self.headers.get("Host", ""))
+        self.reply(200, b'{"status": "ok", "release": "20260101000000-abcdef0"}')
+
+
+@needs_wrk
+def test_https_load_sends_the_domain_as_sni_and_host_to_the_given_address(tmp_path):
+    """What the renewal benchmark relies on, on loopback: a URL naming a domain nothing
+    resolves, the connection to 127.0.0.1, and the domain in the handshake and the header.
+    (Kept alive: Python's TLS server closes without close_notify, which wrk counts as a read
+    error on every connection-per-request; Nginx does not.)"""
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+         "-nodes", "-days", "1", "-subj", "/CN=app.dropstack.test", "-keyout", str(key),
+         "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    names: list[str | None] = []
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    context.sni_callback = lambda sock, name, ctx: names.append(name)
+    Named.hosts = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Named)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        port = server.server_address[1]
+        command = wrk_command(
+            f"https://app.dropstack.test:{port}", threads=1, connections=1, seconds=2,
+            script=SWITCH_SCRIPT, script_args=("keepalive", "5", "6"), connect="127.0.0.1",
+        )  # fmt: skip
+        done = subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
+    finally:
+        server.shutdown()
+        server.server_close()
+    fig = parse_output(done.stdout)
+    assert fig.requests >= 6 and fig.failed == 0, done.stdout
+    assert names and set(names) == {"app.dropstack.test"}
+    assert set(Named.hosts) == {f"app.dropstack.test:{port}"}

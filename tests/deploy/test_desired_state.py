@@ -126,3 +126,25 @@ def test_database_url_is_upgraded_to_verify_the_server():
         "postgresql://app:pw@10.1.0.5:25060/app?connect_timeout=5"
         "&sslmode=verify-full&sslrootcert=/etc/ca.crt"
     )
+
+
+def test_fail2ban_settings_are_in_jail_local():
+    # lynis (DEB-0880) and fail2ban's own docs: jail.conf stays the package's, jail.local wins.
+    assert ds.os_files("deploy")["fail2ban"].path == "/etc/fail2ban/jail.local"
+    assert ds.FAIL2BAN_JAIL_PATH not in ds.RETIRED_FAIL2BAN_JAILS
+
+
+def test_sshd_settings_name_each_keyword_once():
+    # sshd takes the first value of a keyword: a second line is dead text that can mislead.
+    keywords = [line.split()[0] for line in ds.sshd_settings("deploy").splitlines()
+                if line and not line.startswith("#")]  # fmt: skip
+    repeated = {k for k in keywords if keywords.count(k) > 1 and k != "HostKey"}
+    assert not repeated
+
+
+def test_lynis_packages_a_droplet_should_have():
+    wanted = {"acct", "sysstat", "chkrootkit", "aide", "needrestart"}
+    assert wanted <= set(ds.packages_for(tls=False))
+    # aide-common's daily check scans everything with every hash, and apt-listbugs asks
+    # bugs.debian.org during each apt run: neither is installed (recommends are not either).
+    assert not {"aide-common", "apt-listbugs", "rkhunter"} & set(ds.packages_for(tls=True))

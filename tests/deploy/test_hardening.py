@@ -5,23 +5,27 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import shutil
 import socket
 import struct
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from deploy.inventory import Inventory
+from deploy import host_model
+from deploy.inventory import Inventory, parse_inventory
 from deploy.provision import baseline
 from deploy.provision import desired as ds
 from deploy.provision import facts as f
 from deploy.provision import operations as ops
 from deploy.provision.files import RemoteFile
 from deploy.shell import Raw, join
+from tests.deploy.test_secrets_plan import INVENTORY
 
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 SSH_AUDIT = Path(sys.executable).parent / "ssh-audit"
@@ -31,6 +35,12 @@ BOUND_SECONDS = 60
 def target(keys=("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDropstackTestKeyOnly deploy",), **kw):
     inv = Inventory("test", {"ssh_user": "deploy", "ssh_public_keys": list(keys)})
     return ops.Target("web-1", settings=None, inv=inv, **kw)
+
+
+def target_with_settings() -> ops.Target:
+    """A target with the host model, for what needs paths (the one probe's file list)."""
+    inv = parse_inventory(INVENTORY, "test")
+    return ops.Target("web-1", host_model.for_host({}, inv, inv.web_hosts[0]), inv)
 
 
 def rsa_public_key(bits: int) -> str:
@@ -388,3 +398,239 @@ def test_baseline_steps_run_before_sshd_reads_their_files():
 )  # fmt: skip
 def test_parse_lynis_report(text, expected):
     assert f.parse_lynis_report(text) == expected
+
+
+# --- lynis's remaining findings (docs/security.md "lynis findings that remain") ---
+
+
+def test_needrestart_only_lists_and_is_configured_before_install():
+    assert "$nrconf{restart} = 'l';" in ds.NEEDRESTART_CONF.splitlines()
+    assert ds.NEEDRESTART_CONF_PATH.startswith("/etc/needrestart/conf.d/")
+    assert ds.NEEDRESTART_CONF_PATH.endswith(".conf")  # needrestart.conf reads conf.d/*.conf
+    names = [name for name, _ in ops.STEPS]
+    assert names.index("needrestart list-only, acct condition") < names.index("apt packages")
+    (change,) = baseline.before_packages(target(), f.HostFacts())
+    assert {file.path for file in change.files} == {ds.NEEDRESTART_CONF_PATH, ds.ACCT_DROPIN_PATH}
+    assert ops.root(["systemctl", "daemon-reload"]) in change.then
+    files = baseline.preinstall_files()
+    assert baseline.before_packages(target(), f.HostFacts(files=_states(files))) == []
+
+
+def test_process_accounting_is_skipped_in_a_container_and_runs_elsewhere():
+    assert "ConditionVirtualization=!container" in ds.ACCT_DROPIN.splitlines()
+    skipped = {"acct.service": {"UnitFileState": "enabled", "ActiveState": "inactive",
+                                "ConditionResult": "no"}}  # fmt: skip
+    assert baseline.process_accounting(target(), f.HostFacts(units=skipped)) == []
+    stopped = {"acct.service": {"UnitFileState": "disabled", "ActiveState": "inactive"}}
+    (change,) = baseline.process_accounting(target(), f.HostFacts(units=stopped))
+    assert change.commands == (ops.root(["systemctl", "enable", "--now", "acct"]),)
+
+
+def test_compilers_are_restricted_to_root_by_a_statoverride():
+    asm = "/usr/bin/x86_64-linux-gnu-as"
+    (change,) = baseline.compilers_root_only(
+        target(), f.HostFacts(compilers={asm: "755 root root"})
+    )
+    command = change.commands[0][-1]
+    assert "dpkg-statoverride --update --add root root" in command and asm in command
+    assert change.detail == (f"~ {asm}: 755 -> 750 (dpkg-statoverride)",)
+    restricted = f.HostFacts(compilers={asm: "750 root root"})
+    assert baseline.compilers_root_only(target(), restricted) == []
+    assert baseline.compilers_root_only(target(), f.HostFacts()) == []  # no compiler at all
+
+
+def test_compilers_probe_resolves_links_on_this_machine(tmp_path):
+    real = tmp_path / "x86_64-linux-gnu-as"
+    real.write_text("")
+    real.chmod(0o755)
+    (tmp_path / "as").symlink_to(real.name)
+    fact = f.compilers([str(tmp_path / "as"), str(tmp_path / "cc")])
+    out = subprocess.run(fact.command, capture_output=True, text=True, check=False).stdout
+    mode_owner = fact.parse(out)[str(real)].split()
+    assert list(fact.parse(out)) == [str(real)] and mode_owner[0] == "755"
+
+
+SYSSTAT_DEFAULT = '#\n# Default settings for /etc/init.d/sysstat\n#\nENABLED="false"\n\n'
+
+
+def test_edit_sysstat_default_sets_enabled_only():
+    edited = ds.edit_sysstat_default(SYSSTAT_DEFAULT)
+    assert edited == SYSSTAT_DEFAULT.replace('"false"', '"true"')
+    assert ds.edit_sysstat_default(edited) == edited
+    assert ds.edit_sysstat_default("# nothing\n") == '# nothing\nENABLED="true"\n'
+
+
+def test_sysstat_is_enabled_in_the_hosts_copy_and_its_timers_run():
+    assert baseline.sysstat_collecting(target(), f.HostFacts()) == []  # not installed yet
+    host_copy = RemoteFile(ds.SYSSTAT_DEFAULT_PATH, SYSSTAT_DEFAULT)
+    facts = f.HostFacts(sysstat_default=SYSSTAT_DEFAULT, files=_states([host_copy]))
+    changes = baseline.sysstat_collecting(target(), facts)
+    assert '+ENABLED="true"' in changes[0].detail and '-ENABLED="false"' in changes[0].detail
+    assert [c.commands[0][-1].split()[-1] for c in changes[1:]] == list(ds.SYSSTAT_UNITS)
+    running = {u: {"UnitFileState": "enabled", "ActiveState": "active"} for u in ds.SYSSTAT_UNITS}
+    done = baseline.sysstat_file(SYSSTAT_DEFAULT)
+    facts = f.HostFacts(sysstat_default=done.content, files=_states([done]), units=running)
+    assert baseline.sysstat_collecting(target(), facts) == []
+
+
+def test_chkrootkit_reports_to_the_journal_not_by_mail():
+    lines = ds.CHKROOTKIT_DROPIN.splitlines()
+    # An empty ExecStart= first: a oneshot's ExecStart lines add up otherwise.
+    assert lines.index("ExecStart=") < lines.index("ExecStart=/usr/sbin/chkrootkit -q")
+    (change, timer) = baseline.rootkit_scan(target(), f.HostFacts())
+    assert change.files[0].path == ds.CHKROOTKIT_DROPIN_PATH
+    assert timer.commands == (ops.root(["systemctl", "enable", "--now", "chkrootkit.timer"]),)
+
+
+def lynis_aide_checks(conf: str) -> tuple[str, bool]:
+    """What lynis 3.0.8 reads from aide.conf (FINT-4316, FINT-4402): the database it checks
+    for, and whether SHA-256 or SHA-512 makes the checksums."""
+    database = next(line for line in conf.splitlines() if line.startswith("database_in="))
+    strong = any(
+        re.search(r"= .*(sha256|sha512)", line)
+        for line in conf.splitlines()
+        if not line.startswith("#")
+    )
+    return database.split(":", 1)[1], strong
+
+
+def test_aide_watches_the_system_and_not_the_releases():
+    conf = ds.AIDE_CONF
+    assert lynis_aide_checks(conf) == (ds.AIDE_DB, True)
+    selections = [line.split()[0] for line in conf.splitlines() if line.startswith("/")]
+    for path in ("/etc", "/usr/bin", "/usr/sbin", "/usr/lib", "/boot", r"/root/\.ssh"):
+        assert path in selections
+    assert not [s for s in selections if s.startswith(("/srv", "/var", "/tmp", "/proc"))]
+    assert "Checksums = sha512" in conf.splitlines()  # one hash: the check stays cheap
+    assert baseline.aide_config_file().mode == "0600"  # hashes of /etc/shadow's neighbours
+
+
+def test_aide_database_is_made_after_a_config_check():
+    (config, units) = baseline.file_integrity(target(), f.HostFacts())
+    assert config.validate == ops.root(["aide", "--config-check", "--config", ds.AIDE_CONF_PATH])
+    assert config.then == (ops.root(ds.aide_init_command()),)
+    assert units.validate_name == "systemd-analyze verify"
+    assert ops.root(["systemctl", "enable", "--now", "dropstack-aide-check.timer"]) in units.then
+    files = [baseline.aide_config_file(), *baseline.aide_unit_files()]
+    timer = {"dropstack-aide-check.timer": {"UnitFileState": "enabled", "ActiveState": "active"}}
+    no_db = f.HostFacts(files=_states(files), units=timer)
+    (init,) = baseline.file_integrity(target(), no_db)
+    assert init.commands == (ops.root(ds.aide_init_command()),)
+    done = replace(no_db, baseline_present=frozenset({ds.AIDE_DB}))
+    assert baseline.file_integrity(target(), done) == []
+
+
+def test_aide_init_replaces_the_database_whole(tmp_path):
+    """The init command on this machine, with a stand-in aide that writes the new database."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "aide"
+    fake.write_text(f"#!/bin/sh\necho new > {tmp_path}/db/aide.db.new\n")
+    fake.chmod(0o755)
+    command = ds.aide_init_command()
+    command[-2] = str(tmp_path / "db/aide.db")
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    subprocess.run(command, check=True, env=env)
+    db = tmp_path / "db/aide.db"
+    assert db.read_text() == "new\n" and not (tmp_path / "db/aide.db.new").exists()
+    assert f"{db.stat().st_mode & 0o777:o}" == "600"
+    assert f"{db.parent.stat().st_mode & 0o777:o}" == "700"
+
+
+def aide_unit_root(root: Path) -> list[str]:
+    """A root for `systemd-analyze --root=`: the distribution's units, ours, a stand-in aide."""
+    shutil.copytree("/usr/lib/systemd/system", root / "usr/lib/systemd/system", symlinks=True)
+    for file in baseline.aide_unit_files():
+        path = root / file.path.lstrip("/")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(file.content)
+    (root / "usr/bin").mkdir(parents=True, exist_ok=True)
+    (root / "usr/bin/aide").write_text("#!/bin/sh\nexit 0\n")
+    (root / "usr/bin/aide").chmod(0o755)
+    return [file.path.rsplit("/", 1)[1] for file in baseline.aide_unit_files()]
+
+
+def test_aide_check_units_pass_systemd_analyze_verify(tmp_path):
+    names = aide_unit_root(tmp_path)
+    result = subprocess.run(
+        ["systemd-analyze", "verify", "--man=no", f"--root={tmp_path}", *names],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0 and result.stdout + result.stderr == "", result.stderr
+
+
+def test_aide_check_is_sandboxed(tmp_path):
+    """It reads everything as root, so what it may do besides reading is what is bounded."""
+    name = aide_unit_root(tmp_path)[0]
+    result = subprocess.run(
+        ["systemd-analyze", "security", "--offline=true", f"--root={tmp_path}", name],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    match = re.search(rf"Overall exposure level for {re.escape(name)}: (\d+\.\d+)", result.stdout)
+    assert match, result.stdout + result.stderr
+    assert float(match.group(1)) <= 3.0
+
+
+def test_idle_shell_timeout_as_lynis_reads_it():
+    lines = ds.TMOUT_PROFILE.splitlines()
+    assert f"TMOUT={ds.TMOUT_SECONDS}" in lines and "readonly TMOUT" in lines
+    assert ds.TMOUT_PATH.startswith("/etc/profile.d/") and ds.TMOUT_PATH.endswith(".sh")
+    result = subprocess.run(
+        ["bash", "-c", '. "$1"; TMOUT=0', "bash", "/dev/stdin"],
+        input=ds.TMOUT_PROFILE, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode != 0 and "readonly" in result.stderr  # a login cannot lift it
+
+
+@pytest.mark.parametrize(
+    ("have", "changed"),
+    [("755 deploy deploy", True), ("750 deploy deploy", False), ("700 deploy deploy", False),
+     ("770 deploy deploy", True), ("absent", False)],
+)  # fmt: skip
+def test_home_directory_modes(have, changed):
+    changes = baseline.home_directories(target(), f.HostFacts(modes={"/home/deploy": have}))
+    assert bool(changes) is changed
+    if changed:
+        assert changes[0].commands == (ops.root(["chmod", "g-w,o-rwx", "/home/deploy"]),)
+
+
+def test_fail2ban_moves_its_settings_to_jail_local():
+    old = ds.RETIRED_FAIL2BAN_JAILS[0]
+    unit = {"fail2ban.service": {"UnitFileState": "enabled", "ActiveState": "active"}}
+    (change,) = ops.fail2ban(target(), f.HostFacts(present=frozenset({old}), units=unit))
+    assert change.commands == (ops.root(["rm", "-f", old]),)
+    assert change.files[0].path == "/etc/fail2ban/jail.local"
+    assert change.then == (ops.root(["systemctl", "reload-or-restart", "fail2ban"]),)
+    jail = change.files[0]
+    moved = f.HostFacts(present=frozenset({old}), units=unit, files=_states([jail]))
+    (only_rm,) = ops.fail2ban(target(), moved)
+    assert only_rm.files == () and only_rm.commands == (ops.root(["rm", "-f", old]),)
+    assert ops.fail2ban(target(), replace(moved, present=frozenset())) == []
+
+
+def test_every_new_baseline_file_is_probed():
+    paths = set(ops.wanted_paths(target_with_settings()))
+    for path in (ds.NEEDRESTART_CONF_PATH, ds.ACCT_DROPIN_PATH, ds.CHKROOTKIT_DROPIN_PATH,
+                 ds.AIDE_CONF_PATH, ds.TMOUT_PATH, ds.SYSSTAT_DEFAULT_PATH,
+                 "/etc/systemd/system/dropstack-aide-check.timer"):  # fmt: skip
+        assert path in paths
+
+
+def test_aide_runs_after_every_step_that_writes_the_hosts_configuration():
+    names = [name for name, _ in ops.STEPS]
+    aide = names.index("file integrity (AIDE)")
+    assert names[aide + 1 :] == ["backup job and timer"]
+
+
+LYNIS_LOG = """\
+2026-12-05 16:55:01 Performing test ID ACCT-9622 (Check for available Linux accounting information)
+2026-12-05 16:55:01 Hardening: assigned partial number of hardening points (2 of 3). Currently having 150 points (out of 190)
+2026-12-05 16:55:02 Performing test ID ACCT-9628 (Check for auditd)
+2026-12-05 16:55:02 Hardening: assigned maximum number of hardening points for this item (4). Currently having 154 points (out of 194)
+"""  # noqa: E501
+
+
+def test_parse_lynis_points_names_what_was_not_full():
+    assert f.parse_lynis_points(LYNIS_LOG) == {
+        "points": 154, "total": 194, "partial": [{"test": "ACCT-9622", "points": 2, "max": 3}]
+    }  # fmt: skip

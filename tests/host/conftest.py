@@ -11,10 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import shlex
-import ssl
 import time
-import urllib.parse
-import urllib.request
 from collections import Counter
 from pathlib import Path
 
@@ -26,7 +23,7 @@ from fabric import Config
 from deploy import host_model
 from deploy.host_model import SLOTS, HostSettings
 from deploy.inventory import Inventory, InventoryError, WebHost
-from deploy.local import acme
+from deploy.local import acme_setup
 from deploy.local.network import TEST_RANGE
 from deploy.provision.facts import nameservers
 from deploy.provision.tls import SYSTEM_CA_BUNDLE
@@ -220,15 +217,7 @@ def site_ca(inventory: Inventory, tmp_path_factory: pytest.TempPathFactory) -> s
 def local_ca_root(inventory: Inventory) -> str:
     """Pebble's issuing root, fetched over its management API (trusting the listener CA the
     inventory names, never the environment's bundles)."""
-    directory = urllib.parse.urlsplit(inventory["acme_directory"])
-    ca = acme.local_ca("", directory.hostname or "")
-    context = ssl.create_default_context(cadata=inventory["acme_ca_cert"])
-    opener = urllib.request.build_opener(
-        urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=context)
-    )
-    # https:// to the local CA's 198.18.x address, built from the inventory.
-    with opener.open(ca.roots_url, timeout=10) as response:
-        return response.read().decode()
+    return acme_setup.inventory_root(inventory)
 
 
 @pytest.fixture(scope="session")
