@@ -185,6 +185,12 @@ class HostSettings:
         return self.domain is not None and not self.tls_at_load_balancer
 
     @property
+    def tls_certificate_file(self) -> str | None:
+        """The certificate, its chain and its key in one file (0640 root:<web_group>), which
+        Nginx's workers read at each handshake; certbot's deploy hook replaces it atomically."""
+        return f"{self.nginx_dir}/tls/{self.domain}.pem" if self.domain else None
+
+    @property
     def sends_hsts(self) -> bool:
         """Responses reach clients over HTTPS: this host's, or the balancer's in front of it."""
         return self.tls or (self.domain is not None and self.tls_at_load_balancer)

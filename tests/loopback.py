@@ -126,6 +126,9 @@ class AppHandler(QuietHandler):
 
 class UnixAppServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
+    # socketserver's listen backlog is 5; under wrk, Nginx's connects beyond it fail with
+    # EAGAIN and answer 502 (503 here). Gunicorn's is 2048: load measures Nginx, not this queue.
+    request_queue_size = 2048
 
 
 def serve_app(socket_path: str) -> UnixAppServer:

@@ -331,6 +331,11 @@ def text_file(key: str, path: str) -> Fact:
     return Fact(key, ["cat", path])
 
 
+def certbot_renewal(path: str) -> Fact:
+    """certbot's renewal configuration for the site's certificate (empty when none yet)."""
+    return Fact("certbot_renewal", ["cat", path])
+
+
 def passwords() -> Fact:
     return Fact("passwords", shell.script(PASSWORDS_SCRIPT), parse_shadow_ages)
 
@@ -379,6 +384,7 @@ class HostFacts:
     user: dict[str, str] | None = None
     env_file: str = ""
     ufw: str = ""
+    certbot_renewal: str = ""  # /etc/letsencrypt/renewal/<domain>.conf
     # The app user's (USAGE, CREATE) on schema public, read through the cluster admin on the
     # first host only (deploy.provision.database); None: not read on this host.
     db_privileges: tuple[bool, bool] | None = None

@@ -73,8 +73,10 @@ def facts_for(t: Target) -> list[f.Fact]:
     links = [p.live_socket, p.current, *(p.slot(slot) for slot in SLOTS)]
     links += list(templates.nginx_symlinks(s))
     present = [*templates.nginx_obsolete_paths(s), *desired.RETIRED_FAIL2BAN_JAILS]
+    tls_facts = []
     if s.obtains_certificate:
-        present.append(f"{s.tls_cert_dir}/fullchain.pem")
+        present += [f"{s.tls_cert_dir}/fullchain.pem", s.tls_certificate_file]
+        tls_facts.append(f.certbot_renewal(tls.renewal_conf_path(s)))
     return [
         f.os_release(),
         f.resolv_conf(),
@@ -88,6 +90,7 @@ def facts_for(t: Target) -> list[f.Fact]:
         f.user(s.app_user),
         f.secret_file(p.env_file),
         f.ufw_status(),
+        *tls_facts,
         *baseline_facts(t),
     ]
 
@@ -284,13 +287,19 @@ def nginx_changes(t: Target, facts: f.HostFacts, s: HostSettings, summary: str) 
         return []
     if not (commands or files):
         detail.append("~ nginx: inactive -> active")
+    # The site names its certificate through a variable, so nginx -t no longer opens it: the
+    # deploy hook's check does (present, readable by the workers, key matching).
+    validate, validate_name = ["nginx", "-t"], "nginx -t"
+    if s.tls:
+        validate = shell.chain(validate, tls.check_certificate_command(s))
+        validate_name = "nginx -t and the certificate check"
     return [
         Change(
             summary,
             commands=tuple(commands),
             files=files[0].files if files else (),
-            validate=root(["nginx", "-t"]),
-            validate_name="nginx -t",
+            validate=root(validate),
+            validate_name=validate_name,
             then=nginx_activation(facts),
             detail=tuple(detail),
         )
@@ -305,19 +314,20 @@ def acme_settings(t: Target) -> tls.Acme:
 
 
 def acme_client(t: Target, facts: f.HostFacts) -> list[Change]:
-    """certbot's CA bundle, and the drop-in giving certbot's timer the same one (renewals go to
-    the CA stored in the renewal configuration: the inventory's acme_directory)."""
+    """certbot's CA bundle, the drop-in giving certbot's timer the same one (renewals go to
+    the CA stored in the renewal configuration: the inventory's acme_directory), and the
+    deploy hook that installs each certificate for Nginx."""
     files = tls.acme_files(t.settings, acme_settings(t))
     reload = (root(["systemctl", "daemon-reload"]),)
-    return file_changes(t, facts, files, "certbot's CA", then=reload)
+    return file_changes(t, facts, files, "certbot's CA and deploy hook", then=reload)
 
 
 def tls_certificate(t: Target, facts: f.HostFacts) -> list[Change]:
     """First pass with a domain and no certificate yet: serve HTTP with the ACME webroot so
     certbot can prove the domain, then obtain it. certbot's timer renews it; its deploy hook
-    validates and reloads Nginx. If certbot fails, the step fails with one line naming the
-    domain and the cause, and the host keeps serving HTTP: the HTTPS site is only rendered
-    (and `nginx -t`-validated) by the next step, once the certificate exists."""
+    installs it where Nginx reads it at each handshake (no reload). If certbot fails, the step
+    fails with one line naming the domain and the cause, and the host keeps serving HTTP: the
+    HTTPS site is only rendered (and checked) by a later step, once the certificate exists."""
     s = t.settings
     if not s.obtains_certificate or f"{s.tls_cert_dir}/fullchain.pem" in facts.present:
         return []
@@ -333,6 +343,29 @@ def tls_certificate(t: Target, facts: f.HostFacts) -> list[Change]:
 def certbot_command(s: HostSettings, acme: tls.Acme) -> list[str]:
     """certbot certonly over HTTP-01 against the inventory's CA (tls.certonly_command)."""
     return tls.certonly_command(s, acme)
+
+
+def tls_renewal(t: Target, facts: f.HostFacts) -> list[Change]:
+    """Once certbot has the certificate: its renewals keep the key and run the deploy hook, not
+    a reload (a lineage from before the hook said `nginx -t && systemctl reload nginx`), and
+    Nginx's file exists (the hook writes it; a host from before the hook gets it here)."""
+    s = t.settings
+    if f"{s.tls_cert_dir}/fullchain.pem" not in facts.present:
+        return []  # certbot failed or never ran: the certificate step said why
+    changes = []
+    wanted = tls.renewal_differences(s, facts.certbot_renewal)
+    if wanted:
+        path = tls.renewal_conf_path(s)
+        changes.append(Change("certbot renews with the same key, without reloading nginx",
+                              commands=(root(tls.renewal_settings_command(s, path)),),
+                              detail=tuple(f"~ {path}: {line}" for line in wanted)))  # fmt: skip
+    if s.tls_certificate_file not in facts.present:
+        mode = f"0640 root:{s.web_group}"
+        detail = f"+ {s.tls_certificate_file} (certbot's certificate and key, {mode})"
+        changes.append(Change("certificate file for nginx",
+                              commands=(root(tls.install_certificate_command(s)),),
+                              detail=(detail,)))  # fmt: skip
+    return changes
 
 
 def nginx_site(t: Target, facts: f.HostFacts) -> list[Change]:
@@ -399,6 +432,7 @@ STEPS: tuple[tuple[str, Operation], ...] = (
     ("live slot link", live_link),
     ("certbot's certificate authority", acme_client),
     ("tls certificate (certbot)", tls_certificate),
+    ("tls renewal without reload", tls_renewal),
     ("nginx site", nginx_site),
     ("host firewall (ufw)", host_firewall),
     *baseline.BEFORE_SSHD,
@@ -414,7 +448,8 @@ def steps_for(settings: HostSettings, first: bool = True) -> tuple[tuple[str, Op
     """The steps this host runs: the certificate steps only with a domain the host serves
     HTTPS for itself (not behind a balancer that ends TLS); the database, which all hosts
     share, and its backup, from the first host only."""
-    skipped = ({acme_client, tls_certificate} if not settings.obtains_certificate else set()) | (
+    tls_steps = {acme_client, tls_certificate, tls_renewal}
+    skipped = (tls_steps if not settings.obtains_certificate else set()) | (
         {database_privileges, backup_job} if not first else set()
     )
     return tuple(s for s in STEPS if s[1] not in skipped)

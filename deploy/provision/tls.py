@@ -68,8 +68,9 @@ def ca_bundle_path(s: HostSettings, acme: Acme) -> str:
 
 
 def acme_files(s: HostSettings, acme: Acme) -> list[RemoteFile]:
-    """The CA file (when the inventory names one) and the drop-in that gives certbot's timer
-    the same bundle, so renewals trust the CA the first certificate came from."""
+    """The CA file (when the inventory names one), the drop-in that gives certbot's timer
+    the same bundle, so renewals trust the CA the first certificate came from, and the deploy
+    hook (``deploy_hook_file``)."""
     files = []
     if acme.ca_cert:
         pem = acme.ca_cert if acme.ca_cert.endswith("\n") else acme.ca_cert + "\n"
@@ -81,6 +82,7 @@ def acme_files(s: HostSettings, acme: Acme) -> list[RemoteFile]:
         f"Environment=REQUESTS_CA_BUNDLE={ca_bundle_path(s, acme)}\n"
     )
     files.append(RemoteFile(CERTBOT_DROP_IN, drop_in, "0644", "root", "root"))
+    files.append(deploy_hook_file(s))
     return files
 
 
@@ -97,15 +99,121 @@ class CertbotDirs:
         return ["--config-dir", self.config, "--work-dir", self.work, "--logs-dir", self.logs]
 
 
-HOST_NGINX_TEST = ("nginx", "-t")
-HOST_NGINX_RELOAD = ("systemctl", "reload", "nginx")
+# Debian's nginx.conf: `user www-data;`. The workers read the certificate at each handshake.
+NGINX_WORKER_USER = "www-data"
 
 
-def deploy_hook(validate=HOST_NGINX_TEST, reload=HOST_NGINX_RELOAD) -> str:
-    """What certbot runs after each issuance and renewal: reload Nginx onto the new
-    certificate, but only if its configuration is valid (a broken config must not take the
-    running site down at 3 a.m.: the old workers keep the old certificate until fixed)."""
-    return shell.join(shell.chain(list(validate), list(reload)))
+def deploy_hook_path(s: HostSettings) -> str:
+    """What certbot runs after each issuance and renewal (stored in its renewal configuration
+    as ``renew_hook``)."""
+    return f"{s.config_dir}/certbot-deploy-hook"
+
+
+def deploy_hook_file(s: HostSettings) -> RemoteFile:
+    """The deploy hook: copy certbot's new certificate and key into the one file Nginx reads
+    at each handshake, atomically, after checking it. No reload: Nginx names that file through
+    a variable (site.conf), so new handshakes get the new certificate and no connection is
+    closed. ``--check`` checks the installed file without changing anything."""
+    if not s.domain:
+        raise ValueError("deploy_hook_file needs a domain")
+    text = DEPLOY_HOOK_SCRIPT.format(
+        pem=shell.join([s.tls_certificate_file]),
+        user=shell.join([NGINX_WORKER_USER]),
+        group=shell.join([s.web_group]),
+    )
+    return RemoteFile(deploy_hook_path(s), text, "0755", "root", "root")
+
+
+DEPLOY_HOOK_SCRIPT = r"""#!/bin/sh
+# Managed by dropstack (fab provision); edits here are overwritten.
+# certbot's deploy hook (renew_hook in /etc/letsencrypt/renewal/): install the renewed
+# certificate and key, as one file, where Nginx's workers read them at each handshake.
+# No reload: no kept-alive connection is closed by a renewal. See docs/tls.md, "Renewal".
+set -eu
+pem={pem}
+user={user}
+group={group}
+
+# The file as Nginx's workers will read it: as the worker user, the certificate (with its
+# chain) and the key parse, the key is the certificate's, and the certificate is in date.
+check() {{
+  runuser -u "$user" -- openssl x509 -noout -checkend 0 -in "$1" >/dev/null ||
+    {{ echo "$1: no certificate in date that $user can read" >&2; return 1; }}
+  cert_key=$(runuser -u "$user" -- openssl x509 -noout -pubkey -in "$1") &&
+  key=$(runuser -u "$user" -- openssl pkey -pubout -in "$1") ||
+    {{ echo "$1: no private key that $user can read" >&2; return 1; }}
+  [ "$cert_key" = "$key" ] || {{ echo "$1: the key does not match the certificate" >&2; return 1; }}
+}}
+
+if [ "${{1:-}}" = "--check" ]; then check "$pem"; exit; fi
+
+lineage=${{RENEWED_LINEAGE:?certbot sets RENEWED_LINEAGE}}
+dir=$(dirname "$pem")
+install -d -m 0750 -o root -g "$group" "$dir"
+tmp=$(mktemp "$dir/.new.XXXXXX")  # 0600 while the key is written
+trap 'rm -f "$tmp"' EXIT
+cat "$lineage/fullchain.pem" "$lineage/privkey.pem" >"$tmp"
+chgrp "$group" "$tmp"
+chmod 0640 "$tmp"
+check "$tmp"
+if [ -f "$pem" ] && cmp -s "$tmp" "$pem"; then exit 0; fi
+# rename(2): a handshake reads the old file or the new one, never a mix of two.
+mv -f "$tmp" "$pem"
+trap - EXIT
+"""
+
+
+def install_certificate_command(s: HostSettings) -> list[str]:
+    """Run the deploy hook on certbot's current certificate (a host whose certificate predates
+    the hook, or whose Nginx file is missing)."""
+    return ["env", f"RENEWED_LINEAGE={s.tls_cert_dir}", deploy_hook_path(s)]
+
+
+def check_certificate_command(s: HostSettings) -> list[str]:
+    """The installed file exists, the worker user can read it, its key matches: what `nginx -t`
+    can no longer tell, since the site names the file through a variable."""
+    return [deploy_hook_path(s), "--check"]
+
+
+def renewal_conf_path(s: HostSettings, config_dir: str = "/etc/letsencrypt") -> str:
+    return f"{config_dir}/renewal/{s.domain}.conf"
+
+
+def renewal_settings(s: HostSettings) -> dict[str, str]:
+    """What certbot's renewal configuration must say: renew with the same key (so the file
+    Nginx reads never pairs a new key with an old certificate, see docs/tls.md) and run this
+    hook, not a reload."""
+    return {"renew_hook": deploy_hook_path(s), "reuse_key": "True"}
+
+
+def renewal_differences(s: HostSettings, conf: str) -> list[str]:
+    """The ``[renewalparams]`` lines of certbot's renewal configuration that differ."""
+    lines = (line.partition("=") for line in conf.splitlines())
+    have = {name.strip(): value.strip() for name, equals, value in lines if equals}
+    return [f"{k} = {v}" for k, v in renewal_settings(s).items() if have.get(k) != v]
+
+
+def renewal_settings_command(s: HostSettings, path: str) -> list[str]:
+    """Set the lines in place (certbot 2.1 has no `certbot reconfigure`); the rest is kept."""
+    pairs = [word for item in renewal_settings(s).items() for word in item]
+    return shell.script(RENEWAL_SETTINGS_SCRIPT, path, *pairs, name="renewal")
+
+
+# $1 the file, then name/value pairs. A name's line is replaced, or added after
+# [renewalparams]; the file is rewritten atomically.
+RENEWAL_SETTINGS_SCRIPT = r"""file=$1; shift
+tmp=$(mktemp "$file.XXXXXX")
+cp -p "$file" "$tmp"
+while [ $# -ge 2 ]; do
+  name=$1; value=$2; shift 2
+  if grep -q "^$name *=" "$tmp"; then
+    sed -i "s|^$name *=.*|$name = $value|" "$tmp"
+  else
+    sed -i "/^\[renewalparams\]/a $name = $value" "$tmp"
+  fi
+done
+mv -f "$tmp" "$file"
+"""
 
 
 def certonly_command(
@@ -118,8 +226,8 @@ def certonly_command(
         "env", f"REQUESTS_CA_BUNDLE={ca_bundle_path(s, acme)}",
         "certbot", "certonly", "--non-interactive", "--agree-tos",
         "--register-unsafely-without-email", "--webroot", "-w", s.acme_webroot,
-        "-d", s.domain, "--server", acme.directory,
-        "--deploy-hook", hook if hook is not None else deploy_hook(),
+        "-d", s.domain, "--server", acme.directory, "--reuse-key",
+        "--deploy-hook", hook if hook is not None else deploy_hook_path(s),
         *(dirs.options() if dirs else []),
     ]  # fmt: skip
     return certify_script(s.domain, acme.directory, certbot)

@@ -133,10 +133,12 @@ class Load:
 
 
 @contextmanager
-def steady_load(address: str, seconds: int, connections: int = 4, domain: str | None = None):
+def steady_load(address: str, seconds: int, connections: int = 4, domain: str | None = None,
+                port: int | None = None):  # fmt: skip
     """Two wrk runs against Nginx for a bounded time, read after the block ends. With a
     ``domain`` they go over HTTPS to the address with the domain as Host (plain HTTP only
-    redirects there); wrk sends the address as SNI, which the site's server_name lists."""
+    redirects there); wrk sends the address as SNI, which the site's server_name lists.
+    ``port``: other than 80/443 (the loopback TLS tests)."""
     if not shutil.which("wrk"):
         pytest.skip("wrk is not installed (bin/setup installs it)")
     assert ipaddress.ip_address(address) in LOCAL_TEST_NET or address.startswith("127.")
@@ -151,7 +153,7 @@ def steady_load(address: str, seconds: int, connections: int = 4, domain: str | 
                 "5s",
                 "-s",
                 str(LOAD_SCRIPT),
-                f"{'https' if domain else 'http'}://{address}",
+                f"{'https' if domain else 'http'}://{address}" + (f":{port}" if port else ""),
                 "--",
                 kind,
                 *([domain] if domain else []),

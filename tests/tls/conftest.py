@@ -3,8 +3,9 @@ server (pebble-challtestsrv), a real Nginx serving the rendered site, and real c
 
 The order is provisioning's: the site is first served over HTTP with the ACME webroot, certbot
 (the very command ``fab provision`` runs, pointed at temporary directories) obtains the
-certificate over HTTP-01 from pebble, then the HTTPS site is rendered, validated with
-``nginx -t`` and reloaded. The one change from a host: loopback ports instead of 80 and 443
+certificate over HTTP-01 from pebble and its deploy hook installs it for Nginx, then the HTTPS
+site is rendered, validated with ``nginx -t`` and the hook's certificate check, and reloaded.
+The one change from a host: loopback ports instead of 80 and 443
 (pebble's ``httpPort`` is the test Nginx's HTTP port). Everything is torn down afterwards.
 """
 
@@ -107,9 +108,8 @@ class TlsSite:
         return ["nginx", *self.nginx_args, "-g", f"pid {self.root}/nginx.pid;", "-s", "reload"]
 
     def hook(self) -> str:
-        """The deploy hook provisioning gives certbot, with this Nginx's test and reload."""
-        test = ["nginx", "-t", "-q", *self.nginx_args, "-g", f"pid {self.root}/nginx.pid;"]
-        return tls.deploy_hook(validate=test, reload=self.reload_command())
+        """The deploy hook provisioning gives certbot (written with this site's paths)."""
+        return tls.deploy_hook_path(self.settings)
 
     def certonly(self, domain: str = DOMAIN, directory: str | None = None):
         """The command ``fab provision`` runs (tls.certonly_command), pointed at this site."""
@@ -140,6 +140,8 @@ class TlsSite:
         self.write_site(replace(self.settings, tls_certificate_ready=True))
         result = nginx_t(self.root)
         assert result.returncode == 0, result.stderr
+        check = run_as_root(tls.check_certificate_command(self.settings), check=False)
+        assert check.returncode == 0, check.stderr
         run_as_root(self.reload_command())
         # A reload is asynchronous: wait until the new workers answer on 443.
         wait_for_port(self.https_port, self.nginx, "nginx, on the HTTPS port after the reload")
@@ -206,6 +208,8 @@ def site(world_readable_dir: Path) -> Iterator[TlsSite]:
         http_only = HostSettings(
             vpc_cidr=VPC, app_root=str(root / "srv/dropstack"), listen_ipv6=False, domain=DOMAIN,
             tls_certificate_ready=False, config_dir=str(root / "etc-dropstack"),
+            # wrk sends the address as its SNI; a host's server_name lists its address too.
+            extra_server_names=("127.0.0.1",),
         )  # fmt: skip
         http_only = build_nginx_tree(root, http_only)
         http_only = replace(http_only, tls_cert_dir=f"{letsencrypt}/live/{DOMAIN}")
@@ -214,10 +218,12 @@ def site(world_readable_dir: Path) -> Iterator[TlsSite]:
         keep_nginx_temp_files_in(root, Path(http_only.nginx_dir, "nginx.conf"))
         site = TlsSite(root, http_only, http_port, https_port, local_ca, dirs)
         site.write_site(http_only)
-        # The "certbot's certificate authority" step: the CA bundle certbot is given.
+        # The "certbot's certificate authority" step: the CA bundle certbot is given, and the
+        # deploy hook.
         for file in tls.acme_files(http_only, local_ca.acme):
             if file.path.startswith(http_only.config_dir):
                 Path(file.path).write_text(file.content)
+                Path(file.path).chmod(int(file.mode, 8))
         assert nginx_t(root).returncode == 0, nginx_t(root).stderr
 
         app = serve_app(http_only.paths.live_socket)
