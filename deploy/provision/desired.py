@@ -29,7 +29,9 @@ BASE_PACKAGES = (
     "systemd-timesyncd",  # NTP
     "ca-certificates",
 )
-TLS_PACKAGES = ("certbot",)
+# openssl: certbot's deploy hook checks the certificate and key it installs for Nginx (and `fab
+# status` reads the expiry) with the openssl command, which a minimal image may lack.
+TLS_PACKAGES = ("certbot", "openssl")
 # psycopg ships its own libpq in the binary wheel, so the host needs no PostgreSQL client library.
 
 
