@@ -16,12 +16,11 @@ from deploy import shell
 from deploy.backup import provision as backup_provision
 from deploy.backup.settings import BackupLayout
 from deploy.host_model import SLOTS, HostSettings
-from deploy.provision import baseline, database, desired, templates, tls
+from deploy.provision import baseline, database, desired, site_steps, templates, tls
 from deploy.provision import facts as f
 from deploy.provision.backup_step import backup_files, backup_job
 from deploy.provision.change import (
     Change,
-    Command,
     Target,
     Unsupported,
     ensure_running,
@@ -38,7 +37,7 @@ def wanted_paths(t: Target) -> list[str]:
     files += templates.nginx_files(t.settings) + templates.systemd_files(t.settings)
     if t.settings.obtains_certificate:
         files += templates.nginx_files(replace(t.settings, tls_certificate_ready=False))
-        files += tls.acme_files(t.settings, acme_settings(t))
+        files += tls.acme_files(t.settings, site_steps.acme_settings(t))
     files += backup_files(t)
     paths = [file.path for file in files] + [desired.LOGIN_DEFS_PATH, "/etc/fstab"]
     return sorted({*paths, desired.SYSSTAT_DEFAULT_PATH})
@@ -264,117 +263,6 @@ def replace_link_command(target: str, link: str) -> list[str]:
     return shell.chain(["ln", "-sfn", target, link + ".tmp"], ["mv", "-T", link + ".tmp", link])
 
 
-def nginx_activation(facts: f.HostFacts) -> tuple[Command, ...]:
-    start = ["systemctl", "reload"] if facts.active("nginx") else ["systemctl", "enable", "--now"]
-    return (root(["nginx", "-t"]), root([*start, "nginx"]))
-
-
-def nginx_changes(t: Target, facts: f.HostFacts, s: HostSettings, summary: str) -> list[Change]:
-    """The site's files from the templates, `nginx -t` before they stay, then a reload."""
-    commands, detail = [], []
-    for path in templates.nginx_obsolete_paths(s):
-        if path in facts.present:
-            commands.append(root(["rm", "-f", path]))
-            detail.append(f"- {path}")
-    for link, target in templates.nginx_symlinks(s).items():
-        if facts.links.get(link) != target:
-            commands.append(root(["ln", "-sfn", target, link]))
-            detail.append(f"~ {link} -> {target}")
-    files = file_changes(t, facts, templates.nginx_files(s), summary)
-    if files:
-        detail += files[0].detail
-    if not (commands or files or not facts.active("nginx")):
-        return []
-    if not (commands or files):
-        detail.append("~ nginx: inactive -> active")
-    # The site names its certificate through a variable, so nginx -t no longer opens it: the
-    # deploy hook's check does (present, readable by the workers, key matching).
-    validate, validate_name = ["nginx", "-t"], "nginx -t"
-    if s.tls:
-        validate = shell.chain(validate, tls.check_certificate_command(s))
-        validate_name = "nginx -t and the certificate check"
-    return [
-        Change(
-            summary,
-            commands=tuple(commands),
-            files=files[0].files if files else (),
-            validate=root(validate),
-            validate_name=validate_name,
-            then=nginx_activation(facts),
-            detail=tuple(detail),
-        )
-    ]
-
-
-def acme_settings(t: Target) -> tls.Acme:
-    try:
-        return tls.acme_from_inventory(t.inv)
-    except tls.AcmeError as exc:
-        raise Unsupported(str(exc)) from None
-
-
-def acme_client(t: Target, facts: f.HostFacts) -> list[Change]:
-    """certbot's CA bundle, the drop-in giving certbot's timer the same one (renewals go to
-    the CA stored in the renewal configuration: the inventory's acme_directory), and the
-    deploy hook that installs each certificate for Nginx."""
-    files = tls.acme_files(t.settings, acme_settings(t))
-    reload = (root(["systemctl", "daemon-reload"]),)
-    return file_changes(t, facts, files, "certbot's CA and deploy hook", then=reload)
-
-
-def tls_certificate(t: Target, facts: f.HostFacts) -> list[Change]:
-    """First pass with a domain and no certificate yet: serve HTTP with the ACME webroot so
-    certbot can prove the domain, then obtain it. certbot's timer renews it; its deploy hook
-    installs it where Nginx reads it at each handshake (no reload). If certbot fails, the step
-    fails with one line naming the domain and the cause, and the host keeps serving HTTP: the
-    HTTPS site is only rendered (and checked) by a later step, once the certificate exists."""
-    s = t.settings
-    if not s.obtains_certificate or f"{s.tls_cert_dir}/fullchain.pem" in facts.present:
-        return []
-    http_only = replace(s, tls_certificate_ready=False)
-    site = nginx_changes(t, facts, http_only, "nginx site over http for certbot")
-    certbot = root(certbot_command(s, acme_settings(t)))
-    detail = (*(site[0].detail if site else ()), f"+ certificate for {s.domain} (certbot)")
-    if site:
-        return [replace(site[0], then=(*site[0].then, certbot), detail=detail)]
-    return [Change(f"certificate for {s.domain}", commands=(certbot,), detail=detail)]
-
-
-def certbot_command(s: HostSettings, acme: tls.Acme) -> list[str]:
-    """certbot certonly over HTTP-01 against the inventory's CA (tls.certonly_command)."""
-    return tls.certonly_command(s, acme)
-
-
-def tls_renewal(t: Target, facts: f.HostFacts) -> list[Change]:
-    """Once certbot has the certificate: its renewals keep the key and run the deploy hook, not
-    a reload (a lineage from before the hook said `nginx -t && systemctl reload nginx`), and
-    Nginx's file exists (the hook writes it; a host from before the hook gets it here)."""
-    s = t.settings
-    if f"{s.tls_cert_dir}/fullchain.pem" not in facts.present:
-        return []  # certbot failed or never ran: the certificate step said why
-    changes = []
-    wanted = tls.renewal_differences(s, facts.certbot_renewal)
-    if wanted:
-        path = tls.renewal_conf_path(s)
-        changes.append(Change("certbot renews with the same key, without reloading nginx",
-                              commands=(root(tls.renewal_settings_command(s, path)),),
-                              detail=tuple(f"~ {path}: {line}" for line in wanted)))  # fmt: skip
-    if s.tls_certificate_file not in facts.present:
-        mode = f"0640 root:{s.web_group}"
-        detail = f"+ {s.tls_certificate_file} (certbot's certificate and key, {mode})"
-        changes.append(Change("certificate file for nginx",
-                              commands=(root(tls.install_certificate_command(s)),),
-                              detail=(detail,)))  # fmt: skip
-    return changes
-
-
-def nginx_site(t: Target, facts: f.HostFacts) -> list[Change]:
-    s = t.settings
-    if s.obtains_certificate and f"{s.tls_cert_dir}/fullchain.pem" not in facts.present:
-        s = replace(s, tls_certificate_ready=False)
-    return nginx_changes(t, facts, s, "nginx site")
-
-
 def host_firewall(t: Target, facts: f.HostFacts) -> list[Change]:
     if desired.ufw_is_as_wanted(facts.ufw):
         return []
@@ -430,10 +318,10 @@ STEPS: tuple[tuple[str, Operation], ...] = (
     ("systemd units for gunicorn", systemd_units),
     # Before any Nginx site: the static upstream names the link, so a serving host needs it first.
     ("live slot link", live_link),
-    ("certbot's certificate authority", acme_client),
-    ("tls certificate (certbot)", tls_certificate),
-    ("tls renewal without reload", tls_renewal),
-    ("nginx site", nginx_site),
+    ("certbot's certificate authority", site_steps.acme_client),
+    ("tls certificate (certbot)", site_steps.tls_certificate),
+    ("tls renewal without reload", site_steps.tls_renewal),
+    ("nginx site", site_steps.nginx_site),
     ("host firewall (ufw)", host_firewall),
     *baseline.BEFORE_SSHD,
     ("sshd hardening", sshd),
@@ -448,7 +336,7 @@ def steps_for(settings: HostSettings, first: bool = True) -> tuple[tuple[str, Op
     """The steps this host runs: the certificate steps only with a domain the host serves
     HTTPS for itself (not behind a balancer that ends TLS); the database, which all hosts
     share, and its backup, from the first host only."""
-    tls_steps = {acme_client, tls_certificate, tls_renewal}
+    tls_steps = {site_steps.acme_client, site_steps.tls_certificate, site_steps.tls_renewal}
     skipped = (tls_steps if not settings.obtains_certificate else set()) | (
         {database_privileges, backup_job} if not first else set()
     )

@@ -1,7 +1,7 @@
 """The site's certificate: which ACME CA issues it, the certbot commands and what their
 failures mean, and how long each certificate on a host has left.
 
-Pure functions only. ``operations.tls_certificate`` and ``acme_client`` plan with them;
+Pure functions only. ``site_steps.tls_certificate`` and ``acme_client`` plan with them;
 ``fab status`` runs ``certificates_probe_command`` and reads it with ``parse_certificates``.
 
 The CA comes from the inventory: ``acme_directory`` (an ACME directory URL; empty: Let's

@@ -19,7 +19,7 @@ from deploy.local import acme
 from deploy.local.load_balancer import certificate_command, haproxy_config, intermediate_ciphers
 from deploy.local.network import ACME_ADDRESS, largest_plan, plan_stack, site_address
 from deploy.local.outputs import local_inventory
-from deploy.provision import operations
+from deploy.provision import operations, site_steps
 from deploy.provision.templates import render_site_files
 from deploy.provision.tls import LETS_ENCRYPT_DIRECTORY, CertbotDirs
 from deploy.shell import join
@@ -212,7 +212,7 @@ def test_droplets_behind_a_tls_balancer_get_no_certificate():
     s = droplet_behind_the_balancer()
     assert s.tls_at_load_balancer and not s.tls and not s.obtains_certificate and s.sends_hsts
     steps = [step for _, step in operations.steps_for(s)]
-    assert operations.tls_certificate not in steps and operations.acme_client not in steps
+    assert site_steps.tls_certificate not in steps and site_steps.acme_client not in steps
 
 
 def test_droplets_behind_a_tls_balancer_send_hsts_and_pass_on_its_scheme():

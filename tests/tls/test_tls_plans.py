@@ -14,7 +14,7 @@ import pytest
 from deploy.host_model import HostSettings
 from deploy.inventory import Inventory
 from deploy.provision import facts as f
-from deploy.provision import operations, tls
+from deploy.provision import operations, site_steps, tls
 from deploy.provision.templates import render
 from tests.deploy.test_templates import make_certificate
 from tests.loopback import world_readable_tempdir
@@ -237,7 +237,7 @@ def test_a_host_from_before_the_hook_gets_the_settings_and_the_file() -> None:
     old = "[renewalparams]\nrenew_hook = nginx -t && systemctl reload nginx\n"
     facts = f.HostFacts(present=frozenset({f"{S.tls_cert_dir}/fullchain.pem"}),
                         certbot_renewal=old)  # fmt: skip
-    settings, file = operations.tls_renewal(t, facts)
+    settings, file = site_steps.tls_renewal(t, facts)
     assert settings.detail == (
         "~ /etc/letsencrypt/renewal/app.example.com.conf: "
         "renew_hook = /etc/dropstack/certbot-deploy-hook",
@@ -252,14 +252,14 @@ def test_a_host_from_before_the_hook_gets_the_settings_and_the_file() -> None:
         present=frozenset({f"{S.tls_cert_dir}/fullchain.pem", S.tls_certificate_file}),
         certbot_renewal="renew_hook = /etc/dropstack/certbot-deploy-hook\nreuse_key = True\n",
     )
-    assert operations.tls_renewal(t, done) == []
-    assert operations.tls_renewal(t, f.HostFacts()) == []
+    assert site_steps.tls_renewal(t, done) == []
+    assert site_steps.tls_renewal(t, f.HostFacts()) == []
 
 
 def test_the_https_site_is_checked_with_the_hooks_check_too() -> None:
-    (change,) = operations.nginx_changes(tls_target(), f.HostFacts(), S, "nginx site")
+    (change,) = site_steps.nginx_changes(tls_target(), f.HostFacts(), S, "nginx site")
     assert change.validate_name == "nginx -t and the certificate check"
     assert "/etc/dropstack/certbot-deploy-hook --check" in " ".join(change.validate)
     http_only = replace(S, tls_certificate_ready=False)
-    (change,) = operations.nginx_changes(tls_target(), f.HostFacts(), http_only, "nginx site")
+    (change,) = site_steps.nginx_changes(tls_target(), f.HostFacts(), http_only, "nginx site")
     assert change.validate_name == "nginx -t"
