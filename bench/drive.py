@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deploy.inventory import Inventory, load_inventory
-from deploy.shell import as_root, join
+from deploy.shell import Command, as_root, join
 from deploy.steps import read_step_log
 from deploy.targets import connect
 
@@ -123,8 +123,11 @@ class WebHost:
         self.name, self.public_ip = host.name, host.public_ip
         self.c = connect(inv, host)
 
-    def run(self, command: str, warn: bool = False, timeout: float = 300):
-        return self.c.run(command, hide=True, warn=warn, in_stream=False, timeout=timeout)
+    def run(self, command: str | Command, warn: bool = False, timeout: float = 300):
+        """A shell string, or a token list from the release code's builders (joined and quoted
+        in the one place, deploy.shell.join)."""
+        line = command if isinstance(command, str) else join(command)
+        return self.c.run(line, hide=True, warn=warn, in_stream=False, timeout=timeout)
 
     def root(self, script: str, warn: bool = False, timeout: float = 300):
         return self.run(join(as_root(["sh", "-c", script])), warn=warn, timeout=timeout)

@@ -138,3 +138,25 @@ def test_the_reload_fails_with_a_reason(tmp_path, env, code, says):
     done, _ = run_reload_script(tmp_path, **env)
     assert done.returncode == code
     assert says in done.stdout
+
+
+def test_a_web_host_runs_token_lists_joined_in_one_place():
+    """The release code's probes are token lists (deploy.release.state.probe_command): the
+    bench's host joins them, as the release tasks do, instead of handing Fabric a list."""
+    from bench.drive import WebHost
+    from deploy.host_model import HostSettings
+    from deploy.release.state import probe_command
+    from deploy.shell import join
+
+    ran = []
+
+    class Recorder:
+        def run(self, line, **_):
+            ran.append(line)
+
+    host = WebHost.__new__(WebHost)
+    host.c = Recorder()
+    command = probe_command(HostSettings().paths)
+    host.run(command)
+    host.run("nproc")
+    assert ran == [join(command), "nproc"]
