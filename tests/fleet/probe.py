@@ -72,6 +72,15 @@ class Probe:
         bad = [t for t, ok in self.results if not ok]
         return round(bad[-1] - bad[0], 1) if bad else 0.0
 
+    def ok_after_last_failure(self) -> int:
+        """How many requests succeeded after the last failed one (all of them with none)."""
+        count = 0
+        for _, ok in reversed(self.results):
+            if not ok:
+                break
+            count += 1
+        return count
+
     def ok_since(self, seconds: float) -> bool:
         """Every request of the last ``seconds`` succeeded (and there were some)."""
         now = time.monotonic()
