@@ -41,7 +41,9 @@ class Probe:
                 conn.request("GET", self.path, headers={"Host": self.domain or self.address})
                 ok = conn.getresponse().status == 200
                 conn.close()
-            except OSError:
+            except (OSError, http.client.HTTPException):
+                # A balancer switching backends may answer a malformed or cut-off response
+                # (HTTPException, not OSError): a failed request, never the end of the probe.
                 ok = False
             self.results.append((started, ok))
             self._stop.wait(self.interval)
