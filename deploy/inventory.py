@@ -59,6 +59,13 @@ ACME_KEYS: dict[str, str] = {
     "acme_directory": "the ACME directory URL certbot uses, or '' (Let's Encrypt)",
     "acme_ca_cert": "PEM CA certificate of the ACME server's own HTTPS, or '' (system store)",
 }
+# Optional too: the backup bucket's HTTPS CA. Spaces' certificate chains to a public CA (a
+# Pulumi stack exports none); the local stack's object storage stand-in has a CA of its own.
+BACKUP_CA_KEYS: dict[str, str] = {
+    "backup_ca_cert": "PEM CA certificate of the backup endpoint's HTTPS, or '' (system store)",
+}
+# Every optional key an inventory may carry, in the order a local inventory writes them.
+EXTRA_KEYS: dict[str, str] = {**ACME_KEYS, **BACKUP_CA_KEYS}
 
 DEFAULT_STATE_DIR = "/var/lib/dropstack/local"
 
@@ -125,7 +132,7 @@ def parse_inventory(data: object, source: str) -> Inventory:
             f"{source}: web_names, web_public_ips and web_private_ips must be equally long lists"
         )
     values = {k: data[k] for k in INVENTORY_KEYS}
-    values.update({k: data[k] for k in ACME_KEYS if data.get(k)})
+    values.update({k: data[k] for k in EXTRA_KEYS if data.get(k)})
     values.update({k: values[k] or None for k in OPTIONAL_KEYS})
     return Inventory(source=source, data=values)
 

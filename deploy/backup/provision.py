@@ -25,6 +25,11 @@ def files(settings: HostSettings, backup: BackupSettings, bucket: Bucket) -> lis
         return []
     return [
         RemoteFile(layout.recipients_file, backup.recipient + "\n", "0644", "root", "root"),
+        *(
+            [RemoteFile(layout.ca_file, bucket.ca_cert, "0644", "root", "root")]
+            if bucket.ca_cert
+            else []
+        ),
         RemoteFile(layout.env_file, job_environment(layout, bucket, backup), "0600", secret=True),
         *templates.backup_units(settings, backup, layout),
     ]

@@ -124,6 +124,8 @@ class Bucket:
     region: str
     access_key_id: str
     secret_access_key: str
+    # PEM CA of the endpoint's HTTPS: '' for Spaces (a public CA); the local stand-in's own.
+    ca_cert: str = ""
 
     @classmethod
     def from_inventory(cls, data: Mapping[str, Any]) -> Bucket:
@@ -138,6 +140,7 @@ class Bucket:
             region=data["backup_region"],
             access_key_id=data["backup_access_key_id"],
             secret_access_key=data["backup_secret_access_key"],
+            ca_cert=data.get("backup_ca_cert") or "",
         )
         if not re.fullmatch(r"https?://[A-Za-z0-9.:\[\]-]+/?", bucket.endpoint):
             raise SettingsError(f"backup_endpoint: {bucket.endpoint!r} is not an http(s) URL")
@@ -188,6 +191,11 @@ class BackupLayout:
         return f"{self.host.config_dir}/backup-recipients.txt"
 
     @property
+    def ca_file(self) -> str:
+        """The bucket endpoint's CA, when the inventory names one (the local stand-in)."""
+        return f"{self.host.config_dir}/backup-ca.pem"
+
+    @property
     def state_dir(self) -> str:
         """systemd's StateDirectory= of the backup unit: status.json and drill.json."""
         return f"{self.state_root}/{self.state_directory_name}"
@@ -221,6 +229,7 @@ def job_environment(layout: BackupLayout, bucket: Bucket, settings: BackupSettin
         "BACKUP_PREFIX": settings.prefix or layout.host.app_name,
         "BACKUP_RECIPIENTS_FILE": layout.recipients_file,
         "BACKUP_STATE_DIR": layout.state_dir,
+        **({"BACKUP_S3_CA_CERT": layout.ca_file} if bucket.ca_cert else {}),
         **bucket.rclone_variables(),
     }
     return desired.env_file_content(values)

@@ -64,14 +64,18 @@ class TlsMaterial:
     server_key_pem: str
 
 
-def make_tls_material(db_address: str, *, now: datetime.datetime | None = None) -> TlsMaterial:
-    """A fresh CA and a server certificate for ``db_address`` (as IP SAN) signed by it.
+def make_tls_material(
+    db_address: str, *, now: datetime.datetime | None = None,
+    ca_common_name: str = "dropstack local database CA",
+) -> TlsMaterial:  # fmt: skip
+    """A fresh CA and a server certificate for ``db_address`` (as IP SAN) signed by it (the
+    object storage stand-in gets its own, with its own ``ca_common_name``).
 
     The CA's private key is not returned: nothing signs with it again, so it is never stored.
     """
     now = now or datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "dropstack local database CA")])
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, ca_common_name)])
     ca_cert = (
         x509.CertificateBuilder()
         .subject_name(ca_name)

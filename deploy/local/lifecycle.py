@@ -20,7 +20,7 @@ from pathlib import Path
 import paramiko
 from invoke.exceptions import UnexpectedExit
 
-from deploy.local import acme_setup, database, hosts, nftables
+from deploy.local import acme_setup, database, hosts, nftables, spaces_setup
 from deploy.local.access import (
     ensure_key_pair,
     port_answers,
@@ -117,6 +117,8 @@ def _up(
     say("firewall: nft table inet dropstack (cloud firewall, NAT to package archives)")
     _apply_firewall(plan, nameservers, db_pool)
     ca = acme_setup.start_ca(paths, plan, domain, say) if domain else None
+    if plan.spaces:
+        spaces_setup.start(paths, plan, say)
 
     for host in plan.hosts:
         say(f"{host.name}: fresh root on the {host.role} image, booting")
@@ -194,7 +196,8 @@ def _restart_stopped(
     intact = mounted and all(Path(n.netns_path).exists() for n in plan.namespaces)
     lb_down = plan.lb is not None and not load_balancers()
     ca_down = plan.acme is not None and not acme_setup.ca_running()
-    if not (stopped or lb_down or ca_down) or not intact:
+    spaces_down = plan.spaces is not None and not spaces_setup.running()
+    if not (stopped or lb_down or ca_down or spaces_down) or not intact:
         return False
     started = time.monotonic()
     if ca_down and domain:
@@ -203,6 +206,10 @@ def _restart_stopped(
         say("acme: pebble or challtestsrv is not running; starting both again (pebble keeps "
             "no state: a new issuing root, the DNS records added again)")  # fmt: skip
         acme_setup.start_ca(paths, plan, domain, say)
+    if spaces_down:
+        say("spaces: the S3 stand-in is not running; starting it again (it keeps objects in "
+            "memory only: the bucket starts empty, and the next backup fills it)")  # fmt: skip
+        spaces_setup.start(paths, plan, say)
     if lb_down:
         say("lb: HAProxy is not running; starting it again")
         pem = paths.root / "lb" / "certificate.pem"
@@ -219,6 +226,7 @@ def _restart_stopped(
         [h.name for h in stopped]
         + (["the load balancer"] if lb_down else [])
         + (["the local CA"] if ca_down else [])
+        + (["the object storage stand-in"] if spaces_down else [])
     )
     say(f"up: {back} back in {time.monotonic() - started:.1f} s")
     return True
@@ -282,6 +290,7 @@ def _write_outputs(
         pool_size=db_pool,
         domain=domain,
         **_acme_keys(paths, domain),
+        backup_keys=spaces_setup.inventory_keys(paths) if plan.spaces else None,
     )
     write_private(paths.inventory, json.dumps(inventory.data, indent=2) + "\n")
 

@@ -15,7 +15,14 @@ from pathlib import Path
 from deploy.local import hosts, nftables
 from deploy.local.acme import is_ca_process_of
 from deploy.local.load_balancer import is_haproxy_of
-from deploy.local.network import ACME_ADDRESS, HostPlan, largest_plan, plan_stack
+from deploy.local.network import (
+    ACME_ADDRESS,
+    SPACES_ADDRESS,
+    HostPlan,
+    largest_plan,
+    plan_stack,
+)
+from deploy.local.spaces import is_server_process_of
 from deploy.local.state import LocalStackError, StatePaths, run
 
 
@@ -23,6 +30,7 @@ def leftover_parts(paths: StatePaths) -> list[str]:
     """Anything a local stack makes that exists now, by name (empty on a clean machine)."""
     found = [f"load balancer (pid {pid})" for pid in load_balancers()]
     found += [f"local CA process (pid {pid})" for pid in ca_processes()]
+    found += [f"object storage stand-in (pid {pid})" for pid in spaces_processes()]
     for host in largest_plan().namespaces:
         if nspawn_leaders(host):
             found.append(f"container {host.name}")
@@ -54,6 +62,7 @@ def is_running(paths: StatePaths, record: dict) -> bool:
         and all(nspawn_leaders(h) for h in plan.hosts)
         and (plan.lb is None or bool(load_balancers()))
         and (plan.acme is None or len(ca_processes()) == 2)
+        and (plan.spaces is None or bool(spaces_processes()))
     )
 
 
@@ -90,6 +99,15 @@ def ca_processes() -> list[int]:
         pid
         for pid, argv, state, _ in processes()
         if state != "Z" and is_ca_process_of(argv, ACME_ADDRESS)
+    ]
+
+
+def spaces_processes() -> list[int]:
+    """The object storage stand-in's S3 server (deploy/local/spaces.py)."""
+    return [
+        pid
+        for pid, argv, state, _ in processes()
+        if state != "Z" and is_server_process_of(argv, SPACES_ADDRESS)
     ]
 
 

@@ -24,6 +24,9 @@ LB_VPC_ADDRESS = "198.18.1.2"
 # The local ACME CA (pebble and its test DNS), with a domain: on the public side, as Let's
 # Encrypt is on the internet, reaching the site's address for HTTP-01 like any client.
 ACME_ADDRESS = "198.18.0.3"
+# The object storage stand-in (moto's S3 server, for Spaces): on the public side too, as Spaces
+# is reached over the internet, not the VPC.
+SPACES_ADDRESS = "198.18.0.4"
 MAX_WEB_COUNT = 10
 NETNS_DIR = "/run/netns"
 # Every interface this project creates in the root namespace starts with this, and nothing else
@@ -83,6 +86,7 @@ class StackPlan:
     db: HostPlan
     lb: HostPlan | None = None  # a namespace, not a container: HAProxy runs in it
     acme: HostPlan | None = None  # a namespace: pebble and pebble-challtestsrv, with a domain
+    spaces: HostPlan | None = None  # a namespace: the S3 server standing in for Spaces
 
     @property
     def hosts(self) -> tuple[HostPlan, ...]:
@@ -92,7 +96,7 @@ class StackPlan:
     @property
     def namespaces(self) -> tuple[HostPlan, ...]:
         """Everything with a network namespace and links: the hosts and the load balancer."""
-        return (*self.hosts, *(n for n in (self.lb, self.acme) if n))
+        return (*self.hosts, *(n for n in (self.lb, self.acme, self.spaces) if n))
 
     def host(self, name: str) -> HostPlan:
         for host in self.hosts:
@@ -144,13 +148,22 @@ def acme_host() -> HostPlan:
     )  # fmt: skip
 
 
+def spaces_host() -> HostPlan:
+    """The object storage stand-in: one public link, as the ACME CA (Spaces is outside the VPC)."""
+    return HostPlan(
+        name="spaces", role="spaces", netns="ds-spaces",
+        links=(Link("ds-spaces-pub", "eth0", SPACES_ADDRESS, 24),),
+    )  # fmt: skip
+
+
 def _nth(cidr: str, index: int) -> str:
     return str(ipaddress.ip_network(cidr)[index])
 
 
 def plan_stack(web_count: int, load_balancer: bool | None = None, acme: bool = False) -> StackPlan:
     """The stack's hosts. A load balancer whenever there is more than one web host (as infra/
-    creates one), or when asked for with one; the local ACME CA with a domain."""
+    creates one), or when asked for with one; the local ACME CA with a domain; always the
+    object storage stand-in (infra/ always makes the backup bucket unless told not to)."""
     if not 1 <= web_count <= MAX_WEB_COUNT:
         raise ValueError(f"web count must be 1..{MAX_WEB_COUNT}, not {web_count}")
     with_lb = web_count > 1 if load_balancer is None else load_balancer
@@ -159,6 +172,7 @@ def plan_stack(web_count: int, load_balancer: bool | None = None, acme: bool = F
         db=db_host(),
         lb=load_balancer_host() if with_lb else None,
         acme=acme_host() if acme else None,
+        spaces=spaces_host(),
     )
 
 

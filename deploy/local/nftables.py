@@ -26,6 +26,8 @@ from infra.firewall_rules import POSTGRES_PORT, FirewallRule
 # Encrypt's, and the two management APIs only this machine may use.
 ACME_API_PORT = 443
 ACME_MANAGEMENT_PORTS = (15000, 8055)
+# The object storage stand-in's HTTPS (deploy/local/spaces.py), as Spaces' endpoint.
+SPACES_PORT = 443
 
 TABLE_FAMILY = "inet"
 TABLE_NAME = "dropstack"
@@ -55,18 +57,22 @@ def ruleset(
     # The load balancer's address inside the VPC: what the droplets see its traffic come from.
     lb_peers = [lb.private_ip] if lb else []
 
-    acme = plan.acme
-    acme_links = _names(acme.root_link_names) if acme else None
+    # The services outside the VPC that the stack reaches (the ACME CA, the object storage
+    # stand-in), each with an <name>_inbound and <name>_outbound chain.
+    services = {n.name: _names(n.root_link_names) for n in (plan.acme, plan.spaces) if n}
 
     def lb_jumps(into: str, out: str) -> list[str]:
         return [f"iifname {lb_links} jump {out}", f"oifname {lb_links} jump {into}"] if lb else []
 
-    def acme_jumps() -> list[str]:
-        return (
-            [f"iifname {acme_links} jump acme_outbound", f"oifname {acme_links} jump acme_inbound"]
-            if acme
-            else []
-        )
+    def service_jumps(*directions: str) -> list[str]:
+        """``out``: packets a service sends; ``in``: packets sent to it."""
+        jumps = {"out": "iifname {links} jump {name}_outbound",
+                 "in": "oifname {links} jump {name}_inbound"}  # fmt: skip
+        return [
+            jumps[d].format(links=links, name=name)
+            for name, links in services.items()
+            for d in directions
+        ]
 
     db_sources = [a for tag in db_trusted_tags for a in _tag(tag_addresses, tag)]
     chains = [
@@ -82,7 +88,7 @@ def ruleset(
                 f"oifname {web_links} jump web_inbound",
                 f"oifname {db_links} jump db_inbound",
                 *lb_jumps("lb_inbound", "lb_outbound"),
-                *acme_jumps(),
+                *service_jumps("out", "in"),
                 f"oifname != {OURS} jump leave_machine",
             ],
         ),
@@ -100,7 +106,7 @@ def ruleset(
                 f"oifname {web_links} jump web_inbound",
                 f"oifname {db_links} jump db_inbound",
                 *([f"oifname {lb_links} jump lb_inbound"] if lb else []),
-                *([f"oifname {acme_links} jump acme_inbound"] if acme else []),
+                *service_jumps("in"),
             ],
         ),
         _chain(
@@ -112,7 +118,7 @@ def ruleset(
                 f"iifname {web_links} jump web_outbound",
                 f"iifname {db_links} jump db_outbound",
                 *([f"iifname {lb_links} jump lb_outbound"] if lb else []),
-                *([f"iifname {acme_links} jump acme_outbound"] if acme else []),
+                *service_jumps("out"),
             ],
         ),
         _chain(
@@ -162,7 +168,8 @@ def ruleset(
             if lb
             else []
         ),
-        *(_acme_chains(plan) if acme else []),
+        *(_acme_chains(plan) if plan.acme else []),
+        *(_spaces_chains(plan) if plan.spaces else []),
         _chain(
             "leave_machine",
             None,
@@ -219,6 +226,25 @@ def _acme_chains(plan: StackPlan) -> list[str]:
                 f'{REJECT} comment "the CA reaches only the site"',
             ],
         ),
+    ]
+
+
+def _spaces_chains(plan: StackPlan) -> list[str]:
+    """The object storage stand-in: HTTPS from the web hosts (the backup job) and this machine
+    (the operator's tools, the tests); it starts no connection of its own."""
+    clients = [ADMIN_CIDR.split("/")[0], *(h.public_ip or "" for h in plan.web)]
+    return [
+        _chain(
+            "spaces_inbound",
+            None,
+            [
+                f"tcp dport {SPACES_PORT} ip saddr {_set(clients)} accept"
+                ' comment "the S3 API: the backup job on the web hosts and this machine"',
+                "meta l4proto icmp accept",
+                REJECT,
+            ],
+        ),
+        _chain("spaces_outbound", None, [f'{REJECT} comment "object storage calls no one"']),
     ]
 
 

@@ -9,7 +9,7 @@ import signal
 import time
 from pathlib import Path
 
-from deploy.local import acme_setup, hosts, nftables
+from deploy.local import acme_setup, hosts, nftables, spaces_setup
 from deploy.local.lifecycle import IP_FORWARD, Say
 from deploy.local.machine import (
     alive,
@@ -66,6 +66,8 @@ def _down(paths: StatePaths, say: Say) -> None:
         removed.append("load balancer")
     if acme_setup.stop_ca():
         removed.append("local CA (pebble, challtestsrv)")
+    if spaces_setup.stop():
+        removed.append("object storage stand-in (moto)")
     _stop_containers(plan, say, removed)
     for host in plan.hosts:
         root = paths.host_root(host)
@@ -93,7 +95,7 @@ def _down(paths: StatePaths, say: Say) -> None:
         removed.append("nft table inet dropstack")
     if record and record.get("ip_forward_before") == "0":
         IP_FORWARD.write_text("0\n")
-    for path in (paths.hosts, paths.db, paths.root / "lb", paths.root / "acme"):
+    for path in (paths.hosts, paths.db, *(paths.root / d for d in ("lb", "acme", "spaces"))):
         if path.exists():
             shutil.rmtree(path)
             removed.append(str(path))
