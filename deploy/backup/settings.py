@@ -94,7 +94,8 @@ class BackupSettings:
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any] | None) -> BackupSettings:
-        section = _plain(_backup_section(config))
+        # null in fabric.yaml means the default (the keys are listed there for env overrides).
+        section = {k: v for k, v in _plain(_backup_section(config)).items() if v is not None}
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(section) - known)
         if unknown:

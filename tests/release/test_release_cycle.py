@@ -18,6 +18,7 @@ import pytest
 
 from tests.release.harness import (
     REPO,
+    assert_no_failures,
     fab,
     fab_background,
     fab_command,
@@ -47,18 +48,6 @@ def host_releases(c) -> list[str]:
 def audit_tail(c, n: int = 1) -> list[dict]:
     lines = on_host(c, f"tail -n {n} /srv/dropstack/audit.log").splitlines()
     return [json.loads(line) for line in lines]
-
-
-def assert_no_failures(load) -> None:
-    """No failed request, for clients that open a connection per request and for clients that
-    keep theirs alive alike: no non-2xx answer, no socket error of any kind. (Switching by
-    reloading Nginx cost keep-alive clients a few read errors per reload, as Nginx 1.22 closes
-    the idle client connections of the workers a reload retires; the live.sock switch never
-    reloads Nginx.)"""
-    for kind, r in load.results.items():
-        assert r["requests"] > 100, (kind, r)
-        errors = {k: r[k] for k in ("non2xx", "connect", "read", "write", "timeout")}
-        assert errors == dict.fromkeys(errors, 0), (kind, r)
 
 
 def releases_answering(load) -> set[str]:
