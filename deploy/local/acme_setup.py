@@ -9,7 +9,6 @@ two processes always start together, and the DNS records are added again each ti
 from __future__ import annotations
 
 import os
-import signal
 import ssl
 import subprocess
 import time
@@ -21,7 +20,7 @@ from pathlib import Path
 from deploy.local import acme
 from deploy.local.access import port_answers
 from deploy.local.load_balancer import certificate_command
-from deploy.local.machine import ca_processes, send_signal, wait_gone
+from deploy.local.machine import ca_processes, terminate
 from deploy.local.network import ACME_ADDRESS, HostPlan, StackPlan, site_address
 from deploy.local.state import DOWN_HINT, LocalStackError, StatePaths, run
 from deploy.provision.tls import CertbotDirs
@@ -94,11 +93,7 @@ def ca_running() -> bool:
 
 
 def stop_ca() -> list[int]:
-    pids = ca_processes()
-    for pid in pids:
-        send_signal(pid, signal.SIGTERM)
-    wait_gone(pids)
-    return pids
+    return terminate(ca_processes())
 
 
 def dns_request(ca: acme.AcmeCa, path_and_body: tuple[str, bytes]) -> None:

@@ -190,6 +190,14 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
+def terminate(pids: list[int]) -> list[int]:
+    """SIGTERM to each and wait for them to go; returns ``pids`` (empty: nothing was running)."""
+    for pid in pids:
+        send_signal(pid, signal.SIGTERM)
+    wait_gone(pids)
+    return pids
+
+
 def wait_gone(pids: list[int], seconds: float = 10) -> None:
     deadline = time.monotonic() + seconds
     while any(alive(p) for p in pids) and time.monotonic() < deadline:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import signal
 import subprocess
 import time
 from collections.abc import Callable
@@ -22,7 +21,7 @@ from pathlib import Path
 from deploy.local import spaces
 from deploy.local.access import port_answers
 from deploy.local.database import make_tls_material
-from deploy.local.machine import send_signal, spaces_processes, wait_gone
+from deploy.local.machine import spaces_processes, terminate
 from deploy.local.network import SPACES_ADDRESS, StackPlan
 from deploy.local.state import DOWN_HINT, LocalStackError, StatePaths, write_private
 
@@ -65,11 +64,7 @@ def running() -> bool:
 
 
 def stop() -> list[int]:
-    pids = spaces_processes()
-    for pid in pids:
-        send_signal(pid, signal.SIGTERM)
-    wait_gone(pids)
-    return pids
+    return terminate(spaces_processes())
 
 
 def access_key(stand_in: spaces.SpacesStandIn) -> tuple[str, str]:

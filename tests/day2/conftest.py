@@ -23,12 +23,6 @@ FAB = REPO / ".venv" / "bin" / "fab"
 APP = HostSettings().paths  # the default layout: the app's name, env file, units
 
 
-def pytest_collection_modifyitems(items):
-    for item in items:
-        if "tests/day2/" in str(item.fspath):
-            item.add_marker(pytest.mark.host)
-
-
 @pytest.fixture(scope="session")
 def fab():
     """`fab` from the repository, as an operator runs it (its output printed for the log)."""

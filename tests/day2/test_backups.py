@@ -22,6 +22,8 @@ from deploy.provision.database import admin_session
 from deploy.secrets.rotate import app_login
 from tests.day2.conftest import APP, app_password, backups_configured
 
+pytestmark = pytest.mark.host  # against the local droplet: bin/test's host cycle
+
 LAYOUT = BackupLayout(APP)
 PREFIX = BackupSettings().prefix or APP.app_name
 

@@ -7,7 +7,11 @@ from __future__ import annotations
 import json
 import time
 
+import pytest
+
 from tests.release.harness import steady_load
+
+pytestmark = pytest.mark.host  # against the local droplet: bin/test's host cycle
 
 MESSAGE = "Back at 10:00 <b>UTC</b>"
 

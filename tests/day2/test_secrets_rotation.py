@@ -8,10 +8,14 @@ from __future__ import annotations
 import base64
 import shlex
 
+import pytest
+
 from deploy.secrets.plan import FALLBACKS
 from deploy.secrets.rotate import login_works
 from tests.day2.conftest import APP, app_password, env_file
 from tests.release.harness import assert_no_failures, steady_load
+
+pytestmark = pytest.mark.host  # against the local droplet: bin/test's host cycle
 
 
 def live_process_environment(c) -> dict[str, str]:
