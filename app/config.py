@@ -41,6 +41,10 @@ DEFAULTS: dict[str, Any] = {
     # Old keys that still verify what they signed (Flask 3.1 tries them after SECRET_KEY), so a
     # rotation does not sign everyone out at once: comma-separated in the environment.
     "SECRET_KEY_FALLBACKS": (),
+    # A second password for DATABASE_URL's user, tried when the server refuses the first: a
+    # database password rotation sets it to the new password before the role changes, so the
+    # connections opened meanwhile log in either way (fab secrets.rotate, docs/operations.md).
+    "DATABASE_PASSWORD_FALLBACK": None,
     "MAX_CONTENT_LENGTH": 64 * 1024,
     "LOG_LEVEL": "INFO",
     "DROPSTACK_RELEASE": None,
@@ -63,6 +67,7 @@ ENVIRONMENT_VARIABLES = (
     "DATABASE_URL",
     "SECRET_KEY",
     "SECRET_KEY_FALLBACKS",
+    "DATABASE_PASSWORD_FALLBACK",
     "MAX_CONTENT_LENGTH",
     "LOG_LEVEL",
     "DROPSTACK_RELEASE",

@@ -2,8 +2,9 @@
 
 from dataclasses import dataclass
 
+import psycopg
 from flask import Flask, current_app, g
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import sqlalchemy_url
@@ -35,7 +36,7 @@ def create_database_engine(config: dict) -> Engine:
         # next transaction may get another server connection, where psycopg's server-side
         # prepared statements do not exist ("prepared statement _pg3_0 does not exist").
         connect_args["prepare_threshold"] = None
-    return create_engine(
+    engine = create_engine(
         url,
         connect_args=connect_args,
         # A pooled connection may have been cut by a database restart or failover; test it on
@@ -48,6 +49,32 @@ def create_database_engine(config: dict) -> Engine:
         # Waiting longer than this for a free connection means overload: fail the request.
         pool_timeout=5,
     )
+    fallback = config.get("DATABASE_PASSWORD_FALLBACK")
+    if fallback:
+        event.listen(engine, "do_connect", password_fallback(fallback))
+    return engine
+
+
+def password_refused(error: Exception) -> bool:
+    """The server refused the credentials (not a network or other failure)."""
+    text = str(error).lower()
+    return "password authentication failed" in text or "sasl authentication failed" in text
+
+
+def password_fallback(fallback: str):
+    """A ``do_connect`` hook: connect with the URL's password, and when the server refuses it,
+    once more with ``fallback``. A rotation changes the role's password between two restarts
+    of the app; a connection opened in between must not fail."""
+
+    def connect(dialect, _record, cargs, cparams):
+        try:
+            return dialect.connect(*cargs, **cparams)
+        except psycopg.OperationalError as error:
+            if not password_refused(error):
+                raise
+            return dialect.connect(*cargs, **{**cparams, "password": fallback})
+
+    return connect
 
 
 def init_app(app: Flask) -> None:

@@ -136,7 +136,7 @@ def _switch(c, stack: str, inventory: str, hosts: str, task_name: str, plan) -> 
             layout = settings.paths
             states = parse_file_states(apply.run(conn, probe_command(layout)).stdout)
             changes = plan(settings, states)
-            log.step(task_name, lambda: apply.apply_changes(conn, changes))
+            log.step(task_name, lambda: apply.apply_changes(conn, changes, inv))
             return log
         except (UnexpectedExit, Failure) as exc:
             reason = last_words(exc.result.stderr or exc.result.stdout)

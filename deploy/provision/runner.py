@@ -17,6 +17,7 @@ from fabric import Connection
 from invoke.exceptions import Exit, Failure, UnexpectedExit
 
 from deploy import host_model
+from deploy.backup.settings import BackupSettings
 from deploy.inventory import Inventory, WebHost
 from deploy.provision import apply, operations
 from deploy.provision import facts as f
@@ -26,7 +27,10 @@ from deploy.targets import connect, resolve_inventory, select_hosts
 
 def plan_target(config, inv: Inventory, web: WebHost, resolv_conf: str = "") -> operations.Target:
     settings = host_model.for_host(config, inv, web, f.nameservers(resolv_conf))
-    return operations.Target(web.name, settings, inv, connecting_key=connecting_key(inv))
+    return operations.Target(
+        web.name, settings, inv, connecting_key=connecting_key(inv),
+        backup=BackupSettings.from_config(config),
+    )  # fmt: skip
 
 
 def connecting_key(inv: Inventory) -> str | None:

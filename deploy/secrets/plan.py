@@ -6,7 +6,12 @@ still signs with its old key and also verifies with the new one), *sign* (all si
 key, the old one only verifies), *retire* (the old key is gone). With one host *accept* is
 needed by nobody and is skipped. Each stage is one blue/green switch per host.
 
-The database password is one stage: the role's password changes, then each host's DATABASE_URL.
+The database password has two: *accept* (each host gets the new password as
+DATABASE_PASSWORD_FALLBACK, which the app tries when the server refuses DATABASE_URL's), then
+the role's password changes, then *use* (DATABASE_URL has the new password, the fallback is
+gone). A connection the app opens between the role's change and its restart logs in with the
+fallback. An app without that fallback (the contract does not require it) can meet refused
+logins in that moment; docs/operations.md says so.
 """
 
 from __future__ import annotations
@@ -17,12 +22,15 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 from deploy.provision import desired
 
 FALLBACKS = "SECRET_KEY_FALLBACKS"
+PASSWORD_FALLBACK = "DATABASE_PASSWORD_FALLBACK"  # noqa: S105 (a variable's name, not a value)
 # Written by a database password rotation: provisioning then keeps the host's password instead
 # of the inventory's, which still holds the old one (see docs/operations.md).
 ROTATED_MARK = "DATABASE_PASSWORD_ROTATED"
 # The env file's keys in the order provisioning writes them, so a rotated file and the file
 # provisioning would write are byte for byte the same (no drift reported after a rotation).
-ENV_ORDER = ("DROPSTACK_ENV", "DATABASE_URL", "SECRET_KEY", FALLBACKS, ROTATED_MARK)
+ENV_ORDER = (
+    "DROPSTACK_ENV", "DATABASE_URL", PASSWORD_FALLBACK, "SECRET_KEY", FALLBACKS, ROTATED_MARK,
+)  # fmt: skip
 STAGES = ("accept", "sign", "retire")
 
 
@@ -113,12 +121,31 @@ def with_password(url: str, password: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
-def database_url_values(env_text: str, password: str, when: str) -> dict[str, str]:
-    """The env file's DATABASE_URL with the new password, and the mark provisioning reads."""
+def accept_password_values(password: str) -> dict[str, str]:
+    """The *accept* stage: the new password as the app's fallback; DATABASE_URL unchanged."""
+    return {PASSWORD_FALLBACK: password}
+
+
+def database_url_values(env_text: str, password: str, when: str) -> dict[str, str | None]:
+    """The *use* stage: DATABASE_URL with the new password, no fallback, and the mark
+    provisioning reads."""
     url = desired.parse_env_file(env_text).get("DATABASE_URL")
     if not url:
         raise RotationError("env file: DATABASE_URL is not set; run `fab provision` first")
-    return {"DATABASE_URL": with_password(url, password), ROTATED_MARK: when}
+    return {"DATABASE_URL": with_password(url, password), PASSWORD_FALLBACK: None,
+            ROTATED_MARK: when}  # fmt: skip
+
+
+def pending_password(envs: Mapping[str, Mapping[str, str]]) -> str | None:
+    """The new password of a rotation that stopped after *accept* (the hosts' fallback), so a
+    new run finishes it rather than starting another; None when there is none."""
+    pending = {env.get(PASSWORD_FALLBACK) for env in envs.values()} - {None, ""}
+    if len(pending) > 1:
+        raise RotationError(
+            f"the hosts name {len(pending)} different {PASSWORD_FALLBACK}s (interrupted "
+            "rotations); set one of them on every host, or remove them, and run again"
+        )
+    return pending.pop() if pending else None
 
 
 def login_refused(message: str) -> bool:
@@ -128,12 +155,13 @@ def login_refused(message: str) -> bool:
 
 
 def kept_env_values(existing: Mapping[str, str], inventory_url: str) -> dict[str, str]:
-    """What provisioning keeps from a host's env file besides SECRET_KEY: the fallbacks while
-    a rotation needs them, and, after a database password rotation, the host's password in the
-    inventory's URL (the inventory still holds the old password)."""
+    """What provisioning keeps from a host's env file besides SECRET_KEY: the fallbacks (key
+    and database password) while a rotation needs them, and, after a database password
+    rotation, the host's password in the inventory's URL (the inventory holds the old one)."""
     kept: dict[str, str] = {}
-    if existing.get(FALLBACKS):
-        kept[FALLBACKS] = existing[FALLBACKS]
+    for key in (FALLBACKS, PASSWORD_FALLBACK):
+        if existing.get(key):
+            kept[key] = existing[key]
     if existing.get(ROTATED_MARK) and existing.get("DATABASE_URL"):
         kept["DATABASE_URL"] = with_password(inventory_url, password_of(existing["DATABASE_URL"]))
         kept[ROTATED_MARK] = existing[ROTATED_MARK]

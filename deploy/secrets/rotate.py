@@ -158,17 +158,21 @@ def login_works(c, inv: Inventory, password: str) -> tuple[bool, str]:
 
 
 def rotate_db_password(hosts: list[ReleaseHost], inv: Inventory, holder: Holder) -> None:
-    """ALTER ROLE first (existing connections stay: PostgreSQL checks passwords at login only),
-    then each host's DATABASE_URL and a switch, then the old password must be refused."""
+    """*accept* on every host (the new password as the app's fallback, a switch), then ALTER
+    ROLE (existing connections stay: PostgreSQL checks passwords at login only), then *use*
+    (the new DATABASE_URL, a switch); then the old password must be refused. A run that
+    stopped after *accept* is finished with the password it had chosen."""
     first = hosts[0]
-    envs = {h.name: read_env(h) for h in hosts}
-    old_password = plan.password_of(
-        desired.parse_env_file(envs[first.name]).get("DATABASE_URL", "")
-    )
-    password = secrets.token_urlsafe(PASSWORD_BYTES)
+    envs = {h.name: desired.parse_env_file(read_env(h)) for h in hosts}
+    old_password = plan.password_of(envs[first.name].get("DATABASE_URL", ""))
+    password = plan.pending_password(envs) or secrets.token_urlsafe(PASSWORD_BYTES)
     when = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-    for h in hosts:  # every env file is readable before the role changes
-        plan.database_url_values(envs[h.name], password, when)
+    for h in hosts:  # every env file is usable before anything changes
+        plan.database_url_values(plan.env_content(envs[h.name]), password, when)
+    for h in hosts:
+        say(f"[{h.name}] database password: accept stage")
+        update_and_restart(h, holder, "rotate-db-password-accept",
+                           plan.accept_password_values(password))  # fmt: skip
     verifier = scram.verifier(password)
 
     def alter() -> bool:
@@ -178,6 +182,7 @@ def rotate_db_password(hosts: list[ReleaseHost], inv: Inventory, holder: Holder)
 
     first.step(f"new password for role {inv['db_user']} (SCRAM verifier)", alter)
     for h in hosts:
+        say(f"[{h.name}] database password: use stage")
         updates = plan.database_url_values(read_env(h), password, when)
         update_and_restart(h, holder, "rotate-db-password", updates)
     works, _ = login_works(first.c, inv, password)

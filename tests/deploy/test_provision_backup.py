@@ -9,6 +9,7 @@ from deploy.backup.settings import BackupLayout, BackupSettings
 from deploy.inventory import BACKUP_KEYS, parse_inventory
 from deploy.provision import facts as f
 from deploy.provision import operations
+from deploy.provision.runner import plan_target
 from tests.deploy.test_secrets_plan import INVENTORY
 
 RECIPIENT = "age1" + "qpzry9x8gf2tvdw0s3jn54khce6mua7l" + "q" * 26
@@ -132,3 +133,15 @@ def test_has_backup_bucket_needs_every_key():
         parse_inventory({**INVENTORY, **BUCKET}, "t").redacted()["backup_secret_access_key"]
         == "[secret]"
     )
+
+
+def test_fab_provision_reads_the_backup_settings_from_the_config():
+    """The runner builds the Target from the Fabric config, as `fab provision` does: a recipient
+    there (or in FABRIC_DROPSTACK_BACKUP_RECIPIENT) turns the step on for the first host.
+    (It once never passed the settings on, so only hand-built Targets ever backed up.)"""
+    inv = parse_inventory({**INVENTORY, **BUCKET}, "test")
+    first, second = inv.web_hosts[:2]
+    config = {"dropstack": {"backup": {"recipient": RECIPIENT, "identity_file": None}}}
+    assert plan_target(config, inv, first).backs_up
+    assert not plan_target(config, inv, second).backs_up
+    assert not plan_target({}, inv, first).backs_up

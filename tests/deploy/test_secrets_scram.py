@@ -89,3 +89,64 @@ def test_passwords_outside_printable_ascii_are_refused(password):
     with pytest.raises(scram.PasswordError) as refused:
         scram.verifier(password)
     assert password not in str(refused.value) or not password
+
+
+def app_engine(cluster: PostgresCluster, password: str, fallback: str | None):
+    """The app's own engine (app/database.py) for the role, as a host's env file sets it."""
+    from app.database import create_database_engine
+
+    url = plan.with_password(f"postgresql://{ROLE}@127.0.0.1:{cluster.port}/postgres", password)
+    return create_database_engine(
+        {"DATABASE_URL": url, "DATABASE_CONNECT_TIMEOUT": 5, "DATABASE_POOL_SIZE": 1,
+         "DATABASE_MAX_OVERFLOW": 0, "DATABASE_PASSWORD_FALLBACK": fallback}
+    )  # fmt: skip
+
+
+def current_user(engine) -> str:
+    with engine.connect() as conn:
+        return conn.exec_driver_sql("SELECT current_user").scalar_one()
+
+
+def test_the_app_logs_in_with_the_fallback_between_the_role_change_and_its_restart(server):
+    """The rotation's middle: the app still has the old DATABASE_URL and the new password as
+    its fallback, and the role already has the new password. New connections must work."""
+    old, new = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+    set_password(server, scram.verifier(old))
+    accepting = app_engine(server, old, fallback=new)  # the accept stage's env file
+    assert current_user(accepting) == ROLE  # before the role changes: the URL's password
+    set_password(server, scram.verifier(new))
+    accepting.dispose()  # every connection from now on is a new login
+    assert current_user(accepting) == ROLE  # the URL's password is refused: the fallback
+    without = app_engine(server, old, fallback=None)
+    with pytest.raises(Exception, match="password authentication failed"):
+        current_user(without)
+    # A fallback that is wrong too still fails, with the server's refusal.
+    wrong = app_engine(server, old, fallback="not-it")
+    with pytest.raises(Exception, match="password authentication failed"):
+        current_user(wrong)
+
+
+def test_the_password_rotation_stages_write_fallback_then_url():
+    url = "postgresql://app:old@10.0.0.5:25060/app?sslmode=verify-full"
+    accept = plan.accept_password_values("n3w")
+    assert accept == {plan.PASSWORD_FALLBACK: "n3w"}
+    text = plan.edited(f"DATABASE_URL={url}\nSECRET_KEY=k\n", accept)
+    keys = [line.split("=")[0] for line in text.splitlines() if "=" in line and line[0] != "#"]
+    assert keys == ["DATABASE_URL", plan.PASSWORD_FALLBACK, "SECRET_KEY"]  # provisioning's order
+    use = plan.database_url_values(text, "n3w", "2026-12-05T20:00:00+00:00")
+    assert use[plan.PASSWORD_FALLBACK] is None
+    final = plan.edited(text, use)
+    assert plan.PASSWORD_FALLBACK not in final and "app:n3w@" in final
+    # Provisioning keeps a fallback while a rotation is under way, like the key fallbacks.
+    kept = plan.kept_env_values({plan.PASSWORD_FALLBACK: "n3w"}, url)
+    assert kept == {plan.PASSWORD_FALLBACK: "n3w"}
+
+
+def test_a_rotation_stopped_after_accept_is_finished_with_its_password():
+    assert plan.pending_password({"web-1": {}, "web-2": {}}) is None
+    envs = {"web-1": {plan.PASSWORD_FALLBACK: "p1"}, "web-2": {}}
+    assert plan.pending_password(envs) == "p1"
+    with pytest.raises(plan.RotationError, match="2 different"):
+        plan.pending_password(
+            {"a": {plan.PASSWORD_FALLBACK: "p1"}, "b": {plan.PASSWORD_FALLBACK: "p2"}}
+        )
