@@ -13,8 +13,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_digitalocean as digitalocean
 
-from infra.database import data_options
-from infra.firewall_rules import database_trusted_tags
+from infra.database import data_options, web_only_firewall
 from infra.network import Network
 from infra.outputs import redis_uri
 from infra.settings import VALKEY_VERSION, Settings
@@ -58,17 +57,7 @@ class RedisTier(pulumi.ComponentResource):
             opts=data_options(self, protect=settings.protect_database),
         )
         # Its own firewall: without one a managed cluster accepts anyone with the password.
-        self.firewall = digitalocean.DatabaseFirewall(
-            f"{name}-firewall",
-            cluster_id=self.cluster.id,
-            rules=pulumi.Output.from_input(web_tag).apply(
-                lambda tag: [
-                    digitalocean.DatabaseFirewallRuleArgs(type="tag", value=trusted)
-                    for trusted in database_trusted_tags(tag)
-                ]
-            ),
-            opts=child,
-        )
+        self.firewall = web_only_firewall(f"{name}-firewall", self.cluster, web_tag, child)
 
         self.cluster_id: pulumi.Output[str] = self.cluster.id
         self.host: pulumi.Output[str] = self.cluster.private_host
