@@ -5,6 +5,7 @@ policy pack judging its firewall."""
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import replace
 from urllib.parse import unquote, urlsplit
 
@@ -173,6 +174,9 @@ def test_redis_py_reads_the_uri_as_tls_with_the_exact_credentials(with_redis):
         VALKEY_PORT,
     )
     assert (kwargs["username"], kwargs["password"]) == ("default", VALKEY_PASSWORD)
+    # Made, not opened: the certificate is required and must name the host it dials.
+    connection = pool.make_connection()
+    assert connection.cert_reqs == ssl.CERT_REQUIRED and connection.check_hostname is True
 
 
 def test_redis_uri_encodes_what_a_uri_cannot_carry():
