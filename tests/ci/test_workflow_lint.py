@@ -137,6 +137,8 @@ def test_the_key_and_inventory_are_private_and_the_hosts_pinned(deploy):
     script = "\n".join(step.get("run", "") for step in deploy["steps"])
     assert "(umask 077 && printf '%s\\n' \"$DEPLOY_SSH_KEY\"" in script
     assert "(umask 077 && pulumi stack output" in script
+    # An explicit `shell: bash` is bash -eo pipefail: pulumi failing inside the pipe fails the step.
+    assert deploy["defaults"]["run"]["shell"] == "bash"
     assert "'.ssh_key_path = $key'" in script, "the inventory must name the runner's key file"
     assert 'DROPSTACK_KNOWN_HOSTS=$RUNNER_TEMP/dropstack/known_hosts" >> "$GITHUB_ENV"' in script
     cleanup = deploy["steps"][-1]
