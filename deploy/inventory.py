@@ -40,8 +40,14 @@ INVENTORY_KEYS: dict[str, str] = {
     "backup_region": "the bucket's region (Spaces: the region slug), or ''",
     "backup_access_key_id": "access key id of the key that may read and write the bucket, or ''",
     "backup_secret_access_key": "secret: that key's secret, or ''",
+    # The Redis tier (infra/valkey.py), what background workers queue jobs on.
+    "redis_uri": "secret: rediss:// URI (TLS) of the workers' Redis on the private network, "
+    "or '' (no Redis tier)",
 }
-SECRET_KEYS = frozenset({"db_uri", "db_admin_uri", "backup_secret_access_key"})
+SECRET_KEYS = frozenset({"db_uri", "db_admin_uri", "backup_secret_access_key", "redis_uri"})
+# Keys an inventory written before they existed lacks (a stack not updated since, the local
+# droplet without its stand-in): read as this value, what the stack would export without the tier.
+ADDED_KEYS: dict[str, str] = {"redis_uri": ""}
 # Pulumi drops outputs whose value is None, so the program exports "" for these; read both as None.
 OPTIONAL_KEYS = ("load_balancer_ip", "domain")
 BACKUP_KEYS = (
@@ -110,6 +116,11 @@ class Inventory:
         return self.data[key]
 
     @property
+    def has_redis(self) -> bool:
+        """Whether the stack has a Redis tier for background workers ("" means none)."""
+        return bool(self.data.get("redis_uri"))
+
+    @property
     def has_backup_bucket(self) -> bool:
         """Whether the stack has a backup bucket: every bucket key set ("" means none)."""
         return all(self.data.get(key) for key in BACKUP_KEYS)
@@ -123,6 +134,7 @@ def parse_inventory(data: object, source: str) -> Inventory:
     """Check a decoded inventory against INVENTORY_KEYS and wrap it."""
     if not isinstance(data, dict):
         raise InventoryError(f"{source}: inventory must be a JSON object")
+    data = {**ADDED_KEYS, **data}
     missing = sorted(set(INVENTORY_KEYS) - set(data))
     if missing:
         raise InventoryError(f"{source}: inventory lacks keys {', '.join(missing)}")

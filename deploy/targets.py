@@ -6,12 +6,19 @@ uses the same two functions, so deploys and host tests always agree on what the 
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import paramiko
 from fabric import Config, Connection
 
 from deploy.inventory import Inventory, InventoryError, WebHost, load_inventory
 
 CONNECT_TIMEOUT_SECONDS = 10
+# A known_hosts file that pins the hosts' SSH keys. Unset, Fabric accepts any host key (paramiko's
+# AutoAddPolicy, docs/provisioning.md); set, as the continuous-delivery job sets it from a
+# repository secret, a host missing from the file or offering another key is refused.
+KNOWN_HOSTS_ENV = "DROPSTACK_KNOWN_HOSTS"
 
 
 class HostUnreachable(Exception):
@@ -45,17 +52,34 @@ def connection_config(base: Config | None = None) -> Config:
     return config
 
 
+def pinned_known_hosts() -> Path | None:
+    """The known_hosts file named by $DROPSTACK_KNOWN_HOSTS, or None (no pinning)."""
+    named = os.environ.get(KNOWN_HOSTS_ENV, "").strip()
+    if not named:
+        return None
+    path = Path(named).expanduser()
+    if not path.is_file():
+        raise InventoryError(f"${KNOWN_HOSTS_ENV}: {path} is not a file; give a known_hosts file")
+    return path
+
+
 def connection_for(inv: Inventory, host: WebHost, config: Config | None = None) -> Connection:
-    """An unopened Fabric connection to a web host as the inventory's deploy user."""
+    """An unopened Fabric connection to a web host as the inventory's deploy user; with a pinned
+    known_hosts file, one that refuses any host key but the file's."""
     config = connection_config(config)
     connect_kwargs = {"key_filename": [inv["ssh_key_path"]]} if inv["ssh_key_path"] else {}
-    return Connection(
+    conn = Connection(
         host.public_ip,
         user=inv["ssh_user"],
         config=config,
         connect_timeout=CONNECT_TIMEOUT_SECONDS,
         connect_kwargs={**connect_kwargs, "banner_timeout": 15, "auth_timeout": 15},
     )
+    known_hosts = pinned_known_hosts()
+    if known_hosts:
+        conn.client.load_host_keys(str(known_hosts))
+        conn.client.set_missing_host_key_policy(paramiko.RejectPolicy())
+    return conn
 
 
 def connect(inv: Inventory, host: WebHost, config: Config | None = None) -> Connection:
@@ -70,11 +94,23 @@ def connect(inv: Inventory, host: WebHost, config: Config | None = None) -> Conn
             f"{where}: SSH refused the key for user {inv['ssh_user']} ({key}); "
             "check sshPublicKeys / the key path"
         ) from None
+    except paramiko.BadHostKeyException:
+        raise HostUnreachable(
+            f"{where}: its SSH host key is not the one ${KNOWN_HOSTS_ENV} pins "
+            f"({pinned_known_hosts()}); if the host was rebuilt, update that file"
+        ) from None
+    except paramiko.SSHException as exc:
+        if "not found in known_hosts" not in str(exc):
+            raise HostUnreachable(f"{where}: cannot open SSH: {exc}") from None
+        raise HostUnreachable(
+            f"{where}: not in ${KNOWN_HOSTS_ENV} ({pinned_known_hosts()}), which pins the "
+            "hosts' SSH keys; add the host's key (ssh-keyscan -t ed25519 HOST, checked) to it"
+        ) from None
     except TimeoutError:
         raise HostUnreachable(
             f"{where}: SSH timed out after {CONNECT_TIMEOUT_SECONDS}s; is the host up and port 22 "
             "open to you (adminCidrs)?"
         ) from None
-    except (OSError, paramiko.SSHException) as exc:
+    except OSError as exc:
         raise HostUnreachable(f"{where}: cannot open SSH: {exc}") from None
     return conn

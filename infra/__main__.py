@@ -1,5 +1,6 @@
 """dropstack on DigitalOcean: web droplets behind a cloud firewall (and a load balancer when there
-is more than one), managed PostgreSQL reachable only from them, all in one VPC and project; alerts
+is more than one), managed PostgreSQL reachable only from them (and, for background workers, a
+managed Valkey as their Redis), all in one VPC and project; alerts
 and an uptime check on all of it, a versioned Spaces bucket for off-site backups, and, when asked,
 a second cluster restored from a point in time.
 
@@ -26,6 +27,7 @@ from infra.naming import resource_prefix  # noqa: E402
 from infra.network import Network  # noqa: E402
 from infra.outputs import ABSENT, stack_outputs  # noqa: E402
 from infra.settings import SettingsError, load_settings  # noqa: E402
+from infra.valkey import RedisTier  # noqa: E402
 from infra.web import WebTier  # noqa: E402
 
 try:
@@ -53,6 +55,11 @@ restored = (
     else None
 )
 active_database = restored if restored and settings.use_restored_database else database
+redis = (
+    RedisTier(f"{prefix}-redis", settings, network, web_tag=web.tag_name)
+    if settings.redis
+    else None
+)
 if settings.alerts:
     Monitoring(
         f"{prefix}-alerts",
@@ -60,6 +67,7 @@ if settings.alerts:
         web_tag=web.tag_name,
         database_cluster_id=active_database.cluster_id,
         load_balancer_id=web.load_balancer.id if web.load_balancer else None,
+        redis_cluster_id=redis.cluster_id if redis else None,
         url=web.url,
     )
 backups = BackupStorage(f"{prefix}-backups", prefix, settings) if settings.backups else None
@@ -91,6 +99,8 @@ outputs = stack_outputs(
         "backup_region": backups.region if backups else ABSENT,
         "backup_access_key_id": backups.access_key_id if backups else ABSENT,
         "backup_secret_access_key": backups.secret_access_key if backups else ABSENT,
+        # The workers' Redis (secret rediss:// on the private network); ABSENT without it.
+        "redis_uri": redis.uri if redis else ABSENT,
     }
 )
 for output_name, value in outputs.items():

@@ -35,6 +35,7 @@ UPTIME_CHECK_TYPES = ("ping", "http", "https")
 # What a monitor alert is scoped to: droplets by the web tier's tag, or one resource by its id.
 WEB_TAG = "web-tag"
 DATABASE = "database"
+REDIS = "redis"
 LOAD_BALANCER = "load-balancer"
 
 
@@ -81,9 +82,12 @@ class UptimeAlertSpec:
             raise ValueError(f"uptime alert {self.key}: bad comparison {self.comparison!r}")
 
 
-def monitor_alerts(settings: Settings, *, load_balancer: bool) -> tuple[MonitorAlertSpec, ...]:
-    """Droplet and database CPU, memory and disk; the load balancer's 5xx rate and latency when
-    there is one. Empty when alerts are off."""
+def monitor_alerts(
+    settings: Settings, *, load_balancer: bool, redis: bool = False
+) -> tuple[MonitorAlertSpec, ...]:
+    """Droplet and database CPU, memory and disk; the same on the Redis tier's cluster when there
+    is one; the load balancer's 5xx rate and latency when there is one. Empty when alerts are
+    off."""
     if not settings.alerts:
         return ()
     window = settings.alert_window
@@ -101,6 +105,13 @@ def monitor_alerts(settings: Settings, *, load_balancer: bool) -> tuple[MonitorA
         MonitorAlertSpec(f"db-{name}", database, threshold, window, DATABASE, f"database {what}")
         for name, what, threshold, _, database in resources
     ]
+    if redis:
+        # DigitalOcean's database alerts cover every managed engine, Valkey included. Memory
+        # matters most there: with noeviction a full Valkey refuses new jobs.
+        specs += [
+            MonitorAlertSpec(f"redis-{name}", database, threshold, window, REDIS, f"redis {what}")
+            for name, what, threshold, _, database in resources
+        ]
     if load_balancer:
         specs += [
             MonitorAlertSpec("lb-5xx", LB_5XX_RATE, settings.alert_lb_5xx_percent, window,

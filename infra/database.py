@@ -57,6 +57,27 @@ def data_options(parent: pulumi.Resource, *, protect: bool) -> pulumi.ResourceOp
     return pulumi.ResourceOptions(parent=parent, protect=protect, retain_on_delete=protect)
 
 
+def web_only_firewall(
+    name: str,
+    cluster: digitalocean.DatabaseCluster,
+    web_tag: pulumi.Input[str],
+    opts: pulumi.ResourceOptions,
+) -> digitalocean.DatabaseFirewall:
+    """A managed cluster's database firewall whose only trusted sources are the droplets with
+    the web tier's tag (``database_trusted_tags``): PostgreSQL's and the Redis tier's alike."""
+    return digitalocean.DatabaseFirewall(
+        name,
+        cluster_id=cluster.id,
+        rules=pulumi.Output.from_input(web_tag).apply(
+            lambda tag: [
+                digitalocean.DatabaseFirewallRuleArgs(type="tag", value=trusted)
+                for trusted in database_trusted_tags(tag)
+            ]
+        ),
+        opts=opts,
+    )
+
+
 class DatabaseTier(pulumi.ComponentResource):
     """A PostgreSQL cluster in the stack's VPC and region, the application's database and user,
     a database firewall trusting only ``web_tag``, and a PgBouncer pool when ``db_pool_size`` > 0.
@@ -113,17 +134,7 @@ class DatabaseTier(pulumi.ComponentResource):
         # Trusted sources replace "anyone with the password": only droplets with the web tag.
         # A new cluster is open until this exists, so the app's database and credentials are
         # created only after it.
-        self.firewall = digitalocean.DatabaseFirewall(
-            f"{name}-firewall",
-            cluster_id=self.cluster.id,
-            rules=pulumi.Output.from_input(web_tag).apply(
-                lambda tag: [
-                    digitalocean.DatabaseFirewallRuleArgs(type="tag", value=trusted)
-                    for trusted in database_trusted_tags(tag)
-                ]
-            ),
-            opts=child,
-        )
+        self.firewall = web_only_firewall(f"{name}-firewall", self.cluster, web_tag, child)
         after_firewall = pulumi.ResourceOptions(depends_on=[self.firewall])
         self.database: digitalocean.DatabaseDb | None = None
         self.user: digitalocean.DatabaseUser | None = None

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 ANYWHERE = ("0.0.0.0/0", "::/0")
 POSTGRES_PORT = 25060  # DigitalOcean's managed PostgreSQL listens here, not on 5432
 POSTGRES_POOL_PORT = 25061  # and its PgBouncer connection pools here
+VALKEY_PORT = 25061  # managed Valkey (TLS only) listens on the same port number as the pools
 
 
 @dataclass(frozen=True)
@@ -56,18 +57,28 @@ def web_inbound_rules(
 
 
 def web_outbound_rules(
-    vpc_cidr: str, *, db_port: int = POSTGRES_PORT, pool_port: int | None = None
+    vpc_cidr: str,
+    *,
+    db_port: int = POSTGRES_PORT,
+    pool_port: int | None = None,
+    redis_port: int | None = None,
 ) -> tuple[FirewallRule, ...]:
     """What a web droplet may reach: DNS, NTP, HTTP(S) for apt/certbot, the database in the VPC.
 
-    ``pool_port`` adds the database's connection-pool port, also inside the VPC only.
+    ``pool_port`` adds the database's connection-pool port and ``redis_port`` the Redis tier's,
+    also inside the VPC only. Services sharing a port number share one rule (DigitalOcean's pool
+    and Valkey ports are both 25061), so the firewall never carries a duplicate.
     """
     vpc = (vpc_cidr,)
-    database = [FirewallRule("tcp", str(db_port), "postgresql inside the vpc", addresses=vpc)]
+    services: dict[int, list[str]] = {db_port: ["postgresql"]}
     if pool_port is not None:
-        database.append(
-            FirewallRule("tcp", str(pool_port), "postgresql pool in the vpc", addresses=vpc)
-        )
+        services.setdefault(pool_port, []).append("postgresql pool")
+    if redis_port is not None:
+        services.setdefault(redis_port, []).append("valkey")
+    database = [
+        FirewallRule("tcp", str(port), f"{' and '.join(names)} inside the vpc", addresses=vpc)
+        for port, names in services.items()
+    ]
     return (
         FirewallRule("udp", "53", "dns", addresses=ANYWHERE),
         FirewallRule("tcp", "53", "dns over tcp", addresses=ANYWHERE),
@@ -80,5 +91,6 @@ def web_outbound_rules(
 
 
 def database_trusted_tags(web_tag: str) -> tuple[str, ...]:
-    """The database firewall's only trusted sources: droplets carrying the web tier's tag."""
+    """The only trusted sources of a database firewall (PostgreSQL's and the Redis tier's alike):
+    droplets carrying the web tier's tag."""
     return (web_tag,)

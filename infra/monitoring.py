@@ -1,4 +1,5 @@
-"""Alerts as code: monitor alerts on the droplets, the database and the load balancer, and an
+"""Alerts as code: monitor alerts on the droplets, the database, the Redis tier and the load
+balancer, and an
 uptime check on the site with its alerts, all notifying the stack's e-mail addresses and Slack.
 
 What is watched and the thresholds are data in ``alert_policy``; this module only declares them.
@@ -17,7 +18,8 @@ class Monitoring(pulumi.ComponentResource):
     """The stack's alert policies (``alert_policy.monitor_alerts``) and, on ``url``, one uptime
     check with ``alert_policy.uptime_alerts``.
 
-    ``load_balancer_id`` is None without a load balancer; its alerts are then left out.
+    ``load_balancer_id`` is None without a load balancer, ``redis_cluster_id`` without the
+    Redis tier; their alerts are then left out.
     """
 
     def __init__(
@@ -29,6 +31,7 @@ class Monitoring(pulumi.ComponentResource):
         database_cluster_id: pulumi.Input[str],
         load_balancer_id: pulumi.Input[str] | None,
         url: pulumi.Input[str],
+        redis_cluster_id: pulumi.Input[str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("dropstack:monitoring:Monitoring", name, None, opts)
@@ -45,6 +48,8 @@ class Monitoring(pulumi.ComponentResource):
         }
         if load_balancer_id is not None:
             scopes[alert_policy.LOAD_BALANCER] = {"entities": [load_balancer_id]}
+        if redis_cluster_id is not None:
+            scopes[alert_policy.REDIS] = {"entities": [redis_cluster_id]}
 
         self.monitor_alerts = [
             digitalocean.MonitorAlert(
@@ -67,7 +72,9 @@ class Monitoring(pulumi.ComponentResource):
                 opts=child,
             )
             for spec in alert_policy.monitor_alerts(
-                settings, load_balancer=load_balancer_id is not None
+                settings,
+                load_balancer=load_balancer_id is not None,
+                redis=redis_cluster_id is not None,
             )
         ]
 

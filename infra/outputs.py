@@ -35,6 +35,7 @@ OUTPUT_NAMES = (
     "backup_region",
     "backup_access_key_id",
     "backup_secret_access_key",
+    "redis_uri",
 )
 
 # The PgBouncer pool's name, the "database" clients name in a pooled URI (DigitalOcean's and the
@@ -61,6 +62,13 @@ def stack_outputs(values: Mapping[str, Any]) -> dict[str, Any]:
 def site_url(domain: str | None, address: str) -> str:
     """https://<domain> when the site has one (TLS is set up for it), else http://<address>."""
     return f"https://{domain}" if domain else f"http://{address}"
+
+
+def redis_uri(user: str, password: str, host: str, port: int) -> str:
+    """A rediss:// URI (TLS; DigitalOcean's Valkey accepts nothing else), database 0; user and
+    password are percent-encoded, as redis-py's ``from_url`` decodes them."""
+    credentials = f"{quote(user, safe='')}:{quote(password, safe='')}"
+    return f"rediss://{credentials}@{host}:{port}"
 
 
 def postgres_uri(user: str, password: str, host: str, port: int, database: str) -> str:

@@ -60,6 +60,16 @@ POSTGRES_VERSIONS = ("14", "15", "16", "17")
 POOL_MODES = ("transaction", "session", "statement")
 WEB_COUNT_RANGE = (1, 10)
 DB_NODE_COUNT_RANGE = (1, 3)
+# The Redis tier is DigitalOcean's managed Valkey (infra/valkey.py): version 8 is the one it offers
+# ("We currently support Valkey version 8"), a primary plus at most one standby, and the
+# eviction policies its API accepts. noeviction is the default because the tier holds the
+# background jobs' queues: a full Valkey must refuse new jobs, never silently drop queued ones.
+VALKEY_VERSION = "8"
+REDIS_NODE_COUNT_RANGE = (1, 2)
+EVICTION_POLICIES = (
+    "noeviction", "allkeys_lru", "allkeys_random",
+    "volatile_lru", "volatile_random", "volatile_ttl",
+)  # fmt: skip
 
 
 def _family(stem: str, shapes: str, suffixes: tuple[str, ...] = ("",)) -> tuple[str, ...]:
@@ -109,6 +119,16 @@ DB_SIZES = frozenset(
         *_family("m", _MEMORY),
         *_family("m3", _MEMORY),
         *_family("so1_5", _MEMORY),
+    )
+)  # fmt: skip
+# Managed Valkey node sizes (`doctl databases options slugs --engine valkey`): the basic plans and
+# the memory-optimised ones. As for PostgreSQL, the RAM in the slug decides whether the plan may
+# have a standby.
+REDIS_SIZES = frozenset(
+    (
+        *_family("db-s", "1vcpu-1gb 1vcpu-2gb 2vcpu-4gb 4vcpu-8gb 6vcpu-16gb 8vcpu-32gb "
+                 "16vcpu-64gb"),
+        *_family("m", _MEMORY),
     )
 )  # fmt: skip
 # DigitalOcean's API reference for connection pools: "25 backend server connections are allowed
@@ -193,6 +213,11 @@ class Settings:
     restore_from_cluster: str = ""
     restore_to_time: str = ""
     use_restored_database: bool = False
+    # The Redis tier for background workers (infra/valkey.py): off unless asked for.
+    redis: bool = False
+    redis_size: str = "db-s-1vcpu-1gb"
+    redis_node_count: int = 1
+    redis_eviction_policy: str = "noeviction"
 
     @property
     def behind_load_balancer(self) -> bool:
@@ -259,6 +284,10 @@ CONFIG_KEYS: dict[str, str] = {
     "restoreFromCluster": "restore_from_cluster",
     "restoreToTime": "restore_to_time",
     "useRestoredDatabase": "use_restored_database",
+    "redis": "redis",
+    "redisSize": "redis_size",
+    "redisNodeCount": "redis_node_count",
+    "redisEvictionPolicy": "redis_eviction_policy",
 }
 REQUIRED_KEYS = ("sshPublicKeys", "adminCidrs")
 # Keys whose value must be stored encrypted (pulumi config set --secret).
@@ -336,7 +365,12 @@ def parse_settings(
     take("restoreFromCluster", _cluster_name)
     take("restoreToTime", lambda v: _restore_time(v, now or datetime.now(UTC)))
     take("useRestoredDatabase", _boolean)
+    take("redis", _boolean)
+    take("redisSize", _redis_size)
+    take("redisNodeCount", lambda v: _integer(v, REDIS_NODE_COUNT_RANGE, "a primary + a standby"))
+    take("redisEvictionPolicy", lambda v: _choice(v, EVICTION_POLICIES, "a Valkey eviction policy"))
     errors += _plan_errors(values, raw)
+    errors += _redis_plan_errors(values, raw)
     errors += _existing_key_errors(values)
     errors += _alert_errors(values, raw, secret_keys)
     errors += _backup_errors(values)
@@ -452,6 +486,11 @@ _droplet_size = _size(
     "droplet size slug DigitalOcean sells, like s-1vcpu-1gb, s-2vcpu-4gb, c-2 or g-2vcpu-8gb "
     "(doctl compute size list)",
 )
+_redis_size = _size(
+    REDIS_SIZES,
+    "Valkey size slug like db-s-1vcpu-1gb, db-s-2vcpu-4gb or m-2vcpu-16gb "
+    "(doctl databases options slugs --engine valkey)",
+)
 _db_size = _size(
     DB_SIZES,
     "database size slug like db-s-1vcpu-1gb, db-s-2vcpu-4gb or gd-2vcpu-8gb "
@@ -508,6 +547,19 @@ def _plan_errors(values: Mapping[str, Any], raw: Mapping[str, object]) -> list[s
             "or a larger dbSize"
         )
     return errors
+
+
+def _redis_plan_errors(values: Mapping[str, Any], raw: Mapping[str, object]) -> list[str]:
+    """A Valkey standby needs a plan with 2 GB of RAM or more (checked once both keys parsed)."""
+    size = values.get("redis_size", Settings.redis_size if "redisSize" not in raw else None)
+    nodes = values.get("redis_node_count", 1)
+    if size is None or nodes == 1 or db_ram_gb(size) >= STANDBY_MIN_RAM_GB:
+        return []
+    return [
+        f"{NAMESPACE}:redisNodeCount: {nodes} nodes means a standby node, which DigitalOcean "
+        f"sells only on plans with {STANDBY_MIN_RAM_GB} GB of RAM or more; {size} has "
+        f"{db_ram_gb(size)} GB: use redisNodeCount 1 or a redisSize like db-s-1vcpu-2gb"
+    ]
 
 
 def _existing_key_errors(values: Mapping[str, Any]) -> list[str]:

@@ -18,6 +18,7 @@ import pulumi_digitalocean as digitalocean
 from infra.cloudinit import DEPLOY_USER, render_user_data
 from infra.firewall_rules import (
     POSTGRES_POOL_PORT,
+    VALKEY_PORT,
     FirewallRule,
     web_inbound_rules,
     web_outbound_rules,
@@ -84,7 +85,9 @@ class WebTier(pulumi.ComponentResource):
             outbound_rules=network.vpc_cidr.apply(
                 lambda cidr: outbound_rule_args(
                     web_outbound_rules(
-                        cidr, pool_port=POSTGRES_POOL_PORT if settings.db_pool_enabled else None
+                        cidr,
+                        pool_port=POSTGRES_POOL_PORT if settings.db_pool_enabled else None,
+                        redis_port=VALKEY_PORT if settings.redis else None,
                     )
                 )
             ),

@@ -89,7 +89,8 @@ POLICIES = [
     _stack_policy(
         "database-trusts-this-stacks-droplets",
         rules.database_trust_violations,
-        "Each database cluster has a firewall trusting only tags this stack's droplets carry.",
+        "Each database cluster (PostgreSQL, the Redis tier's Valkey) has a firewall of its own "
+        "trusting only tags this stack's droplets carry.",
     ),
     _stack_policy(
         "every-droplet-behind-a-firewall",

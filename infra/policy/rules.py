@@ -113,16 +113,28 @@ RESOURCE_RULES = {
 def database_trust_violations(
     resources: Iterable[tuple[str, str, Props]],
 ) -> list[tuple[str | None, str]]:
-    """Across the stack: every tag a database firewall trusts is carried by droplets of this
-    stack, and a database cluster never goes without a database firewall.
+    """Across the stack: every database cluster (PostgreSQL, the Valkey of the Redis tier, any
+    engine) has a database firewall of its own, and every tag a database firewall trusts is
+    carried by droplets of this stack. With the tags-only rule, a cluster then trusts nothing
+    but the web tier.
 
-    ``resources`` are (type, urn, props); returns (urn or None, message) pairs.
+    A firewall belongs to a cluster through ``clusterId``: the cluster's ``id`` when the engine
+    passed it, else the uuid at the end of its ``clusterUrn`` (``do:dbaas:<uuid>``). A cluster
+    whose identity is not known yet (a preview) is judged by count: fewer firewalls than
+    clusters means one goes without. ``resources`` are (type, urn, props); returns (urn or None,
+    message) pairs.
     """
     resources = list(resources)
     droplet_tags = {tag for typ, _, p in resources if typ == DROPLET for tag in p.get("tags") or ()}
     violations: list[tuple[str | None, str]] = []
     firewalls = [(urn, p) for typ, urn, p in resources if typ == DATABASE_FIREWALL]
-    if any(typ == DATABASE_CLUSTER for typ, _, _ in resources) and not firewalls:
+    guarded = {str(p.get("clusterId")) for _, p in firewalls if "clusterId" in list(p)}
+    clusters = [(urn, _cluster_identity(p)) for typ, urn, p in resources if typ == DATABASE_CLUSTER]
+    for urn, identity in clusters:
+        if identity is not None and identity not in guarded:
+            violations.append((urn, "this database cluster has no database firewall of its own"))
+    unknown = [urn for urn, identity in clusters if identity is None]
+    if unknown and len(firewalls) < len(clusters):
         violations.append((None, "a database cluster has no database firewall"))
     for urn, props in firewalls:
         for rule in props.get("rules") or ():
@@ -131,6 +143,18 @@ def database_trust_violations(
                     (urn, f"trusts tag {rule.get('value')!r}, which no droplet in this stack has")
                 )
     return violations
+
+
+def _cluster_identity(props: Props) -> str | None:
+    """The id a database firewall's ``clusterId`` names: ``id``, else the ``clusterUrn``'s uuid."""
+    keys = list(props)
+    if "id" in keys and props.get("id"):
+        return str(props.get("id"))
+    if "clusterUrn" in keys:
+        urn = str(props.get("clusterUrn") or "")
+        if urn.startswith("do:dbaas:"):
+            return urn.removeprefix("do:dbaas:")
+    return None
 
 
 def firewall_coverage_violations(

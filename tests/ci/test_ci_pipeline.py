@@ -24,19 +24,19 @@ DOCUMENTED = (
     ".venv/bin/mkdocs build --strict --site-dir build/site",
     "bin/scan",
     "echo ",
-    # The deploy job (docs/ci.md, "Continuous delivery"): inventory from the stack, key from
-    # the repository's secrets, `fab deploy`, then the secrets removed.
-    'mkdir -p "$RUNNER_TEMP/dropstack"',
-    'pulumi stack output --stack "$STACK" --json --show-secrets',
-    '  > "$RUNNER_TEMP/dropstack/inventory.json"',
-    'chmod 600 "$RUNNER_TEMP/dropstack/inventory.json"',
-    "install -d -m 700 ~/.ssh",
-    "printf '%s\\n' \"$DEPLOY_SSH_KEY\" > ~/.ssh/id_ed25519",
-    "chmod 600 ~/.ssh/id_ed25519",
-    "printf '%s\\n' \"$DEPLOY_KNOWN_HOSTS\" > ~/.ssh/known_hosts",
+    # The deploy job (docs/ci.md, "Continuous delivery"): the key and the pinned host keys from
+    # the secrets, the inventory from the stack, `fab deploy`, then the secrets removed.
+    'install -d -m 700 "$RUNNER_TEMP/dropstack"',
+    '(umask 077 && printf \'%s\\n\' "$DEPLOY_SSH_KEY" > "$RUNNER_TEMP/dropstack/id_deploy")',
+    'printf \'%s\\n\' "$DEPLOY_KNOWN_HOSTS" > "$RUNNER_TEMP/dropstack/known_hosts"',
+    'echo "DROPSTACK_KNOWN_HOSTS=$RUNNER_TEMP/dropstack/known_hosts" >> "$GITHUB_ENV"',
+    '(umask 077 && pulumi stack output --stack "$STACK" --json --show-secrets \\',
+    "  | jq --arg key \"$RUNNER_TEMP/dropstack/id_deploy\" '.ssh_key_path = $key' \\",
+    '  > "$RUNNER_TEMP/dropstack/inventory.json")',
+    'echo "url=$(jq -r .url "$RUNNER_TEMP/dropstack/inventory.json")" >> "$GITHUB_OUTPUT"',
     '.venv/bin/fab deploy --inventory "$RUNNER_TEMP/dropstack/inventory.json"',
     '.venv/bin/fab status --inventory "$RUNNER_TEMP/dropstack/inventory.json"',
-    'rm -f ~/.ssh/id_ed25519 "$RUNNER_TEMP/dropstack/inventory.json"',
+    'rm -rf "$RUNNER_TEMP/dropstack"',
 )
 
 
@@ -63,8 +63,10 @@ def test_workflow_is_valid_and_has_its_four_jobs():
     jobs = workflow["jobs"]
     assert set(jobs) == {"lint-and-unit", "local-droplet", "pulumi-preview", "deploy"}
     assert jobs["local-droplet"]["needs"] == "lint-and-unit"
-    # Continuous delivery only after the tests, behind a reviewed environment.
-    assert "lint-and-unit" in jobs["deploy"]["needs"] and jobs["deploy"]["environment"]
+    # Continuous delivery only after the tests, behind a reviewed environment
+    # (tests/ci/test_workflow_lint.py checks the deploy job in detail).
+    assert set(jobs["deploy"]["needs"]) == {"lint-and-unit", "local-droplet"}
+    assert jobs["deploy"]["environment"]["name"] == "production"
     for name, job in jobs.items():
         assert job["runs-on"], name
         assert job["timeout-minutes"] <= 45, name

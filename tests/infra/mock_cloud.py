@@ -30,6 +30,7 @@ LB_IP = "192.0.2.200"
 RESERVED_IP = "192.0.2.250"
 CA_CERT = "-----BEGIN CERTIFICATE-----\nMIIBmockmockmock\n-----END CERTIFICATE-----\n"
 DB_PASSWORD = "p@ss/w:rd?&="  # characters that must be percent-encoded in a URI
+VALKEY_PASSWORD = "vk/p@ss:w#rd"  # pragma: allowlist secret (a made-up mock value)
 SPACES_ACCESS_KEY = "DO00MOCKACCESSKEY"
 SPACES_SECRET_KEY = "mock-spaces-secret/key+"  # pragma: allowlist secret (a made-up mock value)
 
@@ -129,13 +130,15 @@ def _cloud_side(typ: str, name: str, inputs: dict, number: int) -> tuple[str, di
         return inputs["name"], out
     if kind == "DatabaseCluster":
         host = f"{name}-do-user-1-0.b.db.ondigitalocean.com"
+        # Valkey answers on 25061 as user "default", TLS only; PostgreSQL on 25060 as doadmin.
+        valkey = inputs.get("engine") == "valkey"
         out.update(
             host=host,
             privateHost=f"private-{host}",
-            port=25060,
-            user="doadmin",
-            password="admin-secret",
-            database="defaultdb",
+            port=25061 if valkey else 25060,
+            user="default" if valkey else "doadmin",
+            password=VALKEY_PASSWORD if valkey else "admin-secret",
+            database="" if valkey else "defaultdb",
             clusterUrn=f"do:dbaas:{name}-uuid",
         )
         return f"{name}-uuid", out

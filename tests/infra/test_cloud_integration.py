@@ -130,6 +130,10 @@ def test_up_provision_deploy_readyz_destroy(tmp_path):
                 "dropstack:alerts": auto.ConfigValue("false"),
                 "dropstack:backups": auto.ConfigValue("false"),
                 "dropstack:protectDatabase": auto.ConfigValue("false"),
+                # The Redis tier (a Valkey cluster, billed) only when asked for.
+                "dropstack:redis": auto.ConfigValue(
+                    os.environ.get("DROPSTACK_CLOUD_REDIS", "false")
+                ),
             }
         )
         result = stack.up(
@@ -142,6 +146,9 @@ def test_up_provision_deploy_readyz_destroy(tmp_path):
         assert set(outputs) == set(INVENTORY_KEYS)
         assert result.outputs["db_uri"].secret
         assert "sslmode=require" in outputs["db_uri"]
+        if os.environ.get("DROPSTACK_CLOUD_REDIS") == "true":
+            assert result.outputs["redis_uri"].secret
+            assert outputs["redis_uri"].startswith("rediss://default:")
         inventory = parse_inventory(outputs, f"stack {stack_name}")
         assert len(inventory.web_hosts) == int(os.environ.get("DROPSTACK_CLOUD_WEB_COUNT", "1"))
 

@@ -186,7 +186,9 @@ def program_reports(config: dict) -> list[tuple[str, str]]:
 
 
 @pytest.mark.parametrize(
-    "extra", [{}, {"webCount": 3, "domain": "example.com"}, {"dbPoolSize": 5}], ids=str
+    "extra",
+    [{}, {"webCount": 3, "domain": "example.com"}, {"dbPoolSize": 5}, {"redis": True}],
+    ids=str,
 )
 def test_the_program_complies_with_its_policy_pack(extra):
     assert program_reports(valid_config(**extra)) == []

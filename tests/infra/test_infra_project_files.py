@@ -43,6 +43,8 @@ TYPES = {
     "backups": "boolean",
     "backupRetentionDays": "integer",
     "useRestoredDatabase": "boolean",
+    "redis": "boolean",
+    "redisNodeCount": "integer",
 }
 # The README documents the original keys; docs/digitalocean.md the DigitalOcean-specific ones
 # until the lead moves its tables into the README.
@@ -51,6 +53,7 @@ DOCS = [
     REPO / "docs" / "infra.md",
     REPO / "docs" / "digitalocean.md",
     REPO / "docs" / "day2-infra.md",
+    REPO / "docs" / "redis.md",
 ]
 
 
