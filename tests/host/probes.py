@@ -62,11 +62,16 @@ class Site:
         return "https" if self.tls else "http"
 
     def get(self, path: str, headers: dict[str, str] | None = None, timeout=10.0) -> Response:
+        return self.request("GET", path, headers=headers, timeout=timeout)
+
+    def request(self, method: str, path: str, body: bytes | None = None,
+                headers: dict[str, str] | None = None, timeout=10.0) -> Response:  # fmt: skip
         conn = self._connection(timeout)
         try:
             conn.request(
-                "GET", path, headers={"Host": self.name, "Connection": "close", **(headers or {})}
-            )
+                method, path, body=body,
+                headers={"Host": self.name, "Connection": "close", **(headers or {})},
+            )  # fmt: skip
             response = conn.getresponse()
             return Response(response.status, response.headers, response.read())
         finally:
