@@ -98,7 +98,8 @@ def test_redis_url_names_a_verified_tls_redis(host, settings, inventory, workers
     ca = inventory.data.get("redis_ca_cert")
     assert facts["ca_file"] == (settings.paths.redis_ca_cert if ca else None)
     if ca:
-        assert host.file(settings.paths.redis_ca_cert).content_string == ca
+        on_host = host.run(f"sudo -n cat {shlex.quote(settings.paths.redis_ca_cert)}").stdout
+        assert on_host == ca, f"{settings.paths.redis_ca_cert} is not the inventory's CA"
 
 
 def test_the_app_reaches_redis_over_tls_with_its_password(host, settings, workers):
@@ -120,9 +121,10 @@ def test_the_workers_run_from_the_live_slots_release(host, settings, live_slot, 
     layout = settings.paths
     release = host.run(f"readlink -f {shlex.quote(layout.slot(live_slot))}").stdout.strip()
     for unit in layout.worker_units(live_slot, workers):
-        state = host.run(f"systemctl show -p ActiveState,MainPID --value {unit}").stdout.split()
-        assert state[:1] == ["active"], f"{unit} is {state[:1]}, not active"
-        cwd = host.run(f"sudo -n readlink /proc/{state[1]}/cwd").stdout.strip()
+        state = host.run(f"systemctl is-active {unit}").stdout.strip()
+        assert state == "active", f"{unit} is {state}, not active"
+        pid = host.run(f"systemctl show -p MainPID --value {unit}").stdout.strip()
+        cwd = host.run(f"sudo -n readlink /proc/{pid}/cwd").stdout.strip()
         assert cwd == release, f"{unit} runs in {cwd}, not the live slot's release {release}"
 
 
