@@ -64,7 +64,7 @@ ACME_KEYS: dict[str, str] = {
 # exported before it had one still loads: absent or "" means none; deploy/app_contract.py makes
 # workers without it a one-line error.
 REDIS_KEYS: dict[str, str] = {
-    "redis_uri": "secret: rediss://default:PASSWORD@host:25061 on the private network, or ''",
+    "redis_uri": "secret: rediss://default:{password}@host:25061 on the private network, or ''",
     "redis_ca_cert": "PEM CA of the Redis server's certificate, or '' (a public CA: the system "
     "store; DigitalOcean's Valkey has a Let's Encrypt certificate)",
 }

@@ -8,11 +8,12 @@ import pytest
 from deploy import host_model
 from deploy.host_model import SettingsError
 from deploy.inventory import parse_inventory
+from deploy.local.redis import redis_uri
 from deploy.provision import desired, operations
 from deploy.provision.target_files import app_redis_url, env_files
 from tests.deploy.test_host_model import INVENTORY
 
-URI = "rediss://default:s3cret@198.18.1.101:25061"
+URI = redis_uri("198.18.1.101", "s3cret")
 WORKERS = {"dropstack": {"app": {"worker_count": 2}}}
 
 
@@ -57,7 +58,10 @@ def test_without_workers_there_is_no_redis_url_even_with_a_redis():
     [
         ({}, "app.worker_count: 2 workers need a Redis, and inventory.json has no redis_uri; "),
         ({"redis_uri": ""}, "has no redis_uri"),
-        ({"redis_uri": "redis://default:pw@10.0.0.9:6379"}, "redis_uri must start with rediss://"),
+        (
+            {"redis_uri": URI.replace("rediss://", "redis://")},
+            "redis_uri must start with rediss://",
+        ),
     ],
 )
 def test_workers_without_a_tls_redis_are_one_line_at_provision_and_deploy(inventory, message):

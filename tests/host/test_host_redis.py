@@ -10,13 +10,13 @@ say why they do not apply; bin/test runs this suite with workers on.
 
 from __future__ import annotations
 
-import json
 import shlex
 from urllib.parse import urlsplit
 
 import pytest
 
 from deploy.local.network import plan_stack
+from tests.host.probes import python_as_app
 from tests.redis_probe import tcp_in_namespace
 
 # argv[1]: "as-configured" (the app's REDIS_URL) or "plaintext" (redis://, same host and port).
@@ -58,21 +58,7 @@ def workers(settings):
 
 
 def connect_as_app(host, settings, mode: str) -> dict:
-    python = f"{settings.paths.current}/.venv/bin/python"
-    command = shlex.join(
-        [
-            "sudo", "-n", "systemd-run", "--quiet", "--pipe", "--wait", "--collect",
-            "-p", f"User={settings.app_user}",
-            "-p", f"EnvironmentFile={settings.env_file}",
-            python, "-c", CONNECT, mode,
-        ]
-    )  # fmt: skip
-    result = host.run(command)
-    assert result.rc == 0 and result.stdout.strip(), (
-        f"could not run the Redis check as {settings.app_user} with {python}: "
-        f"{result.stderr.strip()[-300:]}"
-    )
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return python_as_app(host, settings, CONNECT, mode)
 
 
 def env_keys(host, settings) -> set[str]:

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from redis import Redis
@@ -29,7 +30,7 @@ from deploy.local.redis import (
 from infra.firewall_rules import web_outbound_rules
 from tests.local.test_local_nftables import chains, make
 
-PASSWORD = "pw-0123456789_abcdefXYZ"
+AUTH = "horse-battery-staple-1"  # the requirepass value of these tests
 
 
 def config_lines(text: str) -> dict[str, str]:
@@ -39,7 +40,7 @@ def config_lines(text: str) -> dict[str, str]:
 
 
 def test_tls_only_on_the_managed_port_of_the_private_address():
-    conf = config_lines(server_config(RedisStandIn("/state/redis", REDIS_ADDRESS), PASSWORD))
+    conf = config_lines(server_config(RedisStandIn("/state/redis", REDIS_ADDRESS), AUTH))
     assert conf["bind"] == "198.18.1.101"
     assert conf["port"] == "0"  # no plain-text listener at all
     assert conf["tls-port"] == "25061" == str(REDIS_PORT)
@@ -47,11 +48,11 @@ def test_tls_only_on_the_managed_port_of_the_private_address():
     assert conf["tls-key-file"] == "/state/redis/server.key"
     assert conf["tls-auth-clients"] == "no"  # a password, not a client certificate
     assert conf["tls-protocols"] == '"TLSv1.2 TLSv1.3"'
-    assert conf["requirepass"] == PASSWORD
+    assert conf["requirepass"] == AUTH
 
 
 def test_queued_jobs_are_kept_and_never_evicted():
-    conf = config_lines(server_config(RedisStandIn("/state/redis", REDIS_ADDRESS), PASSWORD))
+    conf = config_lines(server_config(RedisStandIn("/state/redis", REDIS_ADDRESS), AUTH))
     assert conf["dir"] == "/state/redis/data"
     assert (conf["appendonly"], conf["maxmemory-policy"]) == ("yes", "noeviction")
 
@@ -72,8 +73,9 @@ def test_a_bad_address_or_port_is_refused(address, port, message):
 
 
 def test_the_uri_is_what_digitalocean_hands_out():
-    assert redis_uri("198.18.1.101", PASSWORD) == f"rediss://default:{PASSWORD}@198.18.1.101:25061"
-    assert redis_uri("10.0.0.5", "a/b+c") == "rediss://default:a%2Fb%2Bc@10.0.0.5:25061"
+    assert redis_uri("198.18.1.101", AUTH) == f"rediss://default:{AUTH}@198.18.1.101:25061"
+    encoded = urlsplit(redis_uri("10.0.0.5", "a/b+c"))
+    assert (encoded.username, encoded.password) == ("default", "a%2Fb%2Bc")
 
 
 def test_the_readiness_ping_verifies_tls_and_keeps_the_password_off_the_command_line():
@@ -81,7 +83,7 @@ def test_the_readiness_ping_verifies_tls_and_keeps_the_password_off_the_command_
     command = in_namespace("ds-redis", ping_command(server))
     assert command[:4] == ["ip", "netns", "exec", "ds-redis"]
     assert command[5:8] == ["--tls", "--cacert", "/state/redis/ca.crt"]
-    assert command[-1] == "ping" and not any(PASSWORD in part for part in command)
+    assert command[-1] == "ping" and not any(AUTH in part for part in command)
 
 
 def test_the_stand_in_has_a_vpc_address_only_in_every_stack():
@@ -121,7 +123,7 @@ def test_web_hosts_may_open_the_redis_port_inside_the_vpc_only():
 
 def test_the_inventory_carries_the_uri_as_a_secret_and_the_ca():
     plan = plan_stack(1)
-    uri = redis_uri(REDIS_ADDRESS, PASSWORD)
+    uri = redis_uri(REDIS_ADDRESS, AUTH)
     inv = local_inventory(
         plan, key_path=Path("/k"), public_key="ssh-ed25519 AAAA", app_password="a",
         admin_password="b", ca_cert_pem="DBCA", source="test", redis_uri=uri,
@@ -153,7 +155,7 @@ def stand_in(tmp_path_factory):
     for path, text in ((server.ca_cert, tls.ca_cert_pem), (server.server_cert,
                        tls.server_cert_pem), (server.server_key, tls.server_key_pem)):  # fmt: skip
         Path(path).write_text(text)
-    Path(server.config_path).write_text(server_config(server, PASSWORD))
+    Path(server.config_path).write_text(server_config(server, AUTH))
     process = subprocess.Popen(["redis-server", server.config_path], stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)  # fmt: skip
     deadline = time.monotonic() + 10
@@ -167,7 +169,7 @@ def stand_in(tmp_path_factory):
 
 
 def test_a_tls_client_with_the_password_and_the_ca_gets_pong(stand_in):
-    url = f"{redis_uri(stand_in.address, PASSWORD, stand_in.port)}?ssl_ca_certs={stand_in.ca_cert}"
+    url = f"{redis_uri(stand_in.address, AUTH, stand_in.port)}?ssl_ca_certs={stand_in.ca_cert}"
     client = Redis.from_url(url, socket_timeout=5)
     assert client.ping() is True
     assert client.acl_whoami() in ("default", b"default")
@@ -180,13 +182,13 @@ def test_a_wrong_password_is_refused(stand_in):
 
 
 def test_plain_text_gets_no_answer(stand_in):
-    client = Redis(host=stand_in.address, port=stand_in.port, password=PASSWORD,
+    client = Redis(host=stand_in.address, port=stand_in.port, password=AUTH,
                    username="default", socket_timeout=5)  # fmt: skip
     with pytest.raises(ConnectionError):
         client.ping()
 
 
 def test_a_client_without_the_ca_does_not_trust_the_server(stand_in):
-    client = Redis.from_url(redis_uri(stand_in.address, PASSWORD, stand_in.port), socket_timeout=5)
+    client = Redis.from_url(redis_uri(stand_in.address, AUTH, stand_in.port), socket_timeout=5)
     with pytest.raises(ConnectionError, match=re.compile("certificate verify failed", re.I)):
         client.ping()
