@@ -70,8 +70,14 @@ ACME_KEYS: dict[str, str] = {
 BACKUP_CA_KEYS: dict[str, str] = {
     "backup_ca_cert": "PEM CA certificate of the backup endpoint's HTTPS, or '' (system store)",
 }
-# Every optional key an inventory may carry, in the order a local inventory writes them.
-EXTRA_KEYS: dict[str, str] = {**ACME_KEYS, **BACKUP_CA_KEYS}
+
+# Optional: the Redis server's CA. DigitalOcean's Valkey has a Let's Encrypt certificate (the
+# system store; a Pulumi stack exports none); the local stack's Redis stand-in has its own CA.
+REDIS_CA_KEYS: dict[str, str] = {
+    "redis_ca_cert": "PEM CA of the Redis server's certificate, or '' (system store)",
+}
+# Every optional key an inventory may carry.
+EXTRA_KEYS: dict[str, str] = {**ACME_KEYS, **BACKUP_CA_KEYS, **REDIS_CA_KEYS}
 
 DEFAULT_STATE_DIR = "/var/lib/dropstack/local"
 

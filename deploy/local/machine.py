@@ -17,6 +17,7 @@ from deploy.local.acme import is_ca_process_of
 from deploy.local.load_balancer import is_haproxy_of
 from deploy.local.network import (
     ACME_ADDRESS,
+    NETNS_DIR,
     SPACES_ADDRESS,
     HostPlan,
     largest_plan,
@@ -63,6 +64,7 @@ def is_running(paths: StatePaths, record: dict) -> bool:
         and (plan.lb is None or bool(load_balancers()))
         and (plan.acme is None or len(ca_processes()) == 2)
         and (plan.spaces is None or bool(spaces_processes()))
+        and (plan.redis is None or bool(namespace_processes(plan.redis.netns)))
     )
 
 
@@ -109,6 +111,14 @@ def spaces_processes() -> list[int]:
         for pid, argv, state, _ in processes()
         if state != "Z" and is_server_process_of(argv, SPACES_ADDRESS)
     ]
+
+
+def namespace_processes(netns: str) -> list[int]:
+    """The live processes in a network namespace of the stack (none when it does not exist)."""
+    if not Path(f"{NETNS_DIR}/{netns}").exists():
+        return []
+    listed = run(["ip", "netns", "pids", netns], hint="").split()
+    return [int(pid) for pid in listed if alive(int(pid))]
 
 
 def supervisors(host: HostPlan) -> list[int]:

@@ -20,6 +20,7 @@ import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
 
 from deploy.local.network import ADMIN_CIDR, LINK_PREFIX, TEST_RANGE, StackPlan, site_address
+from deploy.local.redis import REDIS_PORT
 from infra.firewall_rules import POSTGRES_PORT, FirewallRule
 
 # The local ACME CA's listeners (deploy/local/acme.py LOCAL_CA): the ACME API on 443 as Let's
@@ -44,11 +45,13 @@ def ruleset(
     tag_addresses: Mapping[str, Sequence[str]],
     resolvers: Sequence[str],
     db_ports: Sequence[int] = (POSTGRES_PORT,),
+    redis_port: int = REDIS_PORT,
 ) -> str:
     """The whole ``inet dropstack`` table as text for ``nft -f``.
 
     ``tag_addresses`` resolves droplet tags to addresses (the web tag -> the web hosts' VPC
-    addresses), as DigitalOcean does for a firewall or trusted source naming a tag.
+    addresses), as DigitalOcean does for a firewall or trusted source naming a tag. The Redis
+    stand-in trusts the same sources as the database (infra/ gives both clusters the web tier).
     """
     web_links = _names(link for host in plan.web for link in host.root_link_names)
     db_links = _names(plan.db.root_link_names)
@@ -57,9 +60,11 @@ def ruleset(
     # The load balancer's address inside the VPC: what the droplets see its traffic come from.
     lb_peers = [lb.private_ip] if lb else []
 
-    # The services outside the VPC that the stack reaches (the ACME CA, the object storage
-    # stand-in), each with an <name>_inbound and <name>_outbound chain.
-    services = {n.name: _names(n.root_link_names) for n in (plan.acme, plan.spaces) if n}
+    # The managed services the stack reaches (the ACME CA, the object storage and Redis
+    # stand-ins), each with an <name>_inbound and <name>_outbound chain.
+    services = {
+        n.name: _names(n.root_link_names) for n in (plan.acme, plan.spaces, plan.redis) if n
+    }
 
     def lb_jumps(into: str, out: str) -> list[str]:
         return [f"iifname {lb_links} jump {out}", f"oifname {lb_links} jump {into}"] if lb else []
@@ -170,6 +175,7 @@ def ruleset(
         ),
         *(_acme_chains(plan) if plan.acme else []),
         *(_spaces_chains(plan) if plan.spaces else []),
+        *(_redis_chains(db_sources, redis_port) if plan.redis else []),
         _chain(
             "leave_machine",
             None,
@@ -245,6 +251,23 @@ def _spaces_chains(plan: StackPlan) -> list[str]:
             ],
         ),
         _chain("spaces_outbound", None, [f'{REJECT} comment "object storage calls no one"']),
+    ]
+
+
+def _redis_chains(sources: Sequence[str], port: int) -> list[str]:
+    """The managed Redis stand-in: its TLS port for its trusted sources (the web tier) and
+    nothing else, not even this machine (`local.up` checks it from inside its namespace)."""
+    return [
+        _chain(
+            "redis_inbound",
+            None,
+            [
+                f"tcp dport {port} ip saddr {_set(sources)} accept"
+                ' comment "trusted sources: the web tier"',
+                REJECT,
+            ],
+        ),
+        _chain("redis_outbound", None, [f'{REJECT} comment "a managed Redis opens nothing"']),
     ]
 
 

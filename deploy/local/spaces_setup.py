@@ -120,7 +120,7 @@ def _ensure_material(stand_in: spaces.SpacesStandIn) -> None:
     directory = Path(stand_in.directory)
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     if not Path(stand_in.cert_path).exists():
-        tls = make_tls_material(stand_in.address, ca_common_name=spaces.CA_NAME)
+        tls = make_tls_material(stand_in.address, ca_name=spaces.CA_NAME)
         write_private(Path(stand_in.key_path), tls.server_key_pem)
         write_private(Path(stand_in.cert_path), tls.server_cert_pem, mode=0o644)
         write_private(Path(stand_in.ca_path), tls.ca_cert_pem, mode=0o644)

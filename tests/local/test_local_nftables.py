@@ -50,7 +50,7 @@ def test_one_table_replaced_atomically():
     assert set(chains(text)) == {
         "forward", "output", "input", "web_inbound", "web_outbound",
         "db_inbound", "db_outbound", "leave_machine", "postrouting",
-        "spaces_inbound", "spaces_outbound",
+        "spaces_inbound", "spaces_outbound", "redis_inbound", "redis_outbound",
     }  # fmt: skip
 
 
