@@ -27,6 +27,7 @@ from deploy.provision.change import (
     file_changes,
     root,
 )
+from deploy.provision.schedule_step import job_files, job_timers, job_units_fact, scheduled_jobs
 from deploy.provision.target_files import authorized_keys, directories, env_files, os_files
 
 
@@ -38,7 +39,7 @@ def wanted_paths(t: Target) -> list[str]:
     if t.settings.obtains_certificate:
         files += templates.nginx_files(replace(t.settings, tls_certificate_ready=False))
         files += tls.acme_files(t.settings, site_steps.acme_settings(t))
-    files += backup_files(t)
+    files += backup_files(t) + job_files(t)
     paths = [file.path for file in files] + [desired.LOGIN_DEFS_PATH, "/etc/fstab"]
     return sorted({*paths, desired.SYSSTAT_DEFAULT_PATH})
 
@@ -63,6 +64,7 @@ def units_to_read(t: Target) -> list[str]:
     p = t.settings.paths
     names = [*(f"{u}.service" for u in MANAGED_UNITS), *(p.unit(slot) for slot in SLOTS)]
     names += BASELINE_UNITS
+    names += job_timers(t)
     return names + ([BackupLayout(p).timer] if t.backs_up else [])
 
 
@@ -89,6 +91,7 @@ def facts_for(t: Target) -> list[f.Fact]:
         f.user(s.app_user),
         f.secret_file(p.env_file),
         f.ufw_status(),
+        job_units_fact(t),
         *tls_facts,
         *baseline_facts(t),
     ]
@@ -327,6 +330,9 @@ STEPS: tuple[tuple[str, Operation], ...] = (
     ("sshd hardening", sshd),
     ("fail2ban sshd jail", fail2ban),
     *baseline.AFTER_SSHD,
+    # After the units: the jobs run from the live release, in the app's sandbox. Every host
+    # runs the step: the first installs the timers, the others remove any they had.
+    ("scheduled jobs (first host only)", scheduled_jobs),
     # Last: the site serves without it; the first host only, when backups are set up.
     ("backup job and timer", backup_job),
 )

@@ -23,6 +23,7 @@ from deploy.host_model import SettingsError
 from deploy.release import audit, lock
 from deploy.release import commands as cmd
 from deploy.release.host import ReleaseHost
+from deploy.release.job_status import job_lines, job_status, job_status_command
 from deploy.release.rollout import TARGET_HELP, open_hosts
 from deploy.release.state import HostState
 from deploy.steps import say
@@ -142,6 +143,10 @@ def status_data(h: ReleaseHost, state: HostState, stale_hours: float | None = No
         path = h.host.app.readiness_path
         probe = h.run(cmd.health_wait_command(h.layout, live, path, 0), warn=True)
         readyz = {"ok": probe.ok, "response": " ".join(probe.stdout.split()) or None}
+    jobs_probe = job_status_command(h.layout, h.host.app)
+    jobs = None
+    if jobs_probe:
+        jobs = job_status(h.layout, h.host.app, h.run(jobs_probe, warn=True).stdout)
     return {
         "host": h.name,
         "current": state.current,
@@ -155,6 +160,7 @@ def status_data(h: ReleaseHost, state: HostState, stale_hours: float | None = No
         "nginx_active": state.nginx_active,
         "lock": (state.lock.__dict__ if state.lock else {}) if state.locked else None,
         "backup": None if stale_hours is None else read_backup_health(h, stale_hours),
+        "jobs": jobs,
     }
 
 
@@ -206,6 +212,7 @@ def status_lines(data: dict) -> list[str]:
         who = lock.Holder(**holder).describe() if holder else "unreadable holder record"
         lines.append(f"  deploy lock held: {who}")
     lines += backup_lines(data.get("backup"))
+    lines += job_lines(data.get("jobs"))
     return lines
 
 
