@@ -319,6 +319,10 @@ STEPS: tuple[tuple[str, Operation], ...] = (
     # Before the first deploy's migrations: the app user must be able to create its tables.
     ("database privileges", database_privileges),
     ("systemd units for gunicorn", systemd_units),
+    # The jobs run from the live release, in the app's sandbox; before AIDE's baseline (it
+    # writes units). Every host runs the step: the first installs the timers, the others
+    # remove any they had.
+    ("scheduled jobs (first host only)", scheduled_jobs),
     # Before any Nginx site: the static upstream names the link, so a serving host needs it first.
     ("live slot link", live_link),
     ("certbot's certificate authority", site_steps.acme_client),
@@ -330,9 +334,6 @@ STEPS: tuple[tuple[str, Operation], ...] = (
     ("sshd hardening", sshd),
     ("fail2ban sshd jail", fail2ban),
     *baseline.AFTER_SSHD,
-    # After the units: the jobs run from the live release, in the app's sandbox. Every host
-    # runs the step: the first installs the timers, the others remove any they had.
-    ("scheduled jobs (first host only)", scheduled_jobs),
     # Last: the site serves without it; the first host only, when backups are set up.
     ("backup job and timer", backup_job),
 )
