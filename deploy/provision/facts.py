@@ -394,6 +394,7 @@ class HostFacts:
     env_file: str = ""
     ufw: str = ""
     job_units: frozenset[str] = frozenset()  # scheduled jobs' unit files (names) on the host
+    web_unit: str = ""  # the installed <app>@.service: did the app's command change?
     certbot_renewal: str = ""  # /etc/letsencrypt/renewal/<domain>.conf
     # The app user's (USAGE, CREATE) on schema public, read through the cluster admin on the
     # first host only (deploy.provision.database); None: not read on this host.

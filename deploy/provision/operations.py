@@ -92,6 +92,7 @@ def facts_for(t: Target) -> list[f.Fact]:
         f.secret_file(p.env_file),
         f.ufw_status(),
         job_units_fact(t),
+        f.text_file("web_unit", f"{p.unit_dir}/{s.app_name}@.service"),
         *tls_facts,
         *baseline_facts(t),
     ]
@@ -229,20 +230,37 @@ def database_privileges(t: Target, facts: f.HostFacts) -> list[Change]:
 
 def systemd_units(t: Target, facts: f.HostFacts) -> list[Change]:
     """Units and tmpfiles; verified before daemon-reload; running slots restarted only when a
-    unit changed (Type=notify: the restart waits until the slot is ready again)."""
+    unit changed (Type=notify: the restart waits until the slot is ready again). Not when the
+    app's command changed (the app contract's entry point, server, config): the running slot
+    holds a release of the old app, which the new command may not start, so it keeps its
+    process and the next `fab deploy` starts the new release under the new units, behind the
+    health gate."""
     s, p = t.settings, t.settings.paths
+    files = templates.systemd_files(s)
+    web_unit = next(
+        file.content for file in files if file.path == f"{p.unit_dir}/{s.app_name}@.service"
+    )
+    command_changed = bool(facts.web_unit) and exec_start(facts.web_unit) != exec_start(web_unit)
     restarts = [root(["systemctl", "restart", p.unit(slot)]) for slot in SLOTS
-                if facts.active(p.unit(slot))]  # fmt: skip
+                if facts.active(p.unit(slot)) and not command_changed]  # fmt: skip
     then = (
         root(["systemctl", "daemon-reload"]),
         root(["systemd-tmpfiles", "--create", p.tmpfiles_conf]),
         *restarts,
     )
-    return file_changes(
-        t, facts, templates.systemd_files(s), "gunicorn units",
+    changes = file_changes(
+        t, facts, files, "gunicorn units",
         validate=root(templates.systemd_verify_command(s)),
         validate_name="systemd-analyze verify", then=then,
     )  # fmt: skip
+    if changes and command_changed:
+        note = "  the app's command changed: running slots keep theirs until the next fab deploy"
+        changes = [replace(changes[0], detail=(*changes[0].detail, note))]
+    return changes
+
+
+def exec_start(unit: str) -> list[str]:
+    return [line for line in unit.splitlines() if line.startswith("ExecStart=")]
 
 
 def live_link(t: Target, facts: f.HostFacts) -> list[Change]:

@@ -76,7 +76,8 @@ def user_clone(tmp_path_factory, contract) -> Source:
     config["dropstack"]["app"] = contract
     src.config.write_text(yaml.safe_dump(config, sort_keys=False))
     # What bin/setup makes in a fresh clone: the same pinned virtualenv.
-    (path / ".venv").symlink_to(REPO / ".venv")
+    if not (path / ".venv").exists():
+        (path / ".venv").symlink_to(REPO / ".venv")
     src.git("config", "user.email", "fixture-app@example.invalid")
     src.git("config", "user.name", "fixture app")
     src.git("add", "-A")
