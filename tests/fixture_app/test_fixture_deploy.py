@@ -25,8 +25,10 @@ import pytest
 import yaml
 
 from deploy.inventory import load_inventory
+from deploy.local import acme_setup
 from deploy.provision.database import admin_session
 from deploy.targets import connect
+from tests.host.probes import Site
 from tests.release.harness import REPO, Source, steady_load
 
 FIXTURE = REPO / "tests/fixtures/fastapi_notes"
@@ -126,7 +128,19 @@ def test_the_host_suite_passes_for_the_fixture_app(user_clone):
     assert done.returncode == 0, "the host suite failed for the fixture app (output above)"
 
 
-def test_a_redeploy_under_load_fails_no_request(user_clone, inventory, contract):
+@pytest.fixture(scope="module")
+def site(inventory, tmp_path_factory) -> Site:
+    """The first web host's site, over HTTPS with the stack's domain (its CA: pebble's root)."""
+    web = inventory.web_hosts[0].public_ip
+    tls = bool(inventory["domain"]) and not inventory["load_balancer_ip"]
+    cafile = None
+    if tls and inventory.data.get("acme_directory"):
+        cafile = tmp_path_factory.mktemp("ca") / "root.pem"
+        cafile.write_text(acme_setup.inventory_root(inventory))
+    return Site(web, inventory["domain"] if tls else web, tls, str(cafile) if cafile else None)
+
+
+def test_a_redeploy_under_load_fails_no_request(user_clone, inventory, contract, site):
     """A code-only change (a static file), deployed while two wrk clients (new connection per
     request, and keep-alive) ask the fixture's health paths through Nginx."""
     web = inventory.web_hosts[0].public_ip
@@ -136,6 +150,23 @@ def test_a_redeploy_under_load_fails_no_request(user_clone, inventory, contract)
     with steady_load(web, seconds=60, domain=domain, paths=paths) as load:
         deploy = run_in(user_clone, ".venv/bin/fab", "deploy")
     assert deploy.returncode == 0, "the redeploy failed"
+    assert site.get("/static/hello.txt").body == b"notes static file v2\n"
     for kind, result in load.results.items():
         errors = {k: result[k] for k in ("non2xx", "connect", "read", "write", "timeout")}
         assert result["requests"] > 0 and not any(errors.values()), (kind, result)
+
+
+def test_the_scheduled_job_runs_from_the_live_release_into_the_journal(user_clone, inventory):
+    """expire-notes, started now as its timer would: its output in the journal, its result
+    in `fab status`."""
+    c = connect(inventory, inventory.web_hosts[0])
+    try:
+        started = c.run("date '+%Y-%m-%d %H:%M:%S'", hide=True).stdout.strip()
+        c.sudo("systemctl start dropstack-job-expire-notes.service", hide=True)
+        journal = c.sudo(f"journalctl -u dropstack-job-expire-notes.service --since '{started}' "
+                         "-o cat --no-pager", hide=True).stdout  # fmt: skip
+    finally:
+        c.close()
+    assert "expire: 0 notes" in journal, journal
+    status = run_in(user_clone, ".venv/bin/fab", "status")
+    assert "job expire-notes: last success at " in status.stdout
