@@ -142,7 +142,7 @@ def status_data(h: ReleaseHost, state: HostState, stale_hours: float | None = No
     if live:
         path = h.host.app.readiness_path
         probe = h.run(cmd.health_wait_command(h.layout, live, path, 0), warn=True)
-        readyz = {"ok": probe.ok, "response": " ".join(probe.stdout.split()) or None}
+        readyz = {"ok": probe.ok, "response": " ".join(probe.stdout.split()) or None, "path": path}
     jobs_probe = job_status_command(h.layout, h.host.app)
     jobs = None
     if jobs_probe:
@@ -201,7 +201,8 @@ def status_lines(data: dict) -> list[str]:
         lines.append(f"  slot {slot:<5} {running:<8} {info['release'] or '(no release)'}{serving}")
     if data["live_slot"]:
         answer = data["readyz"]["response"] or "no answer"
-        lines.append(f"  /readyz on {data['live_slot']}: {answer}")
+        path = data["readyz"].get("path", "/readyz")
+        lines.append(f"  {path} on {data['live_slot']}: {answer}")
     elif data["routed_slot"]:
         lines.append(f"  no live slot: live.sock names slot {data['routed_slot']}, not running")
     else:
