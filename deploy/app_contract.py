@@ -236,9 +236,25 @@ def app_section(config: Mapping[str, Any] | None) -> dict[str, Any]:
     return dict(section.get("app") or {})
 
 
-def app_contract(config: Mapping[str, Any] | None) -> AppContract:
-    """The app contract alone, for what needs no host (the release build, the benchmarks)."""
-    return AppContract.from_mapping(app_section(config))
+def app_contract(config: Mapping[str, Any] | None, inventory: Any = None) -> AppContract:
+    """The app contract, for what needs no host (the release build, the benchmarks); with the
+    target's inventory also checked against it: workers need the stack's Redis."""
+    contract = AppContract.from_mapping(app_section(config))
+    if inventory is None or not contract.has_workers:
+        return contract
+    uri = inventory.data.get("redis_uri") or ""
+    if not uri:
+        raise SettingsError(
+            f"app.worker_count: {contract.worker_count} workers need a Redis, and "
+            f"{inventory.source} has no redis_uri; give the stack its managed Redis "
+            "(docs/app-contract.md) or set app.worker_count to 0"
+        )
+    if not uri.startswith("rediss://"):
+        raise SettingsError(
+            f"{inventory.source}: redis_uri must start with rediss:// (TLS; a managed Redis "
+            "has no plain-text port)"
+        )
+    return contract
 
 
 def contract_docs() -> list[tuple[str, str, str]]:

@@ -236,11 +236,8 @@ class HostLayout:
     def of(cls, s: HostSettings) -> HostLayout:
         same = ("app_name", "app_user", "config_dir", "env_file", "runtime_dir", "nginx_dir",
                 "nginx_log_dir")  # fmt: skip
-        return cls(
-            root=s.app_root,
-            static_subdir=s.app.static_dir,
-            **{name: getattr(s, name) for name in same},
-        )
+        values = {name: getattr(s, name) for name in same}
+        return cls(root=s.app_root, static_subdir=s.app.static_dir, **values)
 
     # --- releases ---
     @property
@@ -371,6 +368,10 @@ class HostLayout:
         return f"{self.config_dir}/db-ca.crt"
 
     @property
+    def redis_ca_cert(self) -> str:
+        return f"{self.config_dir}/redis-ca.crt"
+
+    @property
     def nginx_include_dir(self) -> str:
         return f"{self.nginx_dir}/{self.app_name}"
 
@@ -439,7 +440,7 @@ def for_host(
     operator = config_section(config)
     if "app" in operator:
         raise SettingsError("host.app: not a setting; the app contract is dropstack.app")
-    values["app"] = app_contract(config)
+    values["app"] = app_contract(config, inv)
     return HostSettings.from_mapping({**values, **operator})
 
 

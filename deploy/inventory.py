@@ -41,7 +41,7 @@ INVENTORY_KEYS: dict[str, str] = {
     "backup_access_key_id": "access key id of the key that may read and write the bucket, or ''",
     "backup_secret_access_key": "secret: that key's secret, or ''",
 }
-SECRET_KEYS = frozenset({"db_uri", "db_admin_uri", "backup_secret_access_key"})
+SECRET_KEYS = frozenset({"db_uri", "db_admin_uri", "backup_secret_access_key", "redis_uri"})
 # Pulumi drops outputs whose value is None, so the program exports "" for these; read both as None.
 OPTIONAL_KEYS = ("load_balancer_ip", "domain")
 BACKUP_KEYS = (
@@ -58,6 +58,15 @@ BACKUP_KEYS = (
 ACME_KEYS: dict[str, str] = {
     "acme_directory": "the ACME directory URL certbot uses, or '' (Let's Encrypt)",
     "acme_ca_cert": "PEM CA certificate of the ACME server's own HTTPS, or '' (system store)",
+}
+
+# The managed Redis (Valkey) the background workers queue on. Read as optional here, so a stack
+# exported before it had one still loads: absent or "" means none; deploy/app_contract.py makes
+# workers without it a one-line error.
+REDIS_KEYS: dict[str, str] = {
+    "redis_uri": "secret: rediss://default:{password}@host:25061 on the private network, or ''",
+    "redis_ca_cert": "PEM CA of the Redis server's certificate, or '' (a public CA: the system "
+    "store; DigitalOcean's Valkey has a Let's Encrypt certificate)",
 }
 
 DEFAULT_STATE_DIR = "/var/lib/dropstack/local"
@@ -125,7 +134,7 @@ def parse_inventory(data: object, source: str) -> Inventory:
             f"{source}: web_names, web_public_ips and web_private_ips must be equally long lists"
         )
     values = {k: data[k] for k in INVENTORY_KEYS}
-    values.update({k: data[k] for k in ACME_KEYS if data.get(k)})
+    values.update({k: data[k] for k in (*ACME_KEYS, *REDIS_KEYS) if data.get(k)})
     values.update({k: values[k] or None for k in OPTIONAL_KEYS})
     return Inventory(source=source, data=values)
 

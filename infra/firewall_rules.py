@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 ANYWHERE = ("0.0.0.0/0", "::/0")
 POSTGRES_PORT = 25060  # DigitalOcean's managed PostgreSQL listens here, not on 5432
 POSTGRES_POOL_PORT = 25061  # and its PgBouncer connection pools here
+REDIS_PORT = 25061  # a managed Valkey (Redis) cluster: TLS only, on its own host
 
 
 @dataclass(frozen=True)
@@ -56,11 +57,13 @@ def web_inbound_rules(
 
 
 def web_outbound_rules(
-    vpc_cidr: str, *, db_port: int = POSTGRES_PORT, pool_port: int | None = None
-) -> tuple[FirewallRule, ...]:
+    vpc_cidr: str, *, db_port: int = POSTGRES_PORT, pool_port: int | None = None,
+    redis_port: int | None = None,
+) -> tuple[FirewallRule, ...]:  # fmt: skip
     """What a web droplet may reach: DNS, NTP, HTTP(S) for apt/certbot, the database in the VPC.
 
-    ``pool_port`` adds the database's connection-pool port, also inside the VPC only.
+    ``pool_port`` adds the database's connection-pool port, ``redis_port`` the managed Redis
+    (the workers' queue), both inside the VPC only.
     """
     vpc = (vpc_cidr,)
     database = [FirewallRule("tcp", str(db_port), "postgresql inside the vpc", addresses=vpc)]
@@ -68,6 +71,8 @@ def web_outbound_rules(
         database.append(
             FirewallRule("tcp", str(pool_port), "postgresql pool in the vpc", addresses=vpc)
         )
+    if redis_port is not None and redis_port != pool_port:
+        database.append(FirewallRule("tcp", str(redis_port), "redis inside the vpc", addresses=vpc))
     return (
         FirewallRule("udp", "53", "dns", addresses=ANYWHERE),
         FirewallRule("tcp", "53", "dns over tcp", addresses=ANYWHERE),

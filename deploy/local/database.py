@@ -64,18 +64,22 @@ class TlsMaterial:
     server_key_pem: str
 
 
-def make_tls_material(db_address: str, *, now: datetime.datetime | None = None) -> TlsMaterial:
-    """A fresh CA and a server certificate for ``db_address`` (as IP SAN) signed by it.
+def make_tls_material(
+    db_address: str, *, now: datetime.datetime | None = None,
+    ca_name: str = "dropstack local database CA",
+) -> TlsMaterial:  # fmt: skip
+    """A fresh CA named ``ca_name`` and a server certificate for ``db_address`` (as IP SAN)
+    signed by it (the Redis stand-in gets its own, deploy/local/redis.py).
 
     The CA's private key is not returned: nothing signs with it again, so it is never stored.
     """
     now = now or datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "dropstack local database CA")])
+    issuer = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, ca_name)])
     ca_cert = (
         x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
+        .subject_name(issuer)
+        .issuer_name(issuer)
         .public_key(ca_key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
@@ -104,7 +108,7 @@ def make_tls_material(db_address: str, *, now: datetime.datetime | None = None) 
     server_cert = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, db_address)]))
-        .issuer_name(ca_name)
+        .issuer_name(issuer)
         .public_key(server_key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))

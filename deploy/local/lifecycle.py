@@ -20,7 +20,7 @@ from pathlib import Path
 import paramiko
 from invoke.exceptions import UnexpectedExit
 
-from deploy.local import acme_setup, database, hosts, nftables
+from deploy.local import acme_setup, database, hosts, nftables, redis_setup
 from deploy.local.access import (
     ensure_key_pair,
     port_answers,
@@ -64,6 +64,7 @@ from deploy.local.state import (
 from infra.firewall_rules import (
     POSTGRES_POOL_PORT,
     POSTGRES_PORT,
+    REDIS_PORT,
     database_trusted_tags,
     web_inbound_rules,
     web_outbound_rules,
@@ -117,6 +118,8 @@ def _up(
     say("firewall: nft table inet dropstack (cloud firewall, NAT to package archives)")
     _apply_firewall(plan, nameservers, db_pool)
     ca = acme_setup.start_ca(paths, plan, domain, say) if domain else None
+    redis_keys = redis_setup.create(paths, say)
+    redis_setup.start(paths, plan.redis)
 
     for host in plan.hosts:
         say(f"{host.name}: fresh root on the {host.role} image, booting")
@@ -145,7 +148,7 @@ def _up(
         tls_note = f", TLS for {domain} on 443" if certificate else ""
         say(f"lb: HAProxy at {plan.lb.public_ip}, health checks like DigitalOcean's{tls_note}")
         _start_load_balancer(paths, plan, certificate)
-    _write_outputs(paths, plan, credentials, tls, db_pool, domain)
+    _write_outputs(paths, plan, credentials, tls, db_pool, domain, redis_keys)
     now = time.monotonic()
     say(
         f"up: {len(plan.web)} web host(s) and db ready in {now - started:.1f} s "
@@ -194,7 +197,8 @@ def _restart_stopped(
     intact = mounted and all(Path(n.netns_path).exists() for n in plan.namespaces)
     lb_down = plan.lb is not None and not load_balancers()
     ca_down = plan.acme is not None and not acme_setup.ca_running()
-    if not (stopped or lb_down or ca_down) or not intact:
+    redis_down = plan.redis is not None and not redis_setup.running()
+    if not (stopped or lb_down or ca_down or redis_down) or not intact:
         return False
     started = time.monotonic()
     if ca_down and domain:
@@ -207,6 +211,10 @@ def _restart_stopped(
         say("lb: HAProxy is not running; starting it again")
         pem = paths.root / "lb" / "certificate.pem"
         _start_load_balancer(paths, plan, pem if domain and pem.exists() else None)
+    if redis_down:
+        say("redis: the stand-in is not running; starting it again on its files (same "
+            "password and certificate, its queued jobs kept)")  # fmt: skip
+        redis_setup.start(paths, plan.redis)
     for host in stopped:
         say(f"{host.name}: its container is not running; booting it again on its disk")
         _start_container(paths, host)
@@ -219,6 +227,7 @@ def _restart_stopped(
         [h.name for h in stopped]
         + (["the load balancer"] if lb_down else [])
         + (["the local CA"] if ca_down else [])
+        + (["the Redis stand-in"] if redis_down else [])
     )
     say(f"up: {back} back in {time.monotonic() - started:.1f} s")
     return True
@@ -263,6 +272,7 @@ def _write_outputs(
     tls: database.TlsMaterial,
     db_pool: int = 0,
     domain: str | None = None,
+    redis_keys: redis_setup.RedisKeys | None = None,
 ) -> None:
     """The inventory last: its presence means the stack is complete."""
     passwords = {
@@ -281,6 +291,8 @@ def _write_outputs(
         source=str(paths.inventory),
         pool_size=db_pool,
         domain=domain,
+        redis_uri=redis_keys.uri if redis_keys else "",
+        redis_ca_cert=redis_keys.ca_cert if redis_keys else "",
         **_acme_keys(paths, domain),
     )
     write_private(paths.inventory, json.dumps(inventory.data, indent=2) + "\n")
@@ -301,7 +313,7 @@ def _apply_firewall(plan: StackPlan, nameservers: list[str], db_pool: int = 0) -
         # Behind a load balancer HTTP(S) reaches the droplets from it only (infra/ gives the
         # real firewall source_load_balancer_uids).
         web_inbound=web_inbound_rules((ADMIN_CIDR,), behind_load_balancer=plan.lb is not None),
-        web_outbound=web_outbound_rules(VPC_CIDR, pool_port=pool_port),
+        web_outbound=web_outbound_rules(VPC_CIDR, pool_port=pool_port, redis_port=REDIS_PORT),
         db_trusted_tags=database_trusted_tags(WEB_TAG),
         tag_addresses={WEB_TAG: [h.private_ip for h in plan.web]},
         resolvers=nameservers,

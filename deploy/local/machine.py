@@ -15,7 +15,7 @@ from pathlib import Path
 from deploy.local import hosts, nftables
 from deploy.local.acme import is_ca_process_of
 from deploy.local.load_balancer import is_haproxy_of
-from deploy.local.network import ACME_ADDRESS, HostPlan, largest_plan, plan_stack
+from deploy.local.network import ACME_ADDRESS, NETNS_DIR, HostPlan, largest_plan, plan_stack
 from deploy.local.state import LocalStackError, StatePaths, run
 
 
@@ -54,6 +54,7 @@ def is_running(paths: StatePaths, record: dict) -> bool:
         and all(nspawn_leaders(h) for h in plan.hosts)
         and (plan.lb is None or bool(load_balancers()))
         and (plan.acme is None or len(ca_processes()) == 2)
+        and (plan.redis is None or bool(namespace_processes(plan.redis.netns)))
     )
 
 
@@ -91,6 +92,14 @@ def ca_processes() -> list[int]:
         for pid, argv, state, _ in processes()
         if state != "Z" and is_ca_process_of(argv, ACME_ADDRESS)
     ]
+
+
+def namespace_processes(netns: str) -> list[int]:
+    """The live processes in a network namespace of the stack (none when it does not exist)."""
+    if not Path(f"{NETNS_DIR}/{netns}").exists():
+        return []
+    listed = run(["ip", "netns", "pids", netns], hint="").split()
+    return [int(pid) for pid in listed if alive(int(pid))]
 
 
 def supervisors(host: HostPlan) -> list[int]:

@@ -24,6 +24,8 @@ LB_VPC_ADDRESS = "198.18.1.2"
 # The local ACME CA (pebble and its test DNS), with a domain: on the public side, as Let's
 # Encrypt is on the internet, reaching the site's address for HTTP-01 like any client.
 ACME_ADDRESS = "198.18.0.3"
+# The managed Redis (Valkey) stand-in: beside the database, in the VPC only (deploy/local/redis.py).
+REDIS_ADDRESS = "198.18.1.101"
 MAX_WEB_COUNT = 10
 NETNS_DIR = "/run/netns"
 # Every interface this project creates in the root namespace starts with this, and nothing else
@@ -83,6 +85,7 @@ class StackPlan:
     db: HostPlan
     lb: HostPlan | None = None  # a namespace, not a container: HAProxy runs in it
     acme: HostPlan | None = None  # a namespace: pebble and pebble-challtestsrv, with a domain
+    redis: HostPlan | None = None  # a namespace: redis-server, the managed Redis stand-in
 
     @property
     def hosts(self) -> tuple[HostPlan, ...]:
@@ -91,8 +94,9 @@ class StackPlan:
 
     @property
     def namespaces(self) -> tuple[HostPlan, ...]:
-        """Everything with a network namespace and links: the hosts and the load balancer."""
-        return (*self.hosts, *(n for n in (self.lb, self.acme) if n))
+        """Everything with a network namespace and links: the hosts, the load balancer, the CA
+        and the Redis stand-in."""
+        return (*self.hosts, *(n for n in (self.lb, self.acme, self.redis) if n))
 
     def host(self, name: str) -> HostPlan:
         for host in self.hosts:
@@ -144,13 +148,24 @@ def acme_host() -> HostPlan:
     )  # fmt: skip
 
 
+def redis_host() -> HostPlan:
+    """The managed Redis stand-in: a VPC address only, as DigitalOcean's private network gives
+    a managed Valkey cluster (its public endpoint is not used)."""
+    return HostPlan(
+        name="redis", role="redis", netns="ds-redis",
+        links=(Link("ds-redis-vpc", "eth0", REDIS_ADDRESS, 24),),
+    )  # fmt: skip
+
+
 def _nth(cidr: str, index: int) -> str:
     return str(ipaddress.ip_network(cidr)[index])
 
 
 def plan_stack(web_count: int, load_balancer: bool | None = None, acme: bool = False) -> StackPlan:
     """The stack's hosts. A load balancer whenever there is more than one web host (as infra/
-    creates one), or when asked for with one; the local ACME CA with a domain."""
+    creates one), or when asked for with one; the local ACME CA with a domain. The Redis
+    stand-in always: it costs one small process, and `local.up` does not read the app contract
+    (docs/local-droplet.md)."""
     if not 1 <= web_count <= MAX_WEB_COUNT:
         raise ValueError(f"web count must be 1..{MAX_WEB_COUNT}, not {web_count}")
     with_lb = web_count > 1 if load_balancer is None else load_balancer
@@ -159,6 +174,7 @@ def plan_stack(web_count: int, load_balancer: bool | None = None, acme: bool = F
         db=db_host(),
         lb=load_balancer_host() if with_lb else None,
         acme=acme_host() if acme else None,
+        redis=redis_host(),
     )
 
 

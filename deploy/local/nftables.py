@@ -20,6 +20,7 @@ import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
 
 from deploy.local.network import ADMIN_CIDR, LINK_PREFIX, TEST_RANGE, StackPlan, site_address
+from deploy.local.redis import REDIS_PORT
 from infra.firewall_rules import POSTGRES_PORT, FirewallRule
 
 # The local ACME CA's listeners (deploy/local/acme.py LOCAL_CA): the ACME API on 443 as Let's
@@ -42,11 +43,13 @@ def ruleset(
     tag_addresses: Mapping[str, Sequence[str]],
     resolvers: Sequence[str],
     db_ports: Sequence[int] = (POSTGRES_PORT,),
+    redis_port: int = REDIS_PORT,
 ) -> str:
     """The whole ``inet dropstack`` table as text for ``nft -f``.
 
     ``tag_addresses`` resolves droplet tags to addresses (the web tag -> the web hosts' VPC
-    addresses), as DigitalOcean does for a firewall or trusted source naming a tag.
+    addresses), as DigitalOcean does for a firewall or trusted source naming a tag. The Redis
+    stand-in trusts the same sources as the database (infra/ gives both clusters the web tier).
     """
     web_links = _names(link for host in plan.web for link in host.root_link_names)
     db_links = _names(plan.db.root_link_names)
@@ -60,6 +63,15 @@ def ruleset(
 
     def lb_jumps(into: str, out: str) -> list[str]:
         return [f"iifname {lb_links} jump {out}", f"oifname {lb_links} jump {into}"] if lb else []
+
+    redis = plan.redis
+    redis_links = _names(redis.root_link_names) if redis else None
+
+    def redis_jumps() -> list[str]:
+        if not redis:
+            return []
+        return [f"iifname {redis_links} jump redis_outbound",
+                f"oifname {redis_links} jump redis_inbound"]  # fmt: skip
 
     def acme_jumps() -> list[str]:
         return (
@@ -83,6 +95,7 @@ def ruleset(
                 f"oifname {db_links} jump db_inbound",
                 *lb_jumps("lb_inbound", "lb_outbound"),
                 *acme_jumps(),
+                *redis_jumps(),
                 f"oifname != {OURS} jump leave_machine",
             ],
         ),
@@ -101,6 +114,7 @@ def ruleset(
                 f"oifname {db_links} jump db_inbound",
                 *([f"oifname {lb_links} jump lb_inbound"] if lb else []),
                 *([f"oifname {acme_links} jump acme_inbound"] if acme else []),
+                *([f"oifname {redis_links} jump redis_inbound"] if redis else []),
             ],
         ),
         _chain(
@@ -113,6 +127,7 @@ def ruleset(
                 f"iifname {db_links} jump db_outbound",
                 *([f"iifname {lb_links} jump lb_outbound"] if lb else []),
                 *([f"iifname {acme_links} jump acme_outbound"] if acme else []),
+                *([f"iifname {redis_links} jump redis_outbound"] if redis else []),
             ],
         ),
         _chain(
@@ -163,6 +178,7 @@ def ruleset(
             else []
         ),
         *(_acme_chains(plan) if acme else []),
+        *(_redis_chains(db_sources, redis_port) if redis else []),
         _chain(
             "leave_machine",
             None,
@@ -219,6 +235,23 @@ def _acme_chains(plan: StackPlan) -> list[str]:
                 f'{REJECT} comment "the CA reaches only the site"',
             ],
         ),
+    ]
+
+
+def _redis_chains(sources: Sequence[str], port: int) -> list[str]:
+    """The managed Redis stand-in: its TLS port for its trusted sources (the web tier) and
+    nothing else, not even this machine (`local.up` checks it from inside its namespace)."""
+    return [
+        _chain(
+            "redis_inbound",
+            None,
+            [
+                f"tcp dport {port} ip saddr {_set(sources)} accept"
+                ' comment "trusted sources: the web tier"',
+                REJECT,
+            ],
+        ),
+        _chain("redis_outbound", None, [f'{REJECT} comment "a managed Redis opens nothing"']),
     ]
 
 

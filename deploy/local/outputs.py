@@ -15,12 +15,13 @@ from infra.outputs import DB_POOL_NAME, site_url
 def local_inventory(
     plan: StackPlan, *, key_path: Path, public_key: str, app_password: str, admin_password: str,
     ca_cert_pem: str, source: str, pool_size: int = 0, domain: str | None = None,
-    acme_directory: str = "", acme_ca_cert: str = "",
+    acme_directory: str = "", acme_ca_cert: str = "", redis_uri: str = "", redis_ca_cert: str = "",
 ) -> Inventory:  # fmt: skip
     """The inventory of a local stack, checked against the contract before anyone writes it.
     With a pool the app's URI goes through it, as DigitalOcean's does (infra/database.py); the
     admin's goes straight to the database. With a domain, the URL is https://<domain>
-    (infra's site_url) and the ACME keys name the stack's own CA."""
+    (infra's site_url) and the ACME keys name the stack's own CA. The Redis keys are the
+    stand-in's (deploy/local/redis.py), its CA included: DigitalOcean's needs none."""
     first_web = plan.web[0]
     app_port = POSTGRES_POOL_PORT if pool_size else POSTGRES_PORT
     app_uri = db_uri(plan.db.private_ip, app_password, app_port)
@@ -48,6 +49,8 @@ def local_inventory(
         "db_ca_cert": ca_cert_pem,
         # No bucket yet: the local S3 stand-in is not part of the local stack.
         **{key: "" for key in BACKUP_KEYS},
+        "redis_uri": redis_uri,
+        "redis_ca_cert": redis_ca_cert,
     }
     if domain:
         data.update(acme_directory=acme_directory, acme_ca_cert=acme_ca_cert)

@@ -1,6 +1,7 @@
 """Taking the local stack down: every container, namespace, link, mount, the nft table, the
-load balancer and the CA, found by name from ``network.largest_plan()`` and the state directory,
-so it works after any kind of failure and touches nothing else on the machine."""
+load balancer, the CA and the Redis stand-in, found by name from ``network.largest_plan()`` and
+the state directory, so it works after any kind of failure and touches nothing else on the
+machine."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import signal
 import time
 from pathlib import Path
 
-from deploy.local import acme_setup, hosts, nftables
+from deploy.local import acme_setup, hosts, nftables, redis_setup
 from deploy.local.lifecycle import IP_FORWARD, Say
 from deploy.local.machine import (
     alive,
@@ -66,6 +67,8 @@ def _down(paths: StatePaths, say: Say) -> None:
         removed.append("load balancer")
     if acme_setup.stop_ca():
         removed.append("local CA (pebble, challtestsrv)")
+    if redis_setup.stop():
+        removed.append("Redis stand-in (redis-server)")
     _stop_containers(plan, say, removed)
     for host in plan.hosts:
         root = paths.host_root(host)
@@ -93,7 +96,8 @@ def _down(paths: StatePaths, say: Say) -> None:
         removed.append("nft table inet dropstack")
     if record and record.get("ip_forward_before") == "0":
         IP_FORWARD.write_text("0\n")
-    for path in (paths.hosts, paths.db, paths.root / "lb", paths.root / "acme"):
+    redis_dir = paths.root / "redis"
+    for path in (paths.hosts, paths.db, paths.root / "lb", paths.root / "acme", redis_dir):
         if path.exists():
             shutil.rmtree(path)
             removed.append(str(path))

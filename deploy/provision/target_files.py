@@ -27,7 +27,8 @@ def directories(s: HostSettings, deploy_user: str) -> list[tuple[str, str, str, 
 
 
 def env_files(t: Target, existing_env: str) -> list[RemoteFile]:
-    """The database CA and the app's environment file. SECRET_KEY is made once and kept; so
+    """The database CA and the app's environment file (with workers, REDIS_URL and the Redis
+    CA when the inventory has one). SECRET_KEY is made once and kept; so
     are what `fab secrets.rotate` wrote: SECRET_KEY_FALLBACKS while set (the rotation's
     retire stage removes them, provisioning never does) and a rotated database password."""
     s, p = t.settings, t.settings.paths
@@ -40,12 +41,32 @@ def env_files(t: Target, existing_env: str) -> list[RemoteFile]:
         "SECRET_KEY": secret,
         **rotation.kept_env_values(existing, url),
     }
+    redis_ca = t.inv.data.get("redis_ca_cert") or ""
+    if s.app.has_workers:
+        values["REDIS_URL"] = app_redis_url(t.inv["redis_uri"], p.redis_ca_cert if redis_ca else "")
     return [
         RemoteFile(p.db_ca_cert, t.inv["db_ca_cert"], "0644", "root", s.app_user),
+        *([RemoteFile(p.redis_ca_cert, redis_ca, "0644", "root", s.app_user)]
+          if s.app.has_workers and redis_ca else []),
         RemoteFile(
             p.env_file, rotation.env_content(values), "0640", "root", s.app_user, secret=True
         ),
+    ]  # fmt: skip
+
+
+def app_redis_url(redis_uri: str, ca_path: str = "") -> str:
+    """The inventory's rediss:// URI as the app gets it: the certificate verified (redis-py's
+    default; Celery refuses rediss:// without ``ssl_cert_reqs``), against ``ca_path`` when the
+    server's CA is not a public one (the local stand-in's) or the system store (DigitalOcean's
+    Let's Encrypt certificate). redis-py, RQ and Celery read both query parameters."""
+    if not redis_uri.startswith("rediss://"):
+        raise ValueError("redis_uri: must start with rediss:// (a managed Redis is TLS only)")
+    base, _, query = redis_uri.partition("?")
+    params = [
+        p for p in query.split("&") if p and not p.startswith(("ssl_cert_reqs=", "ssl_ca_certs="))
     ]
+    params += ["ssl_cert_reqs=required", *([f"ssl_ca_certs={ca_path}"] if ca_path else [])]
+    return f"{base}?{'&'.join(params)}"
 
 
 def os_files(t: Target, operator_ip: str) -> dict[str, RemoteFile]:

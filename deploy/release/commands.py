@@ -210,6 +210,13 @@ def stop_workers_command(layout: HostLayout, slot: str) -> list[str]:
     return as_root(["systemctl", "stop", layout.worker_pattern(slot)])
 
 
+def worker_states_command(layout: HostLayout) -> list[str]:
+    """Every loaded worker unit of either slot, one line each: unit, load, active, sub state
+    (read-only, as the deploy user)."""
+    return ["systemctl", "list-units", "--all", "--plain", "--no-legend", "--no-pager",
+            layout.worker_units_pattern]  # fmt: skip
+
+
 def boot_workers_command(layout: HostLayout, slot: str, count: int) -> list[str]:
     """Start the slot's workers at boot and none of the other slot's: disabling a template
     removes every instance's link, whatever count it was enabled with."""

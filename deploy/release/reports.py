@@ -160,8 +160,21 @@ def status_data(h: ReleaseHost, state: HostState, stale_hours: float | None = No
         "nginx_active": state.nginx_active,
         "lock": (state.lock.__dict__ if state.lock else {}) if state.locked else None,
         "backup": None if stale_hours is None else read_backup_health(h, stale_hours),
+        "workers": worker_states(h.run(cmd.worker_states_command(h.layout), warn=True).stdout),
         "jobs": jobs,
     }
+
+
+def worker_states(listing: str) -> list[dict]:
+    """The worker units `systemctl list-units` printed: unit, slot, active and sub state."""
+    workers = []
+    for line in listing.splitlines():
+        fields = line.split()
+        if len(fields) < 4 or not fields[0].endswith(".service") or "-worker-" not in fields[0]:
+            continue
+        slot = fields[0].rsplit("-worker-", 1)[1].split("@", 1)[0]
+        workers.append({"unit": fields[0], "slot": slot, "active": fields[2], "sub": fields[3]})
+    return workers
 
 
 def read_backup_health(h: ReleaseHost, stale_hours: float) -> dict | None:
@@ -208,12 +221,24 @@ def status_lines(data: dict) -> list[str]:
     else:
         lines.append("  no live slot: no release deployed yet")
     lines.append(f"  nginx: {'active' if data['nginx_active'] else 'NOT active'}")
+    lines += worker_lines(data.get("workers") or [])
     if data["lock"] is not None:
         holder = data["lock"]
         who = lock.Holder(**holder).describe() if holder else "unreadable holder record"
         lines.append(f"  deploy lock held: {who}")
     lines += backup_lines(data.get("backup"))
     lines += job_lines(data.get("jobs"))
+    return lines
+
+
+def worker_lines(workers: list[dict]) -> list[str]:
+    """Per slot with loaded workers: how many run, and each unit's state."""
+    lines = []
+    for slot in sorted({w["slot"] for w in workers}):
+        units = [w for w in workers if w["slot"] == slot]
+        active = sum(w["active"] == "active" for w in units)
+        states = ", ".join(f"{w['unit'].removesuffix('.service')} {w['sub']}" for w in units)
+        lines.append(f"  workers on {slot}: {active} of {len(units)} active ({states})")
     return lines
 
 

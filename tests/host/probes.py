@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import errno
 import http.client
+import json
+import shlex
 import socket
 import ssl
 from dataclasses import dataclass
@@ -62,11 +64,16 @@ class Site:
         return "https" if self.tls else "http"
 
     def get(self, path: str, headers: dict[str, str] | None = None, timeout=10.0) -> Response:
+        return self.request("GET", path, headers=headers, timeout=timeout)
+
+    def request(self, method: str, path: str, body: bytes | None = None,
+                headers: dict[str, str] | None = None, timeout=10.0) -> Response:  # fmt: skip
         conn = self._connection(timeout)
         try:
             conn.request(
-                "GET", path, headers={"Host": self.name, "Connection": "close", **(headers or {})}
-            )
+                method, path, body=body,
+                headers={"Host": self.name, "Connection": "close", **(headers or {})},
+            )  # fmt: skip
             response = conn.getresponse()
             return Response(response.status, response.headers, response.read())
         finally:
@@ -161,3 +168,24 @@ class SshTarget:
             return f"{NOT_OFFERED}; sshd offers only: {', '.join(exc.allowed_types)}"
         except paramiko.AuthenticationException as exc:
             return f"method offered, credentials rejected: {exc}"
+
+
+def python_as_app(host, settings, script: str, *args: str) -> dict:
+    """Run a Python ``script`` on the host as the app runs: as the app user, with the app's
+    EnvironmentFile read by systemd, with the live release's interpreter; its last line of
+    output, as JSON (the scripts print one JSON object and never a secret)."""
+    python = f"{settings.paths.current}/.venv/bin/python"
+    command = shlex.join(
+        [
+            "sudo", "-n", "systemd-run", "--quiet", "--pipe", "--wait", "--collect",
+            "-p", f"User={settings.app_user}",
+            "-p", f"EnvironmentFile={settings.env_file}",
+            python, "-c", script, *args,
+        ]
+    )  # fmt: skip
+    result = host.run(command)
+    assert result.rc == 0 and result.stdout.strip(), (
+        f"could not run the check as {settings.app_user} with {python}: "
+        f"{result.stderr.strip()[-300:]}"
+    )
+    return json.loads(result.stdout.strip().splitlines()[-1])

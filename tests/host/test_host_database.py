@@ -7,8 +7,7 @@ never printed: the script prints only the outcome, with the password masked out 
 
 from __future__ import annotations
 
-import json
-import shlex
+from tests.host.probes import python_as_app
 
 # argv[1]: "as-configured" (the app's DATABASE_URL) or "plaintext" (sslmode=disable).
 CONNECT = r"""
@@ -37,21 +36,7 @@ except Exception as exc:
 
 
 def connect_as_app(host, settings, mode: str) -> dict:
-    python = f"{settings.paths.current}/.venv/bin/python"
-    command = shlex.join(
-        [
-            "sudo", "-n", "systemd-run", "--quiet", "--pipe", "--wait", "--collect",
-            "-p", f"User={settings.app_user}",
-            "-p", f"EnvironmentFile={settings.env_file}",
-            python, "-c", CONNECT, mode,
-        ]
-    )  # fmt: skip
-    result = host.run(command)
-    assert result.rc == 0 and result.stdout.strip(), (
-        f"could not run the connection check as {settings.app_user} with {python}: "
-        f"{result.stderr.strip()[-300:]}"
-    )
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return python_as_app(host, settings, CONNECT, mode)
 
 
 def test_app_connects_over_tls(host, settings):

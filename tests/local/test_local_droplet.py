@@ -10,6 +10,7 @@ import errno
 import io
 import json
 import os
+import shlex
 import socket
 import stat
 import struct
@@ -18,16 +19,21 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import paramiko
 import pytest
 
-from deploy.inventory import INVENTORY_KEYS, Inventory, load_inventory
+from deploy.inventory import INVENTORY_KEYS, REDIS_KEYS, Inventory, load_inventory
+from deploy.local import redis, redis_setup
 from deploy.local.image import IMAGES, cache_root, image_dir
 from deploy.local.lifecycle import StatePaths, leftover_parts
-from deploy.local.network import ADMIN_CIDR, ROUTER_ADDRESS, plan_stack
+from deploy.local.machine import alive
+from deploy.local.network import ADMIN_CIDR, REDIS_ADDRESS, ROUTER_ADDRESS, plan_stack
+from deploy.local.redis import REDIS_PORT
 from infra.cloudinit import render_user_data
 from infra.firewall_rules import POSTGRES_PORT, web_inbound_rules
+from tests.redis_probe import parse, ping_command
 
 pytestmark = pytest.mark.host
 
@@ -157,7 +163,7 @@ def test_inventory_is_private_and_complete(stack):
     mode = stat.S_IMODE(stack.paths.inventory.stat().st_mode)
     assert mode == 0o600
     data = json.loads(stack.paths.inventory.read_text())
-    assert list(data) == list(INVENTORY_KEYS)
+    assert list(data) == [*INVENTORY_KEYS, *REDIS_KEYS]
     assert data["stack"] == "local" and data["db_port"] == POSTGRES_PORT
     assert stat.S_IMODE(stack.paths.key.stat().st_mode) == 0o600
 
@@ -420,10 +426,88 @@ except OSError as e: print("blocked" if e.errno == errno.EHOSTUNREACH else "unex
         (ROUTER_ADDRESS, 22, "blocked"),  # not in the web tier's outbound rules
         (ROUTER_ADDRESS, 8081, "blocked"),
         ("198.18.0.200", 80, "blocked"),  # allowed outbound, but the test range stays here
+        (REDIS_ADDRESS, REDIS_PORT, "open"),  # web tier -> the managed Redis's TLS port
+        (REDIS_ADDRESS, 6379, "blocked"),  # Redis's usual plain port: not even tried
     ],
 )
 def test_firewall_from_a_web_host(web1, address, port, expected):
     assert run(web1, WEB_PROBE.format(address=address, port=port))[1].strip() == expected
+
+
+# ---------------------------------------------------------------------------------------------
+# the managed Redis stand-in
+
+
+@pytest.fixture(scope="module")
+def redis_on_web1(stack, web1):
+    """web-1 with the inventory's Redis CA as a file (provisioning puts it in /etc/dropstack)."""
+    sftp = web1.open_sftp()
+    sftp.putfo(io.BytesIO(stack.inventory["redis_ca_cert"].encode()), "/tmp/redis-ca.pem")
+    sftp.close()
+    return web1
+
+
+def redis_ping(client: paramiko.SSHClient, stack: Stack, mode: str, password: str = "") -> dict:
+    """AUTH + PING from web-1 with the system python3 (tests/redis_probe.py); the password on
+    stdin, the inventory's unless given."""
+    uri = urlsplit(stack.inventory["redis_uri"])
+    command = ping_command("python3", uri.hostname, uri.port, "/tmp/redis-ca.pem", mode)
+    stdin, stdout, _ = client.exec_command(shlex.join(command), timeout=30)
+    stdin.write((password or unquote(uri.password)) + "\n")
+    stdin.channel.shutdown_write()
+    return parse(stdout.read().decode())
+
+
+def redis_cli(stack: Stack, *args: str) -> str:
+    """redis-cli inside the stand-in's own namespace (as `local.up` checks it), over TLS."""
+    server = redis_setup.the_server(stack.paths)
+    password = unquote(urlsplit(stack.inventory["redis_uri"]).password)
+    command = [*redis.in_namespace(redis_setup.NETNS, redis.ping_command(server)[:-1]), *args]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=30,
+                          env={**os.environ, "REDISCLI_AUTH": password})  # fmt: skip
+    return done.stdout.strip()
+
+
+def test_redis_answers_tls_with_the_inventory_password(stack, redis_on_web1):
+    assert stack.inventory["redis_uri"].startswith("rediss://default:")
+    outcome = redis_ping(redis_on_web1, stack, "tls")
+    assert outcome["connected"], outcome
+    assert outcome["replies"] == ["+OK", "+PONG"]
+    assert outcome["tls"] in ("TLSv1.2", "TLSv1.3")
+
+
+def test_redis_refuses_a_wrong_password(stack, redis_on_web1):
+    outcome = redis_ping(redis_on_web1, stack, "tls", password="wrong")
+    assert outcome["replies"][0].startswith("-WRONGPASS"), outcome
+
+
+def test_redis_gives_plain_text_no_answer(stack, redis_on_web1):
+    outcome = redis_ping(redis_on_web1, stack, "plain")
+    assert not outcome.get("replies"), outcome
+
+
+def test_redis_listens_on_its_vpc_address_and_tls_port_only(stack):
+    listening = subprocess.run(["ip", "netns", "exec", redis_setup.NETNS, "ss", "-Hltn"],
+                               capture_output=True, text=True, check=True).stdout  # fmt: skip
+    assert [line.split()[3] for line in listening.splitlines()] == [f"{REDIS_ADDRESS}:{REDIS_PORT}"]
+
+
+def test_redis_is_closed_to_this_machine_and_the_database(stack, db):
+    assert tcp_outcome(REDIS_ADDRESS, REDIS_PORT) == "blocked"
+    probe = WEB_PROBE.format(address=REDIS_ADDRESS, port=REDIS_PORT)
+    assert run(db, probe)[1].strip() == "blocked"
+
+
+def test_a_stopped_redis_comes_back_on_up_with_its_password_and_data(stack, redis_on_web1):
+    assert redis_cli(stack, "set", "dropstack-test", "kept") == "OK"
+    time.sleep(1.5)  # the append-only file is synced every second (appendfsync everysec)
+    for pid in redis_setup.stop():
+        assert not alive(pid)
+    result = fab("local.up")
+    assert result.returncode == 0, result.stderr
+    assert "the Redis stand-in" in result.stdout
+    assert redis_ping(redis_on_web1, stack, "tls")["replies"] == ["+OK", "+PONG"]
+    assert redis_cli(stack, "get", "dropstack-test") == "kept"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -467,6 +551,7 @@ def test_down_restores_the_machine(stack):
     assert after.nspawn == stack.before.nspawn
     assert not stack.paths.inventory.exists()
     assert not stack.paths.hosts.exists()
+    assert not redis_setup.running() and not (stack.paths.root / "redis").exists()
     assert subprocess.run(
         ["nft", "list", "table", "inet", "dropstack"], capture_output=True
     ).returncode

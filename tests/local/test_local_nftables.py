@@ -49,7 +49,8 @@ def test_one_table_replaced_atomically():
     assert "delete table inet dropstack" in text  # re-applying replaces, never appends
     assert set(chains(text)) == {
         "forward", "output", "input", "web_inbound", "web_outbound",
-        "db_inbound", "db_outbound", "leave_machine", "postrouting",
+        "db_inbound", "db_outbound", "redis_inbound", "redis_outbound", "leave_machine",
+        "postrouting",
     }  # fmt: skip
 
 

@@ -16,7 +16,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from fabric import Config
 
+from deploy.app_contract import app_section
 from deploy.inventory import DEFAULT_LOCAL_INVENTORY, load_inventory
 from deploy.targets import connect
 from tests.release.harness import LOCAL_TEST_NET, REPO, Source
@@ -80,9 +82,16 @@ def source(tmp_path_factory) -> Source:
     src.git("config", "user.name", "release tests")
     src.git("add", "-A", "app", "constraints.txt")
     src.git("commit", "-q", "--allow-empty", "-m", "the app as in the work tree")
-    src.config.write_text(
-        json.dumps(
-            {"dropstack": {"release": {"source": str(path), "keep": 4, "health_timeout": 10}}}
-        )
-    )
+    release = {"source": str(path), "keep": 4, "health_timeout": 10}
+    src.config.write_text(json.dumps({"dropstack": {"release": release, "app": app_contract()}}))
     return src
+
+
+def app_contract() -> dict:
+    """The app contract as `fab` here reads it (fabric.yaml, FABRIC_DROPSTACK_APP_* variables):
+    `python -m deploy.release -f FILE` loads no project config, so the file carries it, and the
+    tests deploy with the contract the operator's `fab deploy` would use (bin/test: workers)."""
+    config = Config(project_location=str(REPO))
+    config.load_project()
+    config.load_shell_env()
+    return app_section(config)
