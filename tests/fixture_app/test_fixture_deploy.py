@@ -40,13 +40,14 @@ APP_HOST_TESTS = (
     "tests/host/test_host_nginx.py",
     "tests/host/test_host_releases.py",
     "tests/host/test_host_jobs.py",
+    "tests/host/test_host_redis.py",
     "tests/host/test_host_tls.py::test_health_checks_answer_over_plain_http",
     "tests/host/test_host_tls.py::test_https_reaches_the_app_with_hsts",
 )
-# The fixture runs one RQ worker, which needs REDIS_URL in the app's environment; until the
-# local stack provides a Redis, the deploy runs it without workers (this variable, as a user
-# would override any contract key).
-ENVIRONMENT = {"FABRIC_DROPSTACK_APP_WORKER_COUNT": "0"}
+# The contract in the clone's fabric.yaml decides, as for a user: none of the sample app's
+# overrides bin/test exports for the stages before (FABRIC_DROPSTACK_APP_WORKER_COUNT=2). The
+# fixture runs one RQ worker on the stack's Redis (REDIS_URL).
+CONTRACT_OVERRIDES = "FABRIC_DROPSTACK_APP_"
 
 
 @pytest.fixture(scope="module")
@@ -87,12 +88,16 @@ def user_clone(tmp_path_factory, contract) -> Source:
     return src
 
 
+def user_environment() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith(CONTRACT_OVERRIDES)}
+
+
 def run_in(src: Source, *command: str, timeout: float = 600) -> subprocess.CompletedProcess:
     """A command in the user's clone, as they run it there; its output is shown."""
     started = time.monotonic()
     done = subprocess.run(
         list(command), cwd=src.path, capture_output=True, text=True, timeout=timeout,
-        stdin=subprocess.DEVNULL, env={**os.environ, **ENVIRONMENT},
+        stdin=subprocess.DEVNULL, env=user_environment(),
     )  # fmt: skip
     print(f"$ {' '.join(command)}  ({time.monotonic() - started:.1f} s, exit {done.returncode})")
     print(done.stdout[-6000:] + done.stderr[-3000:])
