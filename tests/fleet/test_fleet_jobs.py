@@ -15,8 +15,6 @@ import subprocess
 import time
 
 from deploy import host_model
-from deploy.provision.database import admin_session
-from deploy.targets import connect
 from tests.fleet.test_fleet import FAB, REPO
 
 JOB = "purge-done-tasks"
@@ -77,24 +75,23 @@ def test_a_schedule_fires_on_exactly_one_host(inventory, conn):
 
 
 def test_a_run_never_overlaps_another(inventory, conn):
-    """The job held mid-run by a lock on its table (the admin's transaction); meanwhile a
-    second `systemctl start` waits for the running one and runs nothing itself, and the job's
-    command under its flock, run beside it as the app user, exits 75: skipped."""
-    first = inventory.web_hosts[0]
-    c = conn(first.name)
+    """A run held mid-job (every process of the unit stopped with SIGSTOP as soon as it is
+    running, then continued); meanwhile a second `systemctl start` waits for the running one
+    and runs nothing itself, and the job's command under its flock, run beside it as the app
+    user, exits 75: skipped."""
+    c = conn(inventory.web_hosts[0].name)
     since = now(c)
-    admin = connect(inventory, first)
+    hold = (f"systemctl start --no-block {SERVICE}; "
+            f"until [ $(systemctl show -p ActiveState --value {SERVICE}) = activating ]; "
+            f"do sleep 0.02; done; systemctl kill --signal=SIGSTOP {SERVICE}")  # fmt: skip
     try:
-        with admin_session(admin, inventory) as db, db.transaction():
-            db.execute("LOCK TABLE tasks IN ACCESS EXCLUSIVE MODE")
-            sudo(c, f"systemctl start --no-block {SERVICE}")
-            time.sleep(2)  # python has started and waits on the table lock
-            running = sudo(c, f"systemctl show -p ActiveState --value {SERVICE}").stdout.strip()
-            second = sudo(c, f"timeout 3 systemctl start {SERVICE}", warn=True)
-            beside = sudo(c, f"runuser -u {LAYOUT.app_user} -- flock --nonblock "
-                             f"--conflict-exit-code 75 {LOCK} true", warn=True)  # fmt: skip
+        sudo(c, f"timeout 10 sh -c {shlex.quote(hold)}")
+        running = sudo(c, f"systemctl show -p ActiveState --value {SERVICE}").stdout.strip()
+        second = sudo(c, f"timeout 3 systemctl start {SERVICE}", warn=True)
+        beside = sudo(c, f"runuser -u {LAYOUT.app_user} -- flock --nonblock "
+                         f"--conflict-exit-code 75 {LOCK} true", warn=True)  # fmt: skip
     finally:
-        admin.close()
+        sudo(c, f"systemctl kill --signal=SIGCONT {SERVICE}", warn=True)
     state = wait_inactive(c)
     runs = runs_since(c, since)
     print(f"while running ({running}): second start exit {second.exited} (124: still waiting), "
