@@ -75,15 +75,18 @@ def test_a_schedule_fires_on_exactly_one_host(inventory, conn):
 
 
 def test_a_run_never_overlaps_another(inventory, conn):
-    """A run held mid-job (every process of the unit stopped with SIGSTOP as soon as it is
-    running, then continued); meanwhile a second `systemctl start` waits for the running one
+    """A run held mid-job (every process of the unit stopped with SIGSTOP once the job's
+    command runs under its lock, then continued); meanwhile a second `systemctl start` waits for the running one
     and runs nothing itself, and the job's command under its flock, run beside it as the app
     user, exits 75: skipped."""
     c = conn(inventory.web_hosts[0].name)
     since = now(c)
-    hold = (f"systemctl start --no-block {SERVICE}; "
-            f"until [ $(systemctl show -p ActiveState --value {SERVICE}) = activating ]; "
-            f"do sleep 0.02; done; systemctl kill --signal=SIGSTOP {SERVICE}")  # fmt: skip
+    # Stopped once flock has forked the job's python: flock takes the lock before it forks,
+    # and python's imports leave a few hundred milliseconds to stop it mid-run.
+    hold = (f"systemctl start --no-block {SERVICE}; while :; do "
+            f"pid=$(systemctl show -p MainPID --value {SERVICE}); "
+            f'[ "$pid" != 0 ] && [ -n "$(ps --ppid "$pid" -o pid=)" ] && break; sleep 0.02; '
+            f"done; systemctl kill --signal=SIGSTOP {SERVICE}")  # fmt: skip
     try:
         sudo(c, f"timeout 10 sh -c {shlex.quote(hold)}")
         running = sudo(c, f"systemctl show -p ActiveState --value {SERVICE}").stdout.strip()
