@@ -76,9 +76,9 @@ def test_a_schedule_fires_on_exactly_one_host(inventory, conn):
 
 def test_a_run_never_overlaps_another(inventory, conn):
     """A run held mid-job (every process of the unit stopped with SIGSTOP once the job's
-    command runs under its lock, then continued); meanwhile a second `systemctl start` waits for the running one
-    and runs nothing itself, and the job's command under its flock, run beside it as the app
-    user, exits 75: skipped."""
+    command runs under its lock, then continued); meanwhile a second `systemctl start` waits
+    for the running one and runs nothing itself, and the job's command under its flock, run
+    beside it as the app user, exits 75: skipped."""
     c = conn(inventory.web_hosts[0].name)
     since = now(c)
     # Stopped once flock has forked the job's python: flock takes the lock before it forks,
