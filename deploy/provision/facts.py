@@ -133,6 +133,10 @@ def nameservers(text: str) -> tuple[str, ...]:
 DIRS_SCRIPT = 'for d in "$@"; do stat -c "%n %a %U %G" "$d" 2>/dev/null || echo "$d absent"; done'
 LINKS_SCRIPT = 'for p in "$@"; do printf "%s\\t%s\\n" "$p" "$(readlink "$p")"; done'
 PRESENT_SCRIPT = 'for p in "$@"; do if [ -e "$p" ] || [ -L "$p" ]; then echo "$p"; fi; done'
+# $1: a unit directory, $2: a name prefix; prints the names of the services and timers there.
+UNIT_FILES_SCRIPT = (
+    'for p in "$1/$2"*.service "$1/$2"*.timer; do [ -e "$p" ] && echo "${p##*/}"; done; true'
+)
 UNIT_PROPERTIES = ("Id", "LoadState", "UnitFileState", "ActiveState", "ConditionResult")
 
 
@@ -174,6 +178,11 @@ def links(paths: Iterable[str]) -> Fact:
 
 def present(paths: Iterable[str]) -> Fact:
     return Fact("present", shell.script(PRESENT_SCRIPT, *paths), parse_present)
+
+
+def unit_files(unit_dir: str, prefix: str) -> Fact:
+    """The service and timer files in unit_dir whose names start with prefix (file names)."""
+    return Fact("job_units", shell.script(UNIT_FILES_SCRIPT, unit_dir, prefix), parse_present)
 
 
 def units(names: Iterable[str]) -> Fact:
@@ -384,6 +393,8 @@ class HostFacts:
     user: dict[str, str] | None = None
     env_file: str = ""
     ufw: str = ""
+    job_units: frozenset[str] = frozenset()  # scheduled jobs' unit files (names) on the host
+    web_unit: str = ""  # the installed <app>@.service: did the app's command change?
     certbot_renewal: str = ""  # /etc/letsencrypt/renewal/<domain>.conf
     # The app user's (USAGE, CREATE) on schema public, read through the cluster admin on the
     # first host only (deploy.provision.database); None: not read on this host.

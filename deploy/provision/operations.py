@@ -27,6 +27,7 @@ from deploy.provision.change import (
     file_changes,
     root,
 )
+from deploy.provision.schedule_step import job_files, job_timers, job_units_fact, scheduled_jobs
 from deploy.provision.target_files import authorized_keys, directories, env_files, os_files
 
 
@@ -38,7 +39,7 @@ def wanted_paths(t: Target) -> list[str]:
     if t.settings.obtains_certificate:
         files += templates.nginx_files(replace(t.settings, tls_certificate_ready=False))
         files += tls.acme_files(t.settings, site_steps.acme_settings(t))
-    files += backup_files(t)
+    files += backup_files(t) + job_files(t)
     paths = [file.path for file in files] + [desired.LOGIN_DEFS_PATH, "/etc/fstab"]
     return sorted({*paths, desired.SYSSTAT_DEFAULT_PATH})
 
@@ -63,6 +64,7 @@ def units_to_read(t: Target) -> list[str]:
     p = t.settings.paths
     names = [*(f"{u}.service" for u in MANAGED_UNITS), *(p.unit(slot) for slot in SLOTS)]
     names += BASELINE_UNITS
+    names += job_timers(t)
     return names + ([BackupLayout(p).timer] if t.backs_up else [])
 
 
@@ -89,6 +91,8 @@ def facts_for(t: Target) -> list[f.Fact]:
         f.user(s.app_user),
         f.secret_file(p.env_file),
         f.ufw_status(),
+        job_units_fact(t),
+        f.text_file("web_unit", f"{p.unit_dir}/{s.app_name}@.service"),
         *tls_facts,
         *baseline_facts(t),
     ]
@@ -226,20 +230,37 @@ def database_privileges(t: Target, facts: f.HostFacts) -> list[Change]:
 
 def systemd_units(t: Target, facts: f.HostFacts) -> list[Change]:
     """Units and tmpfiles; verified before daemon-reload; running slots restarted only when a
-    unit changed (Type=notify: the restart waits until the slot is ready again)."""
+    unit changed (Type=notify: the restart waits until the slot is ready again). Not when the
+    app's command changed (the app contract's entry point, server, config): the running slot
+    holds a release of the old app, which the new command may not start, so it keeps its
+    process and the next `fab deploy` starts the new release under the new units, behind the
+    health gate."""
     s, p = t.settings, t.settings.paths
+    files = templates.systemd_files(s)
+    web_unit = next(
+        file.content for file in files if file.path == f"{p.unit_dir}/{s.app_name}@.service"
+    )
+    command_changed = bool(facts.web_unit) and exec_start(facts.web_unit) != exec_start(web_unit)
     restarts = [root(["systemctl", "restart", p.unit(slot)]) for slot in SLOTS
-                if facts.active(p.unit(slot))]  # fmt: skip
+                if facts.active(p.unit(slot)) and not command_changed]  # fmt: skip
     then = (
         root(["systemctl", "daemon-reload"]),
         root(["systemd-tmpfiles", "--create", p.tmpfiles_conf]),
         *restarts,
     )
-    return file_changes(
-        t, facts, templates.systemd_files(s), "gunicorn units",
+    changes = file_changes(
+        t, facts, files, "gunicorn units",
         validate=root(templates.systemd_verify_command(s)),
         validate_name="systemd-analyze verify", then=then,
     )  # fmt: skip
+    if changes and command_changed:
+        note = "  the app's command changed: running slots keep theirs until the next fab deploy"
+        changes = [replace(changes[0], detail=(*changes[0].detail, note))]
+    return changes
+
+
+def exec_start(unit: str) -> list[str]:
+    return [line for line in unit.splitlines() if line.startswith("ExecStart=")]
 
 
 def live_link(t: Target, facts: f.HostFacts) -> list[Change]:
@@ -316,6 +337,10 @@ STEPS: tuple[tuple[str, Operation], ...] = (
     # Before the first deploy's migrations: the app user must be able to create its tables.
     ("database privileges", database_privileges),
     ("systemd units for gunicorn", systemd_units),
+    # The jobs run from the live release, in the app's sandbox; before AIDE's baseline (it
+    # writes units). Every host runs the step: the first installs the timers, the others
+    # remove any they had.
+    ("scheduled jobs (first host only)", scheduled_jobs),
     # Before any Nginx site: the static upstream names the link, so a serving host needs it first.
     ("live slot link", live_link),
     ("certbot's certificate authority", site_steps.acme_client),

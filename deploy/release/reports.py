@@ -23,6 +23,7 @@ from deploy.host_model import SettingsError
 from deploy.release import audit, lock
 from deploy.release import commands as cmd
 from deploy.release.host import ReleaseHost
+from deploy.release.job_status import job_lines, job_status, job_status_command
 from deploy.release.rollout import TARGET_HELP, open_hosts
 from deploy.release.state import HostState
 from deploy.steps import say
@@ -141,7 +142,11 @@ def status_data(h: ReleaseHost, state: HostState, stale_hours: float | None = No
     if live:
         path = h.host.app.readiness_path
         probe = h.run(cmd.health_wait_command(h.layout, live, path, 0), warn=True)
-        readyz = {"ok": probe.ok, "response": " ".join(probe.stdout.split()) or None}
+        readyz = {"ok": probe.ok, "response": " ".join(probe.stdout.split()) or None, "path": path}
+    jobs_probe = job_status_command(h.layout, h.host.app)
+    jobs = None
+    if jobs_probe:
+        jobs = job_status(h.layout, h.host.app, h.run(jobs_probe, warn=True).stdout)
     return {
         "host": h.name,
         "current": state.current,
@@ -156,6 +161,7 @@ def status_data(h: ReleaseHost, state: HostState, stale_hours: float | None = No
         "lock": (state.lock.__dict__ if state.lock else {}) if state.locked else None,
         "backup": None if stale_hours is None else read_backup_health(h, stale_hours),
         "workers": worker_states(h.run(cmd.worker_states_command(h.layout), warn=True).stdout),
+        "jobs": jobs,
     }
 
 
@@ -208,7 +214,8 @@ def status_lines(data: dict) -> list[str]:
         lines.append(f"  slot {slot:<5} {running:<8} {info['release'] or '(no release)'}{serving}")
     if data["live_slot"]:
         answer = data["readyz"]["response"] or "no answer"
-        lines.append(f"  /readyz on {data['live_slot']}: {answer}")
+        path = data["readyz"].get("path", "/readyz")
+        lines.append(f"  {path} on {data['live_slot']}: {answer}")
     elif data["routed_slot"]:
         lines.append(f"  no live slot: live.sock names slot {data['routed_slot']}, not running")
     else:
@@ -220,6 +227,7 @@ def status_lines(data: dict) -> list[str]:
         who = lock.Holder(**holder).describe() if holder else "unreadable holder record"
         lines.append(f"  deploy lock held: {who}")
     lines += backup_lines(data.get("backup"))
+    lines += job_lines(data.get("jobs"))
     return lines
 
 

@@ -134,11 +134,12 @@ class Load:
 
 @contextmanager
 def steady_load(address: str, seconds: int, connections: int = 4, domain: str | None = None,
-                port: int | None = None):  # fmt: skip
+                port: int | None = None, paths: tuple[str, ...] = ()):  # fmt: skip
     """Two wrk runs against Nginx for a bounded time, read after the block ends. With a
     ``domain`` they go over HTTPS to the address with the domain as Host (plain HTTP only
     redirects there); wrk sends the address as SNI, which the site's server_name lists.
-    ``port``: other than 80/443 (the loopback TLS tests)."""
+    ``port``: other than 80/443 (the loopback TLS tests). ``paths``: what to request instead of
+    the sample app's /healthz and /api/tasks (another app's, from its contract)."""
     if not shutil.which("wrk"):
         pytest.skip("wrk is not installed (bin/setup installs it)")
     assert ipaddress.ip_address(address) in LOCAL_TEST_NET or address.startswith("127.")
@@ -156,7 +157,8 @@ def steady_load(address: str, seconds: int, connections: int = 4, domain: str | 
                 f"{'https' if domain else 'http'}://{address}" + (f":{port}" if port else ""),
                 "--",
                 kind,
-                *([domain] if domain else []),
+                domain or "-",
+                *paths,
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

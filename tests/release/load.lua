@@ -2,7 +2,8 @@
 -- which names the release that answered) with a database read (/api/tasks), count every
 -- response that is not 2xx, and report per-release answers and wrk's own socket errors as
 -- one JSON line at the end. `-- close` sends "Connection: close": a new connection per request.
--- A second argument is the Host header (the domain, when wrk connects to an address over HTTPS).
+-- A second argument is the Host header (the domain, when wrk connects to an address over HTTPS;
+-- "-" for none); any further arguments replace the two paths (another app's, from its contract).
 local threads = {}
 
 function setup(thread)
@@ -14,10 +15,16 @@ function init(args)
    if args[1] == "close" then
       headers["Connection"] = "close"
    end
-   if args[2] then
+   if args[2] and args[2] ~= "-" then
       headers["Host"] = args[2]
    end
    paths = { "/healthz", "/api/tasks" }
+   if args[3] then
+      paths = {}
+      for i = 3, #args do
+         table.insert(paths, args[i])
+      end
+   end
    n = 0
    non2xx = 0
    statuses = {}
