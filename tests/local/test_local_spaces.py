@@ -72,9 +72,10 @@ def test_the_bucket_gets_infras_lifecycle_rule():
 
 def test_the_inventory_names_the_bucket_and_its_ca_and_provisioning_uses_both():
     keys = spaces.inventory_keys(STAND_IN, "DOKEY", "s3cret", PEM)
+    passwords = {"app_password": "pw", "admin_password": "apw"}  # pragma: allowlist secret
     inv = local_inventory(
-        plan_stack(1), key_path=Path("/k"), public_key="ssh-ed25519 AAAA", app_password="pw",
-        admin_password="apw", ca_cert_pem=PEM, source="test", backup_keys=keys,
+        plan_stack(1), key_path=Path("/k"), public_key="ssh-ed25519 AAAA", ca_cert_pem=PEM,
+        source="test", backup_keys=keys, **passwords,
     )  # fmt: skip
     again = parse_inventory(inv.data, "again")
     assert again.has_backup_bucket
