@@ -27,6 +27,7 @@ def shell(tmp_path, monkeypatch):
     units = tmp_path / "units"
     units.mkdir()
     (bin_dir / "sudo").write_text('#!/bin/sh\n[ "$1" = -n ] && shift\nexec "$@"\n')
+    (bin_dir / "systemd-run").write_text(f'#!/bin/sh\necho systemd-run "$@" >> {units}/calls\n')
     (bin_dir / "systemctl").write_text(
         "#!/bin/sh\n"
         f"units={units}\n"
@@ -205,7 +206,9 @@ def test_boot_starts_the_live_slot_and_not_the_retired_one(shell, layout):
     assert (shell.units / "calls").read_text().splitlines() == [
         "enable --quiet --no-reload dropstack@green.service",
         "disable --quiet --no-reload dropstack@blue.service",
-        "daemon-reload",
+        # The reload is systemd's to run; the switch goes on (only `status` waits for it).
+        "systemd-run --quiet --no-block --collect --description=dropstack: daemon-reload after a "
+        "switch's boot links systemctl daemon-reload",
     ]
 
 
