@@ -25,7 +25,8 @@ TIMING_LABELS = {
 }
 SWITCH_LABELS = {
     "dropstack_deploy": "fab deploy (blue/green)",
-    "dropstack_rollback": "fab rollback",
+    "dropstack_rollback": "fab rollback into the warm slot",
+    "dropstack_rollback_started": "fab rollback, its slot started afresh",
     "gunicorn_reload": "Gunicorn reload (HUP), in place",
     "naive_restart": "naive: stop, reinstall, start",
 }
