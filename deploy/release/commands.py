@@ -135,6 +135,12 @@ def cancel_retire_command(layout: HostLayout, slot: str) -> list[str]:
     return ["systemctl", "stop", f"{unit}.timer", f"{unit}.service", NO_STDERR]
 
 
+# How often a drain asks `ss` (a few milliseconds of CPU each time). Nginx's cached
+# connections to a retired slot end within keepalive_time (300 ms), so a coarser poll would
+# add up to its own interval to every switch under load.
+DRAIN_POLL_SECONDS = "0.05"
+
+
 def retire_program(layout: HostLayout, slot: str, drain_timeout: int) -> list[str]:
     """Drain, then stop a slot unless live.sock names it: the same program whether the host
     runs it when a warm window ends or a deploy runs it to free its idle slot.
@@ -146,7 +152,7 @@ def retire_program(layout: HostLayout, slot: str, drain_timeout: int) -> list[st
     unit, sock = layout.unit(slot), layout.socket(slot)
     timeout = str(int(drain_timeout))
     loop = ["while", *pipe(["ss", "-xH", "state", "connected", "src", sock], ["grep", "-q", "."]),
-            THEN, "do", "sleep", "0.2", THEN, "done"]  # fmt: skip
+            THEN, "do", "sleep", DRAIN_POLL_SECONDS, THEN, "done"]  # fmt: skip
     drain = ["if", "command", "-v", "ss", Raw(">/dev/null"), THEN,
              "then", "timeout", timeout, "sh", "-c", shell.join(loop), THEN,
              "else", "sleep", timeout, THEN, "fi"]  # fmt: skip
@@ -297,7 +303,8 @@ def boot_slot_command(layout: HostLayout, slot: str) -> list[str]:
     )
 
 
-# $1 socket, $2 timeout (s). Ends 0 (drained) or 1, printing how many connections were left.
+# $1 socket, $2 timeout (s), $3 poll interval (s). Ends 0 (drained) or 1, printing how many
+# connections were left.
 DRAIN_WAIT_SCRIPT = """\
 if ! command -v ss >/dev/null; then
   sleep "$2"; echo 'no ss to count connections: waited'; exit 1
@@ -305,7 +312,7 @@ fi
 end=$(( $(date +%s) + $2 ))
 while n=$(ss -xH state connected src "$1" | wc -l); [ "$n" -gt 0 ]; do
   if [ "$(date +%s)" -ge "$end" ]; then echo "$n left"; exit 1; fi
-  sleep 0.2
+  sleep "$3"
 done
 """
 
@@ -316,7 +323,8 @@ def drain_wait_command(layout: HostLayout, slot: str, timeout: int) -> list[str]
     After the switch Nginx opens no new connection to the old slot; its cached ones close after
     a response once older than keepalive_time, or when idle for keepalive_timeout. Only then is
     stopping the slot free of any race. Without ``ss`` (iproute2) it waits the whole timeout."""
-    return script(DRAIN_WAIT_SCRIPT, layout.socket(slot), int(timeout), name="drain-wait")
+    args = (layout.socket(slot), int(timeout), DRAIN_POLL_SECONDS)
+    return script(DRAIN_WAIT_SCRIPT, *args, name="drain-wait")
 
 
 def mark_failed_command(layout: HostLayout, name: str, reason: dict) -> list[str]:
