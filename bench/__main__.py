@@ -124,10 +124,14 @@ def main(argv: list[str] | None = None) -> int:
     doc = report.document(measured_at, machine(), revision(), sections)
     doc["total_seconds"] = round(time.monotonic() - started)
     args.results.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(doc, indent=2) + "\n"
     stamp = measured_at.replace(":", "").replace("-", "")
-    for path in (args.results / f"{stamp}.json", args.results / "latest.json"):
-        path.write_text(text)
+    (args.results / f"{stamp}.json").write_text(json.dumps(doc, indent=2) + "\n")
+    # latest.json: with --only, the sections not run keep their figures from the last result.
+    latest = args.results / "latest.json"
+    ran = [name for name in report.SECTIONS if name in chosen]
+    if len(ran) < len(report.SECTIONS) and latest.exists():
+        doc = report.merge(json.loads(latest.read_text()), doc, ran)
+    latest.write_text(json.dumps(doc, indent=2) + "\n")
     try:
         drawn = charts.draw(doc, args.charts)
     except Exception as exc:  # the figures are written already; a chart must not hide the table

@@ -134,7 +134,10 @@ def save(fig: Figure, path: Path) -> Path:
 
 RENEWAL_LABEL = "certbot renew --force-renewal (HTTPS)"
 # Left to right, from the method with the least between the old code and the new to the most.
-METHOD_ORDER = ("naive_restart", "gunicorn_reload", "dropstack_deploy", "dropstack_rollback")
+METHOD_ORDER = (
+    "naive_restart", "gunicorn_reload", "dropstack_deploy", "dropstack_rollback",
+    "dropstack_rollback_started",
+)  # fmt: skip
 
 
 def switch_timelines(zero_downtime: Mapping) -> dict[str, Timeline]:

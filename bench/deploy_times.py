@@ -2,8 +2,9 @@
 
 From nothing: `fab local.up` (image cache warm), the first `fab provision`, a second one that
 changes nothing, the first `fab deploy`, then repeated code-only redeploys (a comment committed
-in the clone), redeploys of an unchanged tree, and `fab rollback`s; repeated ones report the
-median. Leaves one provisioned host serving a release.
+in the clone), redeploys of an unchanged tree, and rollbacks of both kinds: into the slot the
+deploy before kept warm (a pure traffic switch), and to a release no slot runs (its slot is
+started afresh); repeated ones report the median. Leaves one provisioned host serving a release.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def retried(action, failures: list[str]):
 
 
 def deploy_runs(source: Source, label: str, runs: int, *extra: str, change: bool) -> dict:
-    seconds, switches, failures = [], [], []
+    seconds, switches, failures, releases = [], [], [], []
     for n in range(1, runs + 1):
         if change:
             source.commit_trivial(f"{label} {n}")
@@ -58,10 +59,45 @@ def deploy_runs(source: Source, label: str, runs: int, *extra: str, change: bool
              f"release {fab_output.release_built(run.out)}")  # fmt: skip
         seconds.append(run.seconds)
         switches += list(fab_output.switch_seconds(run.steps).values())
+        releases.append(fab_output.release_built(run.out))
     return {
         **timing(seconds),
         "switch_median": round(median(switches), 1) if switches else None,
         "failed_attempts": failures,
+        "releases": releases,
+    }
+
+
+def rollback_runs(source: Source, runs: int, live: str, older: str) -> dict[str, dict]:
+    """``runs`` rounds of: a deploy (unchanged tree), then `fab rollback --release` to the
+    release it replaced, whose slot the deploy kept warm, then to the one before that, which
+    no slot runs (each round's own deploy took that slot), so it is started afresh. The
+    targets are named because the default target after a rollback is the release rolled away
+    from, which no slot runs either. Each sample says whether the warm slot was reused."""
+    samples: dict[str, tuple[list[float], list[float], list[str]]] = {
+        "rollback_warm": ([], [], []), "rollback_cold": ([], [], []),
+    }  # fmt: skip
+    for n in range(1, runs + 1):
+        deployed = fab("deploy", source=source)
+        new = fab_output.release_built(deployed.out)
+        for key, target in (("rollback_warm", live), ("rollback_cold", older)):
+            back = fab("rollback", "--release", target, source=source)
+            warm = fab_output.reused_warm_slot(back.steps)
+            note(f"fab rollback --release {target} ({key} {n}/{runs}): {back.seconds:.1f} s, "
+                 f"warm slot {'reused' if warm else 'not reused'}")  # fmt: skip
+            seconds, switches, kinds = samples[key]
+            seconds.append(back.seconds)
+            switches += list(fab_output.switch_seconds(back.steps).values())
+            kinds.append("warm" if warm else "started")
+        live, older = older, new
+    return {
+        key: {
+            **timing(seconds),
+            "switch_median": round(median(switches), 2) if switches else None,
+            "switch_runs": switches,
+            "slot": kinds,
+        }
+        for key, (seconds, switches, kinds) in samples.items()
     }
 
 
@@ -82,16 +118,8 @@ def run(source: Source, runs: int) -> dict:
          f"(changed {result['provision_again']['changed']})")  # fmt: skip
     result["deploy_first"] = deploy_runs(source, "first deploy", 1, change=False)
     result["deploy_code_change"] = deploy_runs(source, "code change", runs, change=True)
-    result["deploy_unchanged"] = deploy_runs(source, "unchanged", runs, change=False)
-    seconds, switches, failures = [], [], []
-    for n in range(1, runs + 1):
-        back = retried(lambda: fab("rollback", source=source), failures)
-        note(f"fab rollback ({n}/{runs}): {back.seconds:.1f} s")
-        seconds.append(back.seconds)
-        switches += list(fab_output.switch_seconds(back.steps).values())
-    result["rollback"] = {
-        **timing(seconds),
-        "switch_median": round(median(switches), 1) if switches else None,
-        "failed_attempts": failures,
-    }
+    unchanged = deploy_runs(source, "unchanged", max(runs, 2), change=False)
+    result["deploy_unchanged"] = unchanged
+    older, live = unchanged["releases"][-2:]
+    result.update(rollback_runs(source, runs, live, older))
     return result

@@ -56,8 +56,15 @@ def switch_seconds(log: Iterable[dict]) -> dict[str, float]:
     totals: dict[str, float] = {}
     for step in steps(log):
         if step.name.startswith(SWITCH_STEPS):
-            totals[step.host] = round(totals.get(step.host, 0.0) + step.seconds, 1)
-    return totals
+            totals[step.host] = totals.get(step.host, 0.0) + step.seconds
+    # To the hundredth: a switch into a warm slot takes a few tenths (the step log has ms).
+    return {host: round(total, 2) for host, total in totals.items()}
+
+
+def reused_warm_slot(log: Iterable[dict]) -> bool:
+    """Whether a rollback found its release still running in the slot a switch kept warm (the
+    step is ``ok``: nothing started); ``changed`` means the window had ended and it started."""
+    return any(s.name.startswith("reuse warm slot") and not s.changed for s in steps(log))
 
 
 def image_built(out: str) -> bool:

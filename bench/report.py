@@ -7,7 +7,7 @@ that could not be measured holds ``{"error": "..."}`` and its rows say so.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 SCHEMA = 1
 SECTIONS = ("deploy_timings", "zero_downtime", "throughput", "multi_host", "renewal")
@@ -20,10 +20,13 @@ TIMING_LABELS = {
     "deploy_code_change": "fab deploy, code-only change",
     "deploy_unchanged": "fab deploy, unchanged tree",
     "rollback": "fab rollback",
+    "rollback_warm": "fab rollback into the warm slot",
+    "rollback_cold": "fab rollback, its slot started afresh",
 }
 SWITCH_LABELS = {
     "dropstack_deploy": "fab deploy (blue/green)",
-    "dropstack_rollback": "fab rollback",
+    "dropstack_rollback": "fab rollback into the warm slot",
+    "dropstack_rollback_started": "fab rollback, its slot started afresh",
     "gunicorn_reload": "Gunicorn reload (HUP), in place",
     "naive_restart": "naive: stop, reinstall, start",
 }
@@ -44,6 +47,38 @@ def document(measured_at: str, machine: Mapping, revision: str, sections: Mappin
         "revision": revision,
         **{name: sections.get(name, {"error": "not run"}) for name in SECTIONS},
     }
+
+
+def run_entry(doc: Mapping, sections: Sequence[str]) -> dict:
+    """Which run measured which sections: when, at what commit, how long it took."""
+    return {
+        "measured_at": doc.get("measured_at"),
+        "revision": doc.get("revision"),
+        "total_seconds": doc.get("total_seconds"),
+        "sections": list(sections),
+    }
+
+
+def merge(previous: Mapping | None, current: Mapping, ran: Sequence[str]) -> dict:
+    """The result of a run of some sections (``--only``) over the previous result: the
+    sections it ran are its own, the others keep the previous figures, and ``runs`` says which
+    run measured which section. A previous result of another schema is not merged."""
+    if not previous or previous.get("schema") != current.get("schema"):
+        return dict(current)
+    earlier = previous.get("runs") or [
+        run_entry(previous, [n for n in SECTIONS if "error" not in (previous.get(n) or {})])
+    ]
+    runs = []
+    for run in earlier:
+        kept = [n for n in run.get("sections", []) if n not in ran]
+        if kept:
+            runs.append({**run, "sections": kept})
+    merged = dict(current)
+    for name in SECTIONS:
+        if name not in ran and name in previous:
+            merged[name] = previous[name]
+    merged["runs"] = [*runs, run_entry(current, ran)]
+    return merged
 
 
 def seconds(value: float) -> str:
@@ -75,6 +110,15 @@ def timing_rows(data: Mapping) -> list[tuple[str, str, str]]:
     for key, label in TIMING_LABELS.items():
         if key in data:
             rows.append(("deploy timings", label, timed(data[key])))
+            switches = data[key].get("switch_runs")
+            if switches and key.startswith("rollback"):
+                # The part that moves traffic, from the run's step log (fab_output).
+                shown = ", ".join(f"{s:.2f}" for s in switches)
+                median_ = data[key]["switch_median"]
+                rows.append(
+                    ("deploy timings", f"{label}: its switch steps",
+                     f"{median_:.2f} s (median of {len(switches)}: {shown})")
+                )  # fmt: skip
     return rows
 
 

@@ -1,13 +1,14 @@
 """Benchmark 2: failed requests while a release switches, three ways, in one run.
 
 Under the same steady wrk load through Nginx (two clients, keep-alive and a connection per
-request, each pausing between requests): `fab deploy` of a code-only change, then `fab rollback`
-(dropstack's blue/green switch); then, on the same host and its live slot, Gunicorn's own
-graceful reload (the slot's packages reinstalled in place, then `systemctl reload`: HUP, new
-workers, the old ones finish their requests), then the naive method of the tutorial this project
-grew from (stop Gunicorn, reinstall the app's packages, start it again). Afterwards a normal
-`fab deploy` restores the host. Each method's result holds a per-half-second timeline of the
-load (bench/timeline.py) that bench/charts.py draws.
+request, each pausing between requests): dropstack's blue/green switch, three times: `fab
+deploy` of a code-only change, `fab rollback` to the release it replaced (its slot kept warm),
+`fab rollback` to the one before (its slot started afresh); then, on the same host and its live
+slot, Gunicorn's own graceful reload (the slot's packages reinstalled in place, then `systemctl
+reload`: HUP, new workers, the old ones finish their requests), then the naive method of the
+tutorial this project grew from (stop Gunicorn, reinstall the app's packages, start it again).
+Afterwards a normal `fab deploy` restores the host. Each method's result holds a
+per-half-second timeline of the load (bench/timeline.py) that bench/charts.py draws.
 """
 
 from __future__ import annotations
@@ -173,10 +174,34 @@ def naive_restart(host: WebHost, url: str) -> dict:
     return {**switch_result(load, command, switch=command), "slot": slot}
 
 
-def fab_switch(source: Source, url: str, task: str) -> dict:
+def fab_switch(source: Source, url: str, *args: str) -> dict:
     with steady_load(url) as load:
-        run_, command = timed(lambda: fab(task, source=source))
+        run_, command = timed(lambda: fab(*args, source=source))
     return switch_result(load, command, run_.steps)
+
+
+def dropstack_switches(source: Source, url: str, before: str) -> dict:
+    """A code-only deploy, then back to the release it replaced (``before``), whose slot it
+    kept warm, then the default rollback target, the newest good release before that one,
+    which no slot runs: started afresh. Each under its own steady load."""
+    source.commit_trivial("zero downtime deploy")
+    note("fab deploy (code-only change) under load")
+    switches = {"dropstack_deploy": fab_switch(source, url, "deploy")}
+    note(f"fab rollback --release {before} (into the warm slot) under load")
+    switches["dropstack_rollback"] = fab_switch(source, url, "rollback", "--release", before)
+    note("fab rollback (its slot started afresh) under load")
+    switches["dropstack_rollback_started"] = fab_switch(source, url, "rollback")
+    for key, figures in switches.items():
+        note(f"  {key}: {figures['total']}")
+    return switches
+
+
+def current_release(host: WebHost) -> str:
+    layout = HostSettings().paths
+    current = parse_state(host.run(probe_command(layout)).stdout, layout).current
+    if not current:
+        raise BenchFailed(f"{host.name}: no current release")
+    return current
 
 
 def run(source: Source) -> dict:
@@ -195,14 +220,12 @@ def run(source: Source) -> dict:
             "timeline_bucket_seconds": timeline.BUCKET_SECONDS,
         }
     }
-    source.commit_trivial("zero downtime deploy")
-    note("fab deploy (code-only change) under load")
-    result["dropstack_deploy"] = fab_switch(source, url, "deploy")
-    note(f"  {result['dropstack_deploy']['total']}")
-    note("fab rollback under load")
-    result["dropstack_rollback"] = fab_switch(source, url, "rollback")
-    note(f"  {result['dropstack_rollback']['total']}")
     host = WebHost(inv, web.name)
+    try:
+        result.update(dropstack_switches(source, url, current_release(host)))
+    except BaseException:
+        host.close()
+        raise
     try:
         tarball = local_wheelhouse(source, host)
         host.c.put(str(tarball), WHEELS_ON_HOST + ".tar")

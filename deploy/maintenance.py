@@ -23,9 +23,8 @@ from invoke.exceptions import Exit, Failure, UnexpectedExit
 from deploy import host_model, shell
 from deploy.host_model import HostLayout, HostSettings, SettingsError
 from deploy.inventory import InventoryError
-from deploy.provision import apply
+from deploy.provision.change import Change
 from deploy.provision.files import RemoteFile, differing, file_states_command, parse_file_states
-from deploy.provision.operations import Change
 from deploy.provision.templates import render
 from deploy.steps import HostLog, StepFailed, last_words, run_on_hosts, say
 from deploy.targets import HostUnreachable, connect, resolve_inventory, select_hosts
@@ -121,6 +120,10 @@ def plan_off(layout: HostLayout, states: dict[str, str]) -> list[Change]:
 
 
 def _switch(c, stack: str, inventory: str, hosts: str, task_name: str, plan) -> None:
+    # Here, not at the top: `fab` imports every task module on every run, and provisioning's
+    # operations (with Jinja, psycopg, Pulumi's settings) would slow every `fab rollback`.
+    from deploy.provision import apply
+
     try:
         inv = resolve_inventory(stack, inventory)
         targets = {w.name: w for w in select_hosts(inv, hosts)}

@@ -7,6 +7,7 @@ uses the same two functions, so deploys and host tests always agree on what the 
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import paramiko
@@ -44,6 +45,23 @@ def select_hosts(inv: Inventory, names: str | None) -> list[WebHost]:
     return [h for h in hosts if h.name in wanted]
 
 
+class LowLatencyConnection(Connection):
+    """A Fabric connection whose TCP socket sends at once (TCP_NODELAY).
+
+    Every command opens an SSH channel: a few small packets each way. With Nagle's algorithm
+    on, one of them waits for the peer's delayed ACK (40 ms on Linux), so each command cost
+    about 50 ms where it takes 4 ms without; a rollback runs some twenty (measured on the local
+    droplet, docs/benchmarks.md).
+    Through a gateway the transport's socket is an SSH channel, which has no such option."""
+
+    def open(self):
+        opened = super().open()
+        sock = getattr(self.transport, "sock", None)
+        if isinstance(sock, socket.socket):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return opened
+
+
 def connection_config(base: Config | None = None) -> Config:
     """Fabric config for our connections. Remote commands get no stdin: nothing we run is
     interactive, and forwarding stdin breaks under pytest and costs time (Invoke polls it)."""
@@ -68,7 +86,7 @@ def connection_for(inv: Inventory, host: WebHost, config: Config | None = None) 
     known_hosts file, one that refuses any host key but the file's."""
     config = connection_config(config)
     connect_kwargs = {"key_filename": [inv["ssh_key_path"]]} if inv["ssh_key_path"] else {}
-    conn = Connection(
+    conn = LowLatencyConnection(
         host.public_ip,
         user=inv["ssh_user"],
         config=config,

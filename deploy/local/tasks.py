@@ -18,10 +18,14 @@ import shutil
 from invoke import task
 from invoke.exceptions import Exit
 
-from deploy.local import hosts, lifecycle, operate, preflight, teardown
+from deploy.local import preflight
 from deploy.local.image_cache import ImageBuildError
 from deploy.local.network import MAX_WEB_COUNT
-from infra.settings import domain_name
+from deploy.local.state import LocalStackError
+
+# The modules that do the work (lifecycle, teardown, operate, hosts; Pulumi's settings for the
+# domain check) are imported inside each task: `fab` imports this module on every run, a
+# `fab rollback` included, and they cost about a tenth of a second (deploy/tasks.py).
 
 # The largest pool the local database's 100 connections leave room for (DigitalOcean's
 # limit per plan is checked for real stacks in infra/settings.py).
@@ -63,6 +67,8 @@ def _db_pool(value: str | int | None) -> int:
 
 
 def _domain(value: str | None) -> str | None:
+    from infra.settings import domain_name
+
     chosen = value if value is not None else os.environ.get("DROPSTACK_DOMAIN") or ""
     try:
         return domain_name(chosen)
@@ -89,11 +95,13 @@ def up(c, web_count=None, db_pool=None, load_balancer=False, domain=None):
     if name:
         commands = {**commands, **preflight.ACME_COMMANDS}
     _preflight("fab local.up", commands)
+    from deploy.local import lifecycle
+
     try:
         lifecycle.up(
             count, say, db_pool=pool, load_balancer=True if load_balancer else None, domain=name
         )
-    except (lifecycle.LocalStackError, ImageBuildError) as exc:
+    except (LocalStackError, ImageBuildError) as exc:
         raise Exit(f"local.up: {exc}", code=1) from None
 
 
@@ -104,9 +112,11 @@ def down(c, if_owner=""):
     """Stop the hosts and remove their roots, namespaces, firewall table and inventory."""
     # Only root: down must clean up whatever exists, even on a machine missing a tool.
     _preflight("fab local.down", commands={})
+    from deploy.local import teardown
+
     try:
         teardown.down(say, if_owner)
-    except lifecycle.LocalStackError as exc:
+    except LocalStackError as exc:
         raise Exit(f"local.down: {exc}", code=1) from None
 
 
@@ -114,6 +124,8 @@ def down(c, if_owner=""):
 def status(c):
     """Print each host, its addresses, whether it runs and whether SSH answers."""
     _preflight("fab local.status", commands={})  # the state directory is root's alone
+    from deploy.local import operate
+
     rows, leftovers, paths = operate.status()
     if not rows:
         if leftovers:
@@ -142,9 +154,11 @@ def status(c):
 def reboot(c, host):
     """Reboot a host as a droplet reboots (systemctl reboot inside it): its disk stays."""
     _preflight("fab local.reboot")
+    from deploy.local import operate
+
     try:
         operate.reboot(host, say)
-    except (lifecycle.LocalStackError, KeyError) as exc:
+    except (LocalStackError, KeyError) as exc:
         raise Exit(f"local.reboot: {exc.args[0]}", code=1) from None
 
 
@@ -152,9 +166,11 @@ def reboot(c, host):
 def poweroff(c, host):
     """Pull a host's plug (SIGKILL its container, no shutdown); `fab local.up` boots it again."""
     _preflight("fab local.poweroff", commands={})
+    from deploy.local import operate
+
     try:
         operate.poweroff(host, say)
-    except (lifecycle.LocalStackError, KeyError) as exc:
+    except (LocalStackError, KeyError) as exc:
         raise Exit(f"local.poweroff: {exc.args[0]}", code=1) from None
 
 
@@ -162,10 +178,12 @@ def poweroff(c, host):
 def ssh(c, host="web-1", command=None):
     """Open SSH to a host as the deploy user with the stack's key (replaces this process)."""
     _preflight("fab local.ssh", commands={"ssh": "openssh-client"})
+    from deploy.local import hosts, operate
+
     try:
         plan, paths = operate.running_plan()
         target = plan.host(host)
-    except (lifecycle.LocalStackError, KeyError) as exc:
+    except (LocalStackError, KeyError) as exc:
         raise Exit(f"local.ssh: {exc.args[0]}", code=1) from None
     argv = hosts.ssh_command(
         target, key_path=paths.key, known_hosts=paths.known_hosts, command=command

@@ -8,6 +8,8 @@ Each step has a human name (printed by ``HostLog``) and runs commands built in `
 from __future__ import annotations
 
 import threading
+import time
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from fabric import Connection
@@ -23,9 +25,12 @@ from deploy.release.lock import Holder
 from deploy.release.plan import prune_selection, unused_venvs
 from deploy.release.settings import ReleaseSettings
 from deploy.release.state import HostState, parse_state, probe_command
+from deploy.shell import chain
 from deploy.steps import HostLog, StepFailed, Unchanged, last_words, say
 
 DETAIL_WIDTH = 400
+# How old the state probed with the lock may be and still stand for the host's state.
+LOCKED_STATE_SECONDS = 5
 
 
 class Interrupted(KeyboardInterrupt):
@@ -51,6 +56,8 @@ class ReleaseHost:
     cancel: threading.Event = field(default_factory=threading.Event)
     log: HostLog = None  # type: ignore[assignment]
     task: str = "deploy"
+    # (when, what) the state probed right after this run took the host's lock; state() uses it
+    locked_state: tuple[float, HostState] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.log = self.log or HostLog(self.name, self.task)
@@ -62,6 +69,22 @@ class ReleaseHost:
     def run(self, command: shell.Command, warn: bool = False) -> Result:
         # No stdin: a deploy run from CI or a test has none, and nothing here asks for input.
         return self.c.run(shell.join(command), hide=True, warn=warn, in_stream=False)
+
+    def background(self, command: shell.Command) -> Future[Result]:
+        """Run a command on its own SSH channel of the same connection while the caller goes
+        on; ``.result()`` waits for it and gives its Result (or raises what it raised). For
+        waits that only read the host (a drain), overlapped with the next steps."""
+        future: Future[Result] = Future()
+
+        def work() -> None:
+            try:
+                future.set_result(self.run(command, warn=True))
+            except BaseException as exc:  # handed to whoever waits on it
+                future.set_exception(exc)
+
+        # A daemon thread: an interrupted run cannot be kept alive by a wait nobody reads.
+        threading.Thread(target=work, name=f"{self.name}-background", daemon=True).start()
+        return future
 
     def step(self, name: str, action) -> bool:
         if self.cancel.is_set():
@@ -78,6 +101,13 @@ class ReleaseHost:
         return StepFailed(self.name, step, reason)
 
     def state(self) -> HostState:
+        """The host's release state: the one its lock was taken with (same round trip,
+        acquire_lock) if not used yet and at most LOCKED_STATE_SECONDS old, else probed now.
+        The lock keeps other deploys out, not timers (a warm window's end) or crashes, so a
+        host whose turn comes later in a rollout is probed again."""
+        locked, self.locked_state = self.locked_state, None
+        if locked is not None and time.monotonic() - locked[0] <= LOCKED_STATE_SECONDS:
+            return locked[1]
         return parse_state(self.run(probe_command(self.layout)).stdout, self.layout)
 
     def clock(self) -> int:
@@ -92,12 +122,24 @@ class ReleaseHost:
 # --- the deploy lock ---
 
 
+# Printed between taking the lock and probing the state, so the output says the lock was taken
+# whatever the probe then does.
+LOCKED_MARK = "dropstack-lock=acquired"
+
+
 def acquire_lock(h: ReleaseHost, holder: Holder) -> None:
-    result = h.run(lock.acquire_command(h.layout.lock, holder), warn=True)
-    if result.exited == lock.ACQUIRED:
+    """Take the host's lock and, in the same round trip, probe its state as it is under the
+    lock (``h.state()`` then returns that). A probe that fails leaves the state to be probed
+    again; the lock is taken all the same."""
+    taken = chain(lock.acquire_command(h.layout.lock, holder), ["echo", LOCKED_MARK])
+    result = h.run(chain(taken, probe_command(h.layout)), warn=True)
+    before, marked, after = result.stdout.partition(LOCKED_MARK + "\n")
+    if marked:
+        if result.exited == 0:
+            h.locked_state = (time.monotonic(), parse_state(after, h.layout))
         return
     if result.exited == lock.HELD:
-        raise LockHeld(h.name, lock.parse_holder(result.stdout.strip()))
+        raise LockHeld(h.name, lock.parse_holder(before.strip()))
     reason = last_words(result.stderr or result.stdout)
     if "No such file" in reason:
         reason += f"; is the host provisioned (fab provision --hosts {h.name})?"

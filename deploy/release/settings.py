@@ -40,8 +40,8 @@ class ReleaseSettings:
     keep: int = 5  # releases kept per host, besides the live, previous-good and slot ones
     health_timeout: int = 30  # seconds a new slot has to answer /readyz with 200
     # Seconds the retired slot may keep connections from Nginx after the switch before it is
-    # stopped anyway: well above upstream.conf's keepalive_time and keepalive_timeout (5 s), after
-    # which Nginx has closed every connection to it, busy or idle.
+    # stopped anyway: well above upstream.conf's keepalive_time and keepalive_timeout (300 ms),
+    # after which Nginx has closed every connection to it, busy or idle.
     drain_timeout: int = 15
     # Seconds the retired slot keeps running after a switch, off live.sock and without workers,
     # so that a rollback inside the window is a pure traffic switch; then the host itself

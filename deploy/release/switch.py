@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from concurrent.futures import Future
+from dataclasses import dataclass, field
 
 from deploy.release import commands as cmd
 from deploy.release import plan
@@ -20,6 +21,9 @@ from deploy.release.host import DETAIL_WIDTH, ReleaseHost, migrate
 from deploy.release.plan import slots_for
 from deploy.release.state import HostState
 from deploy.steps import Unchanged, last_words, say
+
+# (when it began, the drain wait running on the host) for the slot a route retired
+Drain = tuple[float, Future]
 
 
 @dataclass
@@ -41,6 +45,7 @@ class Switch:
     since: int = 0
     warm: bool = False  # the idle slot already runs the release: no stop, point or start
     keep_warm: int = 0  # seconds the retired slot stays up; 0: drain and stop it now
+    drain: Drain | None = field(default=None, repr=False)  # started by the route
 
     @classmethod
     def plan(cls, h: ReleaseHost, release: str, state: HostState) -> Switch:
@@ -156,10 +161,21 @@ class Switch:
     def route_nginx(self) -> bool:
         """Replace live.sock: from now on every new upstream connection reaches the idle slot.
         Nginx is not reloaded, so no client connection is closed; requests already on the old
-        slot finish there."""
+        slot finish there.
+
+        The old slot's drain starts counting here: its wait runs on the host while `current`
+        and the boot links change, and the retire step only collects what is left of it. It
+        only reads (``ss``), so nothing it waits for is touched before the retire step."""
         self.h.run(cmd.route_command(self.h.layout, self.idle))
         self.routed = True
+        if self.live and self.live != self.idle:
+            self.drain = (time.monotonic(), self.h.background(self.drain_command))
         return True
+
+    @property
+    def drain_command(self) -> list[str]:
+        h = self.h
+        return cmd.drain_wait_command(h.layout, self.live, h.settings.drain_timeout)
 
     def switch_current(self) -> bool:
         self.h.run(cmd.switch_current_command(self.h.layout, self.release))
@@ -222,11 +238,12 @@ class Switch:
     def drain_old_slot(self) -> None:
         """Wait (bounded by drain_timeout) until Nginx has no connection left to the old slot:
         its cached ones close within the upstream's keepalive_time after a response, or idle
-        after keepalive_timeout (nginx/upstream.conf.j2)."""
+        after keepalive_timeout (nginx/upstream.conf.j2). The wait the route started, if any,
+        timed from the route; else one from now."""
         h = self.h
-        started = time.monotonic()
-        drain = cmd.drain_wait_command(h.layout, self.live, h.settings.drain_timeout)
-        waited = h.run(drain, warn=True)
+        started, pending = self.drain or (time.monotonic(), None)
+        self.drain = None  # collected once; a later retire (abandon) waits afresh
+        waited = pending.result() if pending else h.run(self.drain_command, warn=True)
         took = time.monotonic() - started
         if waited.failed:
             say(

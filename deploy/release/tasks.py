@@ -18,6 +18,7 @@ from fabric import task
 from invoke.exceptions import Exit
 
 from deploy import notify
+from deploy.release import commands as cmd
 from deploy.release import plan
 from deploy.release.build import (
     Artifact,
@@ -35,7 +36,6 @@ from deploy.release.host import (
     ensure_venv,
     mark_failed,
     prune,
-    release_heads,
     release_lock,
     unpack_release,
     upload_release,
@@ -208,11 +208,13 @@ def print_deploy_plan(settings, src, target, hosts, batch) -> None:
 
 
 def schema_note(h: ReleaseHost, state: HostState, target: str) -> str | None:
-    """A warning when the database is past the target release's migrations."""
-    revisions, heads = release_heads(h, target)
+    """A warning when the database is past the target release's migrations. The target's
+    migration files are read while the live slot is asked the database's revision."""
     if not state.live_slot:
         return None
+    files = h.background(cmd.migration_revisions_command(h.layout, target))
     revision = database_revision(h, state.live_slot)
+    revisions, heads = plan.parse_revisions(files.result().stdout)
     if revision is None:
         return "could not read the database's revision"
     return plan.schema_warning(revision, revisions, heads, target)

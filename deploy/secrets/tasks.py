@@ -6,7 +6,6 @@ from __future__ import annotations
 import threading
 import time
 
-import psycopg
 from invoke import task
 from invoke.exceptions import Exit
 
@@ -23,7 +22,6 @@ from deploy.release.rollout import (
     settings_of,
 )
 from deploy.secrets import plan
-from deploy.secrets import rotate as rotation
 from deploy.steps import StepFailed, say
 from deploy.targets import HostUnreachable, resolve_inventory
 
@@ -48,6 +46,11 @@ def rotate(c, secret_key=False, db_password=False, keep_old_key=False, retire=Fa
     if db_password and hosts:
         raise Exit("dropstack: --db-password: every host shares the password; --hosts is not "
                    "allowed with it", code=1)  # fmt: skip
+    # Here, not at the top: `fab` imports every task module on every run (deploy/tasks.py).
+    import psycopg
+
+    from deploy.secrets import rotate as rotation
+
     started = time.monotonic()
     cancel = threading.Event()
     with interrupts_cancel(cancel):

@@ -134,19 +134,22 @@ def result_doc():
 
 def test_switch_timelines_are_in_method_order_and_skip_what_was_not_measured():
     timelines = switch_timelines(result_doc()["zero_downtime"])
-    assert list(timelines) == ["naive_restart", "dropstack_deploy", "dropstack_rollback"]
+    assert list(timelines) == [
+        "naive_restart", "dropstack_deploy", "dropstack_rollback", "dropstack_rollback_started",
+    ]  # fmt: skip
     assert timelines["dropstack_deploy"] == synthetic_timeline()
 
 
 def test_draw_writes_every_chart_the_document_has_data_for(tmp_path):
     drawn = draw(result_doc(), tmp_path)
     names = {"switches.png", "switch-naive-restart.png", "switch-dropstack-deploy.png",
-             "switch-dropstack-rollback.png", "deploy-by-hosts.png", "renewal.png"}  # fmt: skip
+             "switch-dropstack-rollback.png", "switch-dropstack-rollback-started.png",
+             "deploy-by-hosts.png", "renewal.png"}  # fmt: skip
     assert {p.name for p in tmp_path.iterdir()} == names
     assert drawn["switches"] == str(tmp_path / "switches.png")
     assert "gunicorn_reload" not in drawn
     width, _ = png_size(tmp_path / "switches.png")
-    assert width > png_size(tmp_path / "switch-naive-restart.png")[0]  # three columns against one
+    assert width > png_size(tmp_path / "switch-naive-restart.png")[0]  # four columns against one
 
 
 def test_draw_says_why_a_chart_was_not_drawn(tmp_path):

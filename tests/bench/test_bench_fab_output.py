@@ -3,7 +3,14 @@ the real deploy.steps.HostLog; the release built from the deploy's output."""
 
 import pytest
 
-from bench.fab_output import image_built, provision_changes, release_built, steps, switch_seconds
+from bench.fab_output import (
+    image_built,
+    provision_changes,
+    release_built,
+    reused_warm_slot,
+    steps,
+    switch_seconds,
+)
 from deploy.steps import HostLog, read_step_log
 
 DEPLOY_STEPS = [
@@ -43,8 +50,21 @@ def test_steps_are_read_with_host_status_and_seconds(step_log):
 
 def test_switch_seconds_add_up_from_pointing_the_slot_to_stopping_the_old_one(step_log):
     log = step_log("web-1", "deploy", DEPLOY_STEPS)
-    assert switch_seconds(log) == {"web-1": round(0.1 + 1.2 + 0.9 + 0.4 + 0.1 + 1.1 + 5.5, 1)}
+    assert switch_seconds(log) == {"web-1": round(0.1 + 1.2 + 0.9 + 0.4 + 0.1 + 1.1 + 5.5, 2)}
     assert switch_seconds([]) == {}
+
+
+@pytest.mark.parametrize(("status_changed", "reused"), [(False, True), (True, False)])
+def test_a_rollback_reused_the_warm_slot_only_when_it_started_nothing(
+    step_log, status_changed, reused
+):
+    # `ok` (Unchanged: still running the release) or `changed` (the window had ended).
+    entries = [("reuse warm slot green", status_changed, 0.05), ("health gate", False, 0.05)]
+    assert reused_warm_slot(step_log("web-1", "rollback", entries)) is reused
+
+
+def test_a_rollback_that_started_its_slot_did_not_reuse_one(step_log):
+    assert reused_warm_slot(step_log("web-1", "rollback", DEPLOY_STEPS[3:])) is False
 
 
 def test_release_built_is_the_name_the_deploy_announced():

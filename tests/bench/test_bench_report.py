@@ -2,7 +2,7 @@
 
 import json
 
-from bench.report import SECTIONS, document, render_markdown, render_text, table_rows
+from bench.report import SECTIONS, document, merge, render_markdown, render_text, table_rows
 
 
 def figures(requests, failed, p50, p99, rps=100.0):
@@ -150,3 +150,41 @@ def test_multi_host_rows_still_read_results_from_before_the_curve():
             "deploy_one": {"runs": [4.5], "median": 4.5}, "ratio": 2.31}  # fmt: skip
     rows = table_rows(document("t", {}, "r", {"multi_host": data}))
     assert ("multi-host", "3 hosts / 1 host", "2.31x") in rows
+
+
+def test_rollback_rows_give_each_kind_and_its_switch_steps():
+    timings = {
+        "rollback_warm": {"runs": [0.9, 1.0, 0.8], "median": 0.9, "switch_median": 0.12,
+                          "switch_runs": [0.12, 0.15, 0.1], "slot": ["warm"] * 3},
+        "rollback_cold": {"runs": [1.4], "median": 1.4, "switch_median": 0.9,
+                          "switch_runs": [0.9], "slot": ["started"]},
+    }  # fmt: skip
+    rows = table_rows(document("t", {}, "r", {"deploy_timings": timings}))
+    by_measure = {measure: value for _, measure, value in rows}
+    assert by_measure["fab rollback into the warm slot"] == "0.9 s (median of 3: 0.9, 1.0, 0.8)"
+    assert by_measure["fab rollback into the warm slot: its switch steps"] == (
+        "0.12 s (median of 3: 0.12, 0.15, 0.10)"
+    )
+    assert by_measure["fab rollback, its slot started afresh"] == "1.4 s"
+
+
+def test_a_run_of_some_sections_keeps_the_others_and_says_which_run_measured_what():
+    first = {**document("t1", {}, "r1", SECTIONS_MEASURED), "total_seconds": 700}
+    again = {"deploy_timings": {"rollback": {"runs": [1.0], "median": 1.0}}}
+    second = {**document("t2", {}, "r2", again), "total_seconds": 90}
+    merged = merge(first, second, ["deploy_timings"])
+    assert merged["deploy_timings"] == again["deploy_timings"]
+    assert merged["zero_downtime"] == first["zero_downtime"]
+    assert merged["revision"] == "r2"
+    # The first run measured every section but multi_host (its error) and renewal (not run).
+    assert merged["runs"] == [
+        {"measured_at": "t1", "revision": "r1", "total_seconds": 700,
+         "sections": ["zero_downtime", "throughput"]},
+        {"measured_at": "t2", "revision": "r2", "total_seconds": 90,
+         "sections": ["deploy_timings"]},
+    ]  # fmt: skip
+    third = {**document("t3", {}, "r3", {"throughput": {"endpoints": {}}}), "total_seconds": 60}
+    assert [r["sections"] for r in merge(merged, third, ["throughput"])["runs"]] == [
+        ["zero_downtime"], ["deploy_timings"], ["throughput"],
+    ]  # fmt: skip
+    assert merge({**first, "schema": 0}, second, ["deploy_timings"]) == second

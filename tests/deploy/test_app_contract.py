@@ -23,6 +23,7 @@ from deploy.provision.templates import (
     systemd_verify_command,
 )
 from deploy.release.settings import ReleaseError, ReleaseSettings
+from deploy.shell import join
 from tests.deploy.test_templates import MAX_EXPOSURE, build_systemd_root, run
 
 REPO = Path(__file__).resolve().parents[2]
@@ -404,7 +405,9 @@ def test_worker_boot_links_follow_the_slot(tmp_path):
     sudo, n, sh, c, program = cmd.boot_workers_command(layout, "green", 2)
     assert (sudo, n, sh, c) == ("sudo", "-n", "sh", "-c")
     # No systemd runs here: offline systemctl, and nothing to reload.
-    program = program.replace("systemctl daemon-reload", "true")
+    reload = join(cmd.reload_units_later(layout))
+    assert reload in program
+    program = program.replace(reload, "true")
     result = run(["sh", "-c", program.replace("systemctl ", f"systemctl {root} ")])
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in wants.iterdir()) == [

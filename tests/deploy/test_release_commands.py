@@ -92,8 +92,10 @@ def test_traffic_moves_by_replacing_the_live_link_without_an_nginx_reload():
 
 def test_drain_counts_connections_to_the_old_slots_socket_for_a_bounded_time():
     command = cmd.drain_wait_command(LAYOUT, "blue", 15)
-    assert command[-2:] == ["/run/dropstack/blue.sock", "15"]
+    assert command[-3:] == ["/run/dropstack/blue.sock", "15", cmd.DRAIN_POLL_SECONDS]
     assert 'ss -xH state connected src "$1" | wc -l' in command[2]
+    # Polled well inside Nginx's keepalive_time (300 ms), which bounds a drain under load.
+    assert float(cmd.DRAIN_POLL_SECONDS) <= 0.1
 
 
 def test_no_value_reaches_the_shell_unquoted():

@@ -27,6 +27,7 @@ def shell(tmp_path, monkeypatch):
     units = tmp_path / "units"
     units.mkdir()
     (bin_dir / "sudo").write_text('#!/bin/sh\n[ "$1" = -n ] && shift\nexec "$@"\n')
+    (bin_dir / "systemd-run").write_text(f'#!/bin/sh\necho systemd-run "$@" >> {units}/calls\n')
     (bin_dir / "systemctl").write_text(
         "#!/bin/sh\n"
         f"units={units}\n"
@@ -205,7 +206,9 @@ def test_boot_starts_the_live_slot_and_not_the_retired_one(shell, layout):
     assert (shell.units / "calls").read_text().splitlines() == [
         "enable --quiet --no-reload dropstack@green.service",
         "disable --quiet --no-reload dropstack@blue.service",
-        "daemon-reload",
+        # The reload is systemd's to run; the switch goes on (only `status` waits for it).
+        "systemd-run --quiet --no-block --collect --description=dropstack: daemon-reload after a "
+        "switch's boot links systemctl daemon-reload",
     ]
 
 
@@ -431,3 +434,38 @@ def test_a_warm_slot_is_reused_only_if_it_still_runs_the_release(
     done = shell(cmd.reuse_warm_command(layout, "blue", release))
     assert (done.returncode == 0) == reusable, done.stderr
     assert calls(shell) == ["stop dropstack-retire-blue.timer dropstack-retire-blue.service"]
+
+
+def test_the_lock_and_the_state_under_it_come_in_one_round_trip(shell, layout, tmp_path):
+    from invoke.runners import Result
+
+    from deploy.release import lock
+    from deploy.release.host import LockHeld, ReleaseHost, acquire_lock
+    from deploy.release.settings import ReleaseSettings
+
+    class Local:
+        """The real scripts through the shims, counted."""
+
+        def __init__(self):
+            self.commands = []
+
+        def run(self, line, **_):
+            self.commands.append(line)
+            done = shell(line)
+            return Result(stdout=done.stdout, stderr=done.stderr, exited=done.returncode)
+
+    settings = HostSettings(app_root=str(tmp_path / "srv"), runtime_dir=str(tmp_path / "run"))
+    Path(layout.releases_dir, "20261121150001-0000001").mkdir()
+    first = ReleaseHost(Local(), "web-1", ReleaseSettings(), settings)
+    acquire_lock(first, holder("aaaa"))
+    state = first.state()
+    assert len(first.c.commands) == 1  # the state came with the lock
+    assert state.locked and state.lock == holder("aaaa")
+    assert [r.name for r in state.releases] == ["20261121150001-0000001"]
+    first.state()
+    assert len(first.c.commands) == 2  # used once; then probed again
+    second = ReleaseHost(Local(), "web-1", ReleaseSettings(), settings)
+    with pytest.raises(LockHeld) as held:
+        acquire_lock(second, holder("bbbb"))
+    assert held.value.holder == holder("aaaa") and second.locked_state is None
+    shell(lock.release_command(layout.lock, holder("aaaa")))

@@ -479,7 +479,7 @@ def test_upstream_is_the_live_link_whatever_slot_serves(case: str) -> None:
     assert f"upstream {settings.nginx_id}_app {{" in upstream
     assert f"keepalive {settings.upstream_keepalive};" in upstream
     # Connections to a retired slot end soon after a switch, busy or idle (under drain_timeout).
-    assert "keepalive_time 1s;" in upstream and "keepalive_timeout 1s;" in upstream
+    assert "keepalive_time 300ms;" in upstream and "keepalive_timeout 300ms;" in upstream
 
 
 # --- settings ---
