@@ -326,12 +326,15 @@ def test_droplets_are_monitored_debian_with_the_configured_keys(runs, name):
     droplets = run.of_type(DROPLET)
     assert len(droplets) == web_count(name)
     fingerprints = [key.outputs["fingerprint"] for key in run.of_type(SSH_KEY)]
-    assert [key.inputs["publicKey"] for key in run.of_type(SSH_KEY)] == [ADMIN_KEY, SECOND_KEY]
+    # The mock runtime records resources as they register, which is not declaration order.
+    assert sorted(key.inputs["publicKey"] for key in run.of_type(SSH_KEY)) == sorted(
+        [ADMIN_KEY, SECOND_KEY]
+    )
     for droplet in droplets:
         assert droplet.inputs["monitoring"] is True
         assert droplet.inputs["image"] == "debian-12-x64"
         assert droplet.inputs["size"] == "s-1vcpu-1gb"
-        assert droplet.inputs["sshKeys"] == fingerprints
+        assert sorted(droplet.inputs["sshKeys"]) == sorted(fingerprints)
 
 
 @pytest.mark.parametrize("name", scenarios())
