@@ -10,10 +10,13 @@ finishes the switch instead, since the new slot is already serving.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+
+import paramiko
 
 from deploy.release import commands as cmd
 from deploy.release import plan
@@ -307,6 +310,16 @@ class Switch:
             h.run(cmd.stop_slot_command(h.layout, self.idle), warn=True)
             say(f"[{h.name}]   stopped slot {self.idle}; {self.live or 'no slot'} keeps serving")
 
+    @staticmethod
+    def once_more_if_no_channel(action) -> None:
+        """Run ``action``; if sshd refused a new channel (its MaxSessions, while a cut-off
+        command's channel closes), once more a moment later."""
+        try:
+            action()
+        except paramiko.ChannelException:
+            time.sleep(0.5)
+            action()
+
     def link_names_idle(self) -> bool:
         try:
             found = self.h.run(cmd.read_link_command(self.h.layout.live_socket), warn=True)
@@ -334,11 +347,16 @@ class Switch:
                 (f"stop old workers on {self.live}", not self.live or self.old_workers_stopped,
                  self.stop_old_workers)
             )  # fmt: skip
+        if self.drain:
+            # The drain's own SSH channel counts against sshd's MaxSessions (4), beside the
+            # command the interrupt cut off: let it end before opening more (bounded by it).
+            with contextlib.suppress(TimeoutError):
+                self.drain[1].exception(timeout=h.settings.drain_timeout + 5)
         for name, done, action in remaining:
             if done:
                 continue
             try:
-                action()
+                self.once_more_if_no_channel(action)
                 say(f"[{h.name}]   {name}: done")
             except BaseException as exc:  # an interrupt too: the next step must still run
                 if hasattr(exc, "result"):
