@@ -14,7 +14,7 @@ from dataclasses import replace
 import paramiko
 import psycopg
 from fabric import Connection
-from invoke.exceptions import Exit, Failure, UnexpectedExit
+from invoke.exceptions import Exit, Failure, ThreadException, UnexpectedExit
 
 from deploy import host_model
 from deploy.backup.settings import BackupSettings
@@ -82,9 +82,25 @@ def provision_host(
     return log
 
 
+def reconnecting(c: Connection, action):
+    """``action()``; if it failed because the SSH connection itself died (seen, rarely, right
+    after an SSH tunnel to the database closed: a broken pipe, then "Socket is closed"), open
+    the connection again and run it once more. Steps are idempotent, so once more is safe;
+    any other failure, or a second one, is raised as it is."""
+    try:
+        return action()
+    except (paramiko.SSHException, EOFError, OSError, ThreadException):
+        if c.transport is not None and c.transport.is_active():
+            raise
+        say(f"[{c.host}]   the SSH connection was lost; connecting again")
+        c.close()
+        c.open()
+        return action()
+
+
 def gather(c: Connection, probe, db: Inventory | None, host: str):
     try:
-        return apply.gather(c, probe, db)
+        return reconnecting(c, lambda: apply.gather(c, probe, db))
     except (psycopg.Error, OSError) as exc:
         reason = " ".join(str(exc).split()) or type(exc).__name__
         raise StepFailed(
@@ -94,7 +110,7 @@ def gather(c: Connection, probe, db: Inventory | None, host: str):
 
 def _apply(c: Connection, host: str, name: str, changes, inv: Inventory) -> bool:
     try:
-        return apply.apply_changes(c, changes, inv)
+        return reconnecting(c, lambda: apply.apply_changes(c, changes, inv))
     except apply.ValidationFailed as exc:
         raise StepFailed(host, name, str(exc)) from None
 
