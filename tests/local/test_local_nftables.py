@@ -210,3 +210,17 @@ def test_a_rule_naming_a_load_balancer_needs_one():
             web_outbound=web_outbound_rules(VPC_CIDR), db_trusted_tags=("web",),
             tag_addresses={"web": [h.private_ip for h in plan.web]}, resolvers=RESOLVERS,
         )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("service", "link"), [("spaces", "ds-spaces-pub"), ("redis", "ds-redis-vpc")]
+)
+def test_every_service_is_filtered_both_ways_for_hosts_and_this_machine(service, link):
+    """Packets to a service pass its inbound chain, from it its outbound chain, whether they
+    cross the machine (forward) or start or end on it (output, input)."""
+    found = chains(make(web_count=2))
+    links = f'{{ "{link}" }}'
+    assert f"oifname {links} jump {service}_inbound" in found["forward"]
+    assert f"iifname {links} jump {service}_outbound" in found["forward"]
+    assert f"oifname {links} jump {service}_inbound" in found["output"]
+    assert f"iifname {links} jump {service}_outbound" in found["input"]
