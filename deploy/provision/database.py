@@ -23,6 +23,7 @@ from urllib.parse import unquote, urlsplit
 
 import psycopg
 from fabric import Connection
+from invoke.exceptions import ThreadException
 from psycopg import sql
 
 from deploy.inventory import Inventory
@@ -80,6 +81,28 @@ def wait_listening(port: int, seconds: float = 5.0) -> None:
             time.sleep(0.02)
 
 
+# What Fabric's tunnel thread raises when the client closes its end abruptly (psycopg after the
+# server refused a login, or at the end of a session): the client's business, not a failure.
+CLIENT_HANG_UPS = (ConnectionResetError, BrokenPipeError, EOFError)
+
+
+@contextlib.contextmanager
+def tunnel(c: Connection, local_port: int, remote_host: str, remote_port: int) -> Iterator[None]:
+    """``c.forward_local`` from 127.0.0.1:``local_port``, without its one false alarm: Fabric
+    raises a ThreadException at exit when the client hung up abruptly, which would replace the
+    error that made it hang up (a refused password) or fail a session that went well. Any
+    other trouble in the tunnel is raised as Fabric raises it."""
+    try:
+        with c.forward_local(local_port, remote_port=remote_port, remote_host=remote_host,
+                             local_host="127.0.0.1"):  # fmt: skip
+            yield
+    except ThreadException as exc:
+        if not all(isinstance(e.value, CLIENT_HANG_UPS) for e in exc.exceptions):
+            raise
+        if exc.__context__ is not None:
+            raise exc.__context__ from None
+
+
 @contextlib.contextmanager
 def admin_session(c: Connection, inv: Inventory) -> Iterator[psycopg.Connection]:
     """A connection to the app database as the cluster's admin, through ``c``'s host."""
@@ -88,10 +111,7 @@ def admin_session(c: Connection, inv: Inventory) -> Iterator[psycopg.Connection]
     with tempfile.TemporaryDirectory(prefix="dropstack-db-") as tmp:
         ca_file = Path(tmp) / "ca.crt"
         ca_file.write_text(inv["db_ca_cert"])
-        with c.forward_local(
-            local_port, remote_port=uri.port or 25060, remote_host=uri.hostname,
-            local_host="127.0.0.1",
-        ):  # fmt: skip
+        with tunnel(c, local_port, uri.hostname or "", uri.port or 25060):
             wait_listening(local_port)
             kwargs = connection_kwargs(inv["db_admin_uri"], local_port, str(ca_file))
             with psycopg.connect(**kwargs, autocommit=True) as conn:

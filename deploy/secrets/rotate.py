@@ -136,8 +136,7 @@ def app_login(c, inv: Inventory, password: str) -> Iterator[psycopg.Connection]:
     with tempfile.TemporaryDirectory(prefix="dropstack-db-") as tmp:
         ca_file = Path(tmp) / "ca.crt"
         ca_file.write_text(inv["db_ca_cert"])
-        with c.forward_local(local_port, remote_port=target.port or 25060,
-                             remote_host=target.hostname, local_host="127.0.0.1"):  # fmt: skip
+        with database.tunnel(c, local_port, target.hostname or "", target.port or 25060):
             database.wait_listening(local_port)
             kwargs = database.connection_kwargs(uri, local_port, str(ca_file))
             with psycopg.connect(**kwargs, autocommit=True) as conn:

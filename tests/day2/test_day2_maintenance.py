@@ -19,16 +19,18 @@ MESSAGE = "Back at 10:00 <b>UTC</b>"
 def test_on_and_off_under_load_only_the_intended_503s(fab, site, web, tls_domain):
     with steady_load(web, seconds=60, domain=tls_domain) as load:
         on = fab("maintenance.on", "--message", MESSAGE)
-        assert on.returncode == 0, on.stderr
-        api = site.get("/api/tasks", {"Accept": "application/json"})
-        assert api.status == 503 and api.headers["Retry-After"], api
-        assert json.loads(api.body)["message"] == MESSAGE
-        page = site.get("/", {"Accept": "text/html"})
-        assert page.status == 503 and b"&lt;b&gt;UTC&lt;/b&gt;" in page.body  # escaped
-        for path in ("/healthz", "/readyz"):
-            assert site.get(path).status == 200, path
-        time.sleep(3)  # the load meets maintenance mode for a while
-        off = fab("maintenance.off")
+        try:
+            assert on.returncode == 0, on.stderr
+            api = site.get("/api/tasks", {"Accept": "application/json"})
+            assert api.status == 503 and api.headers["Retry-After"], api
+            assert json.loads(api.body)["message"] == MESSAGE
+            page = site.get("/", {"Accept": "text/html"})
+            assert page.status == 503 and b"&lt;b&gt;UTC&lt;/b&gt;" in page.body  # escaped
+            for path in ("/healthz", "/readyz"):
+                assert site.get(path).status == 200, path
+            time.sleep(3)  # the load meets maintenance mode for a while
+        finally:
+            off = fab("maintenance.off")  # whatever failed: the later tests need the site
         assert off.returncode == 0, off.stderr
         assert site.get("/api/tasks").status == 200
     for kind, result in load.results.items():
