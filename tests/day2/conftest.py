@@ -16,7 +16,7 @@ import pytest
 from deploy.host_model import HostSettings
 from deploy.provision import desired
 from deploy.secrets import plan
-from tests.host.probes import Site
+from tests.host.probes import Site, _PinnedHTTPSConnection
 from tests.release.conftest import hosts, inventory, tls_domain, web  # noqa: F401 (fixtures)
 
 REPO = Path(__file__).resolve().parents[2]
@@ -54,10 +54,14 @@ class UnverifiedSite(Site):
     def _connection(self, timeout: float) -> http.client.HTTPConnection:
         if not self.tls:
             return super()._connection(timeout)
+        # To the host's address with the domain as SNI (Nginx refuses a handshake without a
+        # name it serves), the chain left unchecked.
+        conn = _PinnedHTTPSConnection(self.address, self.name, timeout=timeout, cafile=None)
         context = ssl.create_default_context()
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
-        return http.client.HTTPSConnection(self.address, 443, timeout=timeout, context=context)
+        conn._context = context
+        return conn
 
 
 @pytest.fixture(scope="session")
