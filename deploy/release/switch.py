@@ -347,11 +347,14 @@ class Switch:
                 (f"stop old workers on {self.live}", not self.live or self.old_workers_stopped,
                  self.stop_old_workers)
             )  # fmt: skip
-        if self.drain:
-            # The drain's own SSH channel counts against sshd's MaxSessions (4), beside the
-            # command the interrupt cut off: let it end before opening more (bounded by it).
-            with contextlib.suppress(TimeoutError):
-                self.drain[1].exception(timeout=h.settings.drain_timeout + 5)
+        # The interrupt may have cut a command off mid-channel: the transport can then refuse
+        # new channels (sshd's MaxSessions) or never answer one. Finish on a fresh connection
+        # (the lock is a file on the host, not the connection); the old slot's drain is
+        # waited for afresh by the retire step.
+        self.drain = None
+        with contextlib.suppress(Exception):
+            h.c.close()
+        h.c.open()
         for name, done, action in remaining:
             if done:
                 continue

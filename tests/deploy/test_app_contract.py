@@ -377,6 +377,12 @@ class Recorder:
         self.commands.append(command)
         return Result(stdout="", exited=0)
 
+    def close(self) -> None:
+        """A stand-in keeps no transport: closing and opening it again change nothing."""
+
+    def open(self) -> None:
+        pass
+
 
 @pytest.mark.parametrize(("routed", "stops"), [(False, "green"), (True, "blue")])
 def test_an_abandoned_switch_stops_the_workers_that_must_not_run(routed, stops):

@@ -41,6 +41,12 @@ class Scripted:
                 return Result(stdout=stdout, exited=exited)
         return Result(stdout="", exited=0)
 
+    def close(self) -> None:
+        """A stand-in keeps no transport: closing and opening it again change nothing."""
+
+    def open(self) -> None:
+        pass
+
     def ran(self, fragment: str) -> bool:
         return any(fragment in c for c in self.commands)
 
