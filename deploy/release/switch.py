@@ -10,7 +10,6 @@ finishes the switch instead, since the new slot is already serving.
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -172,7 +171,10 @@ class Switch:
         self.h.run(cmd.route_command(self.h.layout, self.idle))
         self.routed = True
         if self.live and self.live != self.idle:
-            self.drain = (time.monotonic(), self.h.background(self.drain_command))
+            # Only the clock starts here; the wait itself runs in the retire step, on the one
+            # SSH channel at a time. (Run on a second channel meanwhile, it left an interrupted
+            # switch with a transport that refused or never answered new channels.)
+            self.drain = (time.monotonic(), None)
         return True
 
     @property
@@ -347,14 +349,6 @@ class Switch:
                 (f"stop old workers on {self.live}", not self.live or self.old_workers_stopped,
                  self.stop_old_workers)
             )  # fmt: skip
-        # The interrupt may have cut a command off mid-channel: the transport can then refuse
-        # new channels (sshd's MaxSessions) or never answer one. Finish on a fresh connection
-        # (the lock is a file on the host, not the connection); the old slot's drain is
-        # waited for afresh by the retire step.
-        self.drain = None
-        with contextlib.suppress(Exception):
-            h.c.close()
-        h.c.open()
         for name, done, action in remaining:
             if done:
                 continue

@@ -243,18 +243,18 @@ def test_an_interrupt_after_the_route_still_retires_the_old_slot():
     assert h.c.ran("--on-active=300s")
 
 
-def test_the_route_starts_the_old_slot_drain_and_the_retire_step_collects_it():
-    # The wait for Nginx to leave the old slot overlaps `current` and the boot links; the retire
-    # step still acts (keep warm, or stop) only once it is over, and does not wait twice.
+def test_the_route_starts_the_drain_clock_and_the_retire_step_waits_once():
+    # The drain is timed from the route; its wait runs in the retire step, on the one channel
+    # (a second channel left interrupted switches hanging), which acts (keep warm, or stop)
+    # only once it is over, and waits once.
     h = release_host([("ss -xH", "", 0)])
     switch = Switch.plan(h, "20261121150003-0000003", state())
     switch.route_nginx()
-    assert switch.drain is not None
-    switch.drain[1].result()  # the background command has run
+    assert switch.drain is not None and switch.drain[1] is None
+    assert not [c for c in h.c.commands if "drain-wait" in c]
+    assert switch.retire_old_slot() is True
     drains = [c for c in h.c.commands if "drain-wait" in c]
     assert len(drains) == 1 and "/run/dropstack/blue.sock" in drains[0]
-    assert switch.retire_old_slot() is True
-    assert len([c for c in h.c.commands if "drain-wait" in c]) == 1
     assert "--on-active=300s" in h.c.commands[-1]  # kept warm only after the drain
 
 
