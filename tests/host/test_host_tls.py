@@ -253,8 +253,18 @@ def test_a_forced_renewal_under_load_fails_no_request(https, host, settings, inv
     assert failed == {"close": 0, "keepalive": 0}, load.results
 
 
+def reissue_from_the_restarted_ca(host, settings, inventory):
+    """Leave the host as the suites after this one expect it: serving a certificate that chains
+    to the CA's current root. A restarted pebble has a new root and has forgotten every
+    account (Let's Encrypt does neither), so the host's account is dropped and the certificate
+    issued again in place (a new account, the same key), its deploy hook installing it."""
+    host.run("sudo -n rm -rf /etc/letsencrypt/accounts")
+    command = tls.certonly_command(settings, tls.acme_from_inventory(inventory))
+    return host.run(f"sudo -n {join([*command, '--force-renewal'])}")
+
+
 def test_a_ca_that_is_down_fails_in_one_line_and_the_site_keeps_serving(
-    https, host, settings, inventory
+    https, host, settings, inventory, tmp_path
 ):
     """certbot's first issuance (provisioning's own command, into scratch directories so the
     host's certificate is untouched) with pebble stopped: one line naming the domain and the
@@ -277,6 +287,9 @@ def test_a_ca_that_is_down_fails_in_one_line_and_the_site_keeps_serving(
         again = host.run(f"sudo -n {join(command)}")
     finally:
         host.run(f"sudo -n rm -rf {scratch}")
+        reissued = reissue_from_the_restarted_ca(host, settings, inventory)
+    current_root = tmp_path / "root.pem"
+    current_root.write_text(local_ca_root(inventory))
     lines = result.stderr.strip().splitlines()
     print(f"certbot with the CA down: {lines}")
     assert result.rc != 0 and len(lines) == 1, result.stderr
@@ -286,3 +299,7 @@ def test_a_ca_that_is_down_fails_in_one_line_and_the_site_keeps_serving(
     assert restarted.returncode == 0 and acme_setup.ca_running(), restarted.stderr
     assert "starting both again" in restarted.stdout
     assert again.rc == 0, again.stderr
+    assert reissued.rc == 0, reissued.stderr
+    assert handshake_ok(s_client(https, cafile=str(current_root))), (
+        "443 does not chain to the restarted CA's root"
+    )
