@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from functools import cache
 from pathlib import Path
-
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from typing import TYPE_CHECKING
 
 from deploy import shell
 from deploy.host_model import SLOTS, HostSettings, SettingsError
 from deploy.provision.files import RemoteFile
+
+if TYPE_CHECKING:
+    from jinja2 import Environment
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE_DIRS = (REPO / "nginx", REPO / "systemd")
@@ -25,6 +27,10 @@ DH_PARAMS = REPO / "nginx" / "ffdhe2048.pem"
 
 @cache
 def template_environment() -> Environment:
+    # Imported here: every `fab` run imports this module (maintenance pages), and Jinja2 is a
+    # fifth of `fab rollback`'s start-up, which renders nothing.
+    from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
     # StrictUndefined: a misspelt variable is an error at render time, not an empty directive.
     return Environment(
         loader=FileSystemLoader([str(d) for d in TEMPLATE_DIRS]),

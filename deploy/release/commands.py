@@ -100,11 +100,23 @@ def point_slot_command(layout: HostLayout, slot: str, name: str) -> list[str]:
     )
 
 
-def switch_current_command(layout: HostLayout, name: str) -> list[str]:
+ROLLED_BACK_MARK = ".dropstack-rolled-back"
+
+
+def switch_current_command(layout: HostLayout, name: str, left: str | None = None) -> list[str]:
     """Point `current` at the release and mark it as one that served traffic: only such
-    releases are rollback targets (an interrupted one never passed the whole switch)."""
-    served = layout.release(name) + "/.dropstack-served"
-    return as_root(chain(replace_link(layout.release(name), layout.current), ["touch", served]))
+    releases are rollback targets (an interrupted one never passed the whole switch). Live
+    again, it is no longer one a rollback left; a rollback marks the release it ``left``, so a
+    later default rollback does not go back to it."""
+    release = layout.release(name)
+    commands = [
+        replace_link(release, layout.current),
+        ["touch", f"{release}/.dropstack-served"],
+        ["rm", "-f", f"{release}/{ROLLED_BACK_MARK}"],
+    ]
+    if left and left != name:
+        commands.append(["touch", f"{layout.release(left)}/{ROLLED_BACK_MARK}"])
+    return as_root(chain(*commands))
 
 
 def migrate_command(layout: HostLayout, slot: str) -> list[str]:
@@ -113,11 +125,15 @@ def migrate_command(layout: HostLayout, slot: str) -> list[str]:
 
 
 def start_slot_command(layout: HostLayout, slot: str) -> list[str]:
-    """(Re)start a slot. Type=notify: systemctl returns once Gunicorn's arbiter is up."""
+    """(Re)start a slot. Type=notify: systemctl returns once Gunicorn's arbiter is up. The
+    host's clock (seconds) comes first on stdout, in the same round trip: where the slot's
+    journal starts, should the start or the gate fail."""
     unit = layout.unit(slot)
     return as_root(
         shell.sequence(
-            ["systemctl", "reset-failed", unit, shell.NO_STDERR], ["systemctl", "restart", unit]
+            now_command(),
+            ["systemctl", "reset-failed", unit, shell.NO_STDERR],
+            ["systemctl", "restart", unit],
         )
     )
 

@@ -100,12 +100,15 @@ class ReleaseHost:
             say(f"[{self.name}]   | {shown}")
         return StepFailed(self.name, step, reason)
 
-    def state(self) -> HostState:
+    def state(self, keep: bool = False) -> HostState:
         """The host's release state: the one its lock was taken with (same round trip,
         acquire_lock) if not used yet and at most LOCKED_STATE_SECONDS old, else probed now.
         The lock keeps other deploys out, not timers (a warm window's end) or crashes, so a
-        host whose turn comes later in a rollout is probed again."""
-        locked, self.locked_state = self.locked_state, None
+        host whose turn comes later in a rollout is probed again. ``keep``: a planning read,
+        leaving the locked state for the host's own steps."""
+        locked = self.locked_state
+        if not keep:
+            self.locked_state = None
         if locked is not None and time.monotonic() - locked[0] <= LOCKED_STATE_SECONDS:
             return locked[1]
         return parse_state(self.run(probe_command(self.layout)).stdout, self.layout)

@@ -57,10 +57,13 @@ def good_releases(state: HostState) -> list[str]:
 
 
 def previous_good(state: HostState) -> str | None:
-    """The newest good release older than the live one: where a rollback goes."""
+    """The newest good release older than the live one that no rollback has left: where a
+    rollback goes. Deploy R2, roll back to R1, deploy R3: a rollback from R3 goes to R1, not
+    to R2, which was rolled back from (``--release`` may still name it)."""
     if not state.current:
         return None
-    older = [name for name in good_releases(state) if name < state.current]
+    left = {r.name for r in state.releases if r.rolled_back}
+    older = [n for n in good_releases(state) if n < state.current and n not in left]
     return older[-1] if older else None
 
 
@@ -81,8 +84,11 @@ def rollback_target(state: HostState, requested: str | None = None) -> str:
         return requested
     target = previous_good(state)
     if target is None:
+        skipped = [r.name for r in state.releases if r.rolled_back and r.name != state.current]
+        note = f" (rolled back from, skipped: {', '.join(skipped)}; name one with --release)"
         raise ReleaseError(
             f"no good release older than {state.current or '(none live)'} to roll back to"
+            + (note if skipped else "")
         )
     return target
 

@@ -44,6 +44,8 @@ def release_lines(state: HostState) -> list[str]:
             marks.append(f"slot {slot} ({slot_word(state, slot)})")
         if info.failed:
             marks.append("FAILED")
+        if info.rolled_back:
+            marks.append("rolled back from")
         star = "*" if info.name == state.current else " "
         lines.append(f"{star} {info.name}  venv {info.venv or '-':<16}  {', '.join(marks)}")
     return lines or ["(no releases)"]
@@ -71,6 +73,7 @@ def releases_data(h: ReleaseHost, state: HostState, last: int) -> dict:
                 else None,
                 "failed": info.failed,
                 "served": info.served,
+                "rolled_back": info.rolled_back,
                 "venv": info.venv,
             }
             for info in reversed(state.releases)

@@ -20,6 +20,7 @@ class ReleaseInfo:
     failed: bool = False
     venv: str | None = None  # key of the shared venv its .venv points to
     served: bool = False  # it went live once (passed its gate and took traffic)
+    rolled_back: bool = False  # a rollback moved traffic away from it (not since live again)
 
 
 @dataclass(frozen=True)
@@ -46,21 +47,27 @@ class HostState:
 
 # $1 current, $2 live.sock, $3 releases dir, $4 venvs dir, $5 lock dir, then per slot:
 # name, slot link, unit.
+# Few processes: every deploy and rollback waits for this probe (it rides on the lock's round
+# trip), so names are cut with parameter expansion rather than basename, and one systemctl
+# call asks every unit.
 PROBE_SCRIPT = """\
-echo current=$(basename "$(readlink "$1")" 2>/dev/null)
-echo nginx=$(systemctl is-active nginx)
-echo live=$(readlink "$2")
+c=$(readlink "$1"); echo "current=${c##*/}"
+echo "live=$(readlink "$2")"
 rel=$3; venvs=$4; lock=$5; shift 5
+units=nginx; names=
 while [ $# -ge 3 ]; do
-  echo "slot.$1=$(basename "$(readlink "$2")" 2>/dev/null)"
-  echo "active.$1=$(systemctl is-active "$3")"
-  shift 3
+  l=$(readlink "$2"); echo "slot.$1=${l##*/}"
+  units="$units $3"; names="$names $1"; shift 3
 done
-for r in "$rel"/*/; do [ -d "$r" ] || continue; n=$(basename "$r")
+set -- $(systemctl is-active $units)
+echo "nginx=$1"; [ $# -gt 0 ] && shift
+for n in $names; do echo "active.$n=$1"; [ $# -gt 0 ] && shift; done
+for r in "$rel"/*/; do [ -d "$r" ] || continue; n=${r%/}; n=${n##*/}
   f=0; [ -e "$r.dropstack-failed" ] && f=1; s=0; [ -e "$r.dropstack-served" ] && s=1
-  echo "release=$n $f $s $(basename "$(readlink "$r.venv")" 2>/dev/null)"; done
-for v in "$venvs"/*/; do [ -d "$v" ] || continue
-  c=0; [ -f "$v.complete" ] && c=1; echo "venv=$(basename "$v") $c"; done
+  b=0; [ -e "$r.dropstack-rolled-back" ] && b=1
+  v=$(readlink "$r.venv"); echo "release=$n $f $s $b ${v##*/}"; done
+for v in "$venvs"/*/; do [ -d "$v" ] || continue; n=${v%/}
+  c=0; [ -f "$v.complete" ] && c=1; echo "venv=${n##*/} $c"; done
 if [ -d "$lock" ]; then echo "lock=$(cat "$lock/holder.json" 2>/dev/null | tr -d '\\n')"; fi
 """
 
@@ -84,9 +91,11 @@ def parse_state(output: str, layout: HostLayout) -> HostState:
             continue
         value = value.strip()
         if key == "release":
-            name, failed, served, venv = ([*value.split(), "", "", "", ""])[:4]
+            name, failed, served, left, venv = ([*value.split(), "", "", "", "", ""])[:5]
             if is_release_name(name):
-                releases.append(ReleaseInfo(name, failed == "1", venv or None, served == "1"))
+                releases.append(
+                    ReleaseInfo(name, failed == "1", venv or None, served == "1", left == "1")
+                )
         elif key == "venv":
             name, complete = ([*value.split(), ""])[:2]
             venvs[name] = complete == "1"

@@ -48,13 +48,19 @@ class Switch:
     warm: bool = False  # the idle slot already runs the release: no stop, point or start
     keep_warm: int = 0  # seconds the retired slot stays up; 0: drain and stop it now
     drain: Drain | None = field(default=None, repr=False)  # started by the route
+    left: str | None = None  # a rollback: the release it moves traffic away from
 
     @classmethod
-    def plan(cls, h: ReleaseHost, release: str, state: HostState) -> Switch:
+    def plan(cls, h: ReleaseHost, release: str, state: HostState, rollback: bool = False):
+        """A rollback keeps no warm window: the slot it retires runs the release it leaves,
+        the one just judged bad, and stopping it now leaves the idle slot free for a second
+        rollback straight after (an older release, started afresh)."""
         live, idle = slots_for(state)
         warm = plan.warm_slot(state, release)
-        keep_warm = plan.warm_window(state, release, h.settings.warm_seconds)
-        return cls(h, release, live, idle, warm=warm, keep_warm=keep_warm)
+        seconds = 0 if rollback else h.settings.warm_seconds
+        keep_warm = plan.warm_window(state, release, seconds)
+        left = state.current if rollback else None
+        return cls(h, release, live, idle, warm=warm, keep_warm=keep_warm, left=left)
 
     def stop_idle_slot(self) -> bool:
         """Free the idle slot before it is repointed: cancel a retirement still pending (a warm
@@ -87,9 +93,10 @@ class Switch:
         return True
 
     def start_idle_slot(self) -> bool:
-        self.since = self.h.clock()
         self.started = True
         result = self.h.run(cmd.start_slot_command(self.h.layout, self.idle), warn=True)
+        clock = result.stdout.split()[:1]
+        self.since = int(clock[0]) if clock and clock[0].isdigit() else 0
         if result.failed:
             unit = self.h.layout.unit(self.idle)
             raise self.h.fail(
@@ -183,7 +190,7 @@ class Switch:
         return cmd.drain_wait_command(h.layout, self.live, h.settings.drain_timeout)
 
     def switch_current(self) -> bool:
-        self.h.run(cmd.switch_current_command(self.h.layout, self.release))
+        self.h.run(cmd.switch_current_command(self.h.layout, self.release, self.left))
         self.current_switched = True
         return True
 

@@ -225,9 +225,9 @@ def rollback_steps(switch: Switch) -> Steps:
     return [(name, action, True) for name, action in switch.steps(migrate_first=False)]
 
 
-def rollback_host(h: ReleaseHost, target: str, holder: Holder) -> str:
+def rollback_host(h: ReleaseHost, target: str, revision: str, holder: Holder) -> str:
     started = time.monotonic()
-    switch = Switch.plan(h, target, h.state())
+    switch = Switch.plan(h, target, h.state(), rollback=True)
     result, detail = "failed", ""
     try:
         run_steps(h, rollback_steps(switch))
@@ -242,7 +242,20 @@ def rollback_host(h: ReleaseHost, target: str, holder: Holder) -> str:
         switch.abandon()
         raise
     finally:
-        record_audit(h, holder, "rollback", target, holder.revision, result, started, detail)
+        record_audit(h, holder, "rollback", target, revision, result, started, detail)
+
+
+def rollback_target(hosts: list[ReleaseHost], states: dict[str, HostState], release: str):
+    """The release every host goes back to (the first host's previous good one, or
+    ``release``), checked on each host, and its revision; a warning when the database is past
+    it."""
+    target = plan.rollback_target(states[hosts[0].name], release or None)
+    for h in hosts[1:]:
+        plan.rollback_target(states[h.name], target)
+    note = schema_note(hosts[0], states[hosts[0].name], target)
+    if note:
+        say(f"warning: {note}")
+    return target, RELEASE_NAME.fullmatch(target).group("sha")
 
 
 @task(
@@ -264,30 +277,30 @@ def rollback(c, release="", stack="", inventory="", hosts="", batch=1, dry_run=F
         hosts = open_hosts(c, stack, inventory, hosts, cancel, task="rollback")
         event.update(hosts=[h.name for h in hosts])  # notify
         try:
-            states = {h.name: h.state() for h in hosts}
-            target = plan.rollback_target(states[hosts[0].name], release or None)
-            for h in hosts[1:]:
-                plan.rollback_target(states[h.name], target)
-            note = schema_note(hosts[0], states[hosts[0].name], target)
-            if note:
-                say(f"warning: {note}")
-            revision = RELEASE_NAME.fullmatch(target).group("sha")
-            event.update(release=target, revision=revision)  # notify
             if dry_run:
+                states = {h.name: h.state() for h in hosts}
+                target, revision = rollback_target(hosts, states, release)
                 groups = [
                     [plan.host_plan(n, states[n], None) for n in group]
                     for group in rollout([h.name for h in hosts], batch)
                 ]
-                steps = {
-                    h.name: [s[0] for s in rollback_steps(Switch.plan(h, target, states[h.name]))]
-                    for h in hosts
-                }
+                switches = {h.name: Switch.plan(h, target, states[h.name], rollback=True)
+                            for h in hosts}  # fmt: skip
+                steps = {n: [s[0] for s in rollback_steps(sw)] for n, sw in switches.items()}
                 say(plan.render_plan("rollback to", target, revision, groups, steps))
                 return
-            holder = new_holder("rollback", revision, target)
+            # The locks first: each host's state comes back in the same round trip (no probe
+            # before it: a rollback is what people run when the site is on fire), and the target
+            # is resolved from the state as it is under the lock.
+            holder = new_holder("rollback", "", release or "the previous release")
             locked = lock_all(hosts, holder, settings.lock_wait if wait < 0 else wait)
             try:
-                failures = run_rollout(hosts, batch, lambda h, _: rollback_host(h, target, holder))
+                states = {h.name: h.state(keep=True) for h in hosts}
+                target, revision = rollback_target(hosts, states, release)
+                event.update(release=target, revision=revision)  # notify
+                failures = run_rollout(
+                    hosts, batch, lambda h, _: rollback_host(h, target, revision, holder)
+                )
             finally:
                 for h in locked:
                     release_lock(h, holder)

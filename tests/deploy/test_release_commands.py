@@ -29,7 +29,19 @@ def test_current_switch_is_ln_then_mv_t():
     assert root_script(cmd.switch_current_command(LAYOUT, "R")) == (
         "ln -sfn /srv/dropstack/releases/R /srv/dropstack/current.tmp && "
         "mv -T /srv/dropstack/current.tmp /srv/dropstack/current && "
-        "touch /srv/dropstack/releases/R/.dropstack-served"
+        "touch /srv/dropstack/releases/R/.dropstack-served && "
+        "rm -f /srv/dropstack/releases/R/.dropstack-rolled-back"
+    )
+
+
+def test_a_rollback_marks_the_release_it_leaves():
+    assert root_script(cmd.switch_current_command(LAYOUT, "R", left="S")).endswith(
+        "rm -f /srv/dropstack/releases/R/.dropstack-rolled-back && "
+        "touch /srv/dropstack/releases/S/.dropstack-rolled-back"
+    )
+    # A restart of the live release (a secret rotation) leaves nothing.
+    assert "touch /srv/dropstack/releases/S/.dropstack-rolled-back" not in root_script(
+        cmd.switch_current_command(LAYOUT, "S", left="S")
     )
 
 

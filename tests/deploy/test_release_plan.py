@@ -15,9 +15,11 @@ R1, R2, R3, R4, R5, R6, R7 = (f"2026112115000{i}-000000{i}" for i in range(1, 8)
 
 def host(
     current=None, releases=(), failed=(), slots=None, active=None, routed=None, venvs=None,
-    unserved=(),
+    unserved=(), rolled_back=(),
 ):  # fmt: skip
-    infos = tuple(ReleaseInfo(n, n in failed, "v1", n not in unserved) for n in releases)
+    infos = tuple(
+        ReleaseInfo(n, n in failed, "v1", n not in unserved, n in rolled_back) for n in releases
+    )
     return HostState(
         current=current,
         slots=slots or {"blue": None, "green": None},
@@ -58,6 +60,17 @@ def test_rollback_skips_releases_that_never_went_live():
 
 def test_rollback_after_a_rollback_keeps_going_back():
     assert plan.rollback_target(host(current=R2, releases=(R1, R2, R3))) == R1
+
+
+def test_rollback_skips_releases_a_rollback_left():
+    # Deploy R3, roll back to R2, deploy R4: R3 was judged bad, so the default goes to R2.
+    state = host(current=R4, releases=(R1, R2, R3, R4), rolled_back=(R3,))
+    assert plan.rollback_target(state) == R2
+    assert plan.rollback_target(state, R3) == R3  # named, it is still a target
+    # Only releases a rollback left before: the error names them and the way out.
+    state = host(current=R3, releases=(R1, R2, R3), rolled_back=(R1, R2))
+    with pytest.raises(ReleaseError, match=f"rolled back from, skipped: {R1}, {R2}; name one"):
+        plan.rollback_target(state)
 
 
 def test_rollback_needs_an_older_good_release():

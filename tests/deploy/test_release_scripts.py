@@ -31,9 +31,10 @@ def shell(tmp_path, monkeypatch):
     (bin_dir / "systemctl").write_text(
         "#!/bin/sh\n"
         f"units={units}\n"
-        'case "$1" in is-active) shift; q=; [ "$1" = --quiet ] && q=1 && shift; '
-        'if [ -e "$units/$1" ]; then s=active; r=0; else s=inactive; r=3; fi; '
-        '[ -n "$q" ] || echo $s; exit $r;; '
+        # is-active: a line per unit, as systemctl prints; 0 when any of them is active.
+        'case "$1" in is-active) shift; q=; [ "$1" = --quiet ] && q=1 && shift; r=3; '
+        'for u in "$@"; do if [ -e "$units/$u" ]; then s=active; r=0; else s=inactive; fi; '
+        '[ -n "$q" ] || echo $s; done; exit $r;; '
         '*) echo "$@" >> "$units/calls";; esac\n'
     )
     for shim in bin_dir.iterdir():

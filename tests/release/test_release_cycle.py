@@ -315,11 +315,15 @@ def test_rollback_under_load_goes_to_the_previous_good_release(source, hosts, we
     assert (last["action"], last["release"], last["result"]) == ("rollback", previous, "ok")
     STATE["rollback_seconds"] = run.seconds
     STATE["rollback_load"] = load.results
-    # Back to the newest: the rollback left it warm in the idle slot, so nothing is started;
-    # the gate still asks its /readyz before the link moves.
+    # The slot the rollback left ran the release judged bad: no warm window, it was drained
+    # in the rollback and stopped (in the background), with no retirement timer left.
+    assert "stop old slot" in run.out and "stays warm" not in run.out
+    left = "green" if upstream(c).endswith("/blue.sock") else "blue"
+    assert not on_host(c, f"systemctl list-timers --all --no-legend dropstack-retire-{left}.timer")
+    # Back to the newest: started afresh in that slot, behind the same gate.
     forward = fab(source, "rollback", "--release", current)
     assert forward.code == 0 and serving_release(web) == current
-    assert "reuse warm slot" in forward.out and "start slot" not in forward.out
+    assert "reuse warm slot" not in forward.out and f"start slot {left}" in forward.out
     assert "health gate /readyz" in forward.out
 
 
