@@ -26,6 +26,7 @@ from bench.wrk import combined
 from deploy.host_model import HostLayout, HostSettings
 from deploy.release import commands as cmd
 from deploy.release.build import WHEELHOUSE_TAR, parse_target, target_probe_command, wheelhouse_key
+from deploy.release.plan import good_releases
 from deploy.release.settings import ReleaseSettings
 from deploy.release.state import parse_state, probe_command
 from deploy.shell import as_root, join, script
@@ -180,28 +181,32 @@ def fab_switch(source: Source, url: str, *args: str) -> dict:
     return switch_result(load, command, run_.steps)
 
 
-def dropstack_switches(source: Source, url: str, before: str) -> dict:
+def dropstack_switches(source: Source, url: str, before: str, older: str) -> dict:
     """A code-only deploy, then back to the release it replaced (``before``), whose slot it
-    kept warm, then the default rollback target, the newest good release before that one,
-    which no slot runs: started afresh. Each under its own steady load."""
+    kept warm, then to ``older``, a good release before that one, which no slot runs: started
+    afresh. Each under its own steady load. The targets are named: the deploy timings' rounds
+    of rollbacks left earlier releases marked as rolled back from, which the default target
+    skips."""
     source.commit_trivial("zero downtime deploy")
     note("fab deploy (code-only change) under load")
     switches = {"dropstack_deploy": fab_switch(source, url, "deploy")}
     note(f"fab rollback --release {before} (into the warm slot) under load")
     switches["dropstack_rollback"] = fab_switch(source, url, "rollback", "--release", before)
-    note("fab rollback (its slot started afresh) under load")
-    switches["dropstack_rollback_started"] = fab_switch(source, url, "rollback")
+    note(f"fab rollback --release {older} (its slot started afresh) under load")
+    switches["dropstack_rollback_started"] = fab_switch(source, url, "rollback", "--release", older)
     for key, figures in switches.items():
         note(f"  {key}: {figures['total']}")
     return switches
 
 
-def current_release(host: WebHost) -> str:
+def rollback_releases(host: WebHost) -> tuple[str, str]:
+    """The current release and a good one older than it (the newest such)."""
     layout = HostSettings().paths
-    current = parse_state(host.run(probe_command(layout)).stdout, layout).current
-    if not current:
-        raise BenchFailed(f"{host.name}: no current release")
-    return current
+    state = parse_state(host.run(probe_command(layout)).stdout, layout)
+    older = [name for name in good_releases(state) if state.current and name < state.current]
+    if not state.current or not older:
+        raise BenchFailed(f"{host.name}: no current release, or none older to roll back to")
+    return state.current, older[-1]
 
 
 def run(source: Source) -> dict:
@@ -222,7 +227,7 @@ def run(source: Source) -> dict:
     }
     host = WebHost(inv, web.name)
     try:
-        result.update(dropstack_switches(source, url, current_release(host)))
+        result.update(dropstack_switches(source, url, *rollback_releases(host)))
     except BaseException:
         host.close()
         raise

@@ -37,13 +37,18 @@ def run(c: Connection, command, warn: bool = False):
     return c.run(shell.join(command), hide=True, warn=warn, in_stream=False)
 
 
-def gather(c: Connection, facts: list[f.Fact], inv: Inventory | None = None) -> f.HostFacts:
+def gather(
+    c: Connection, facts: list[f.Fact], inv: Inventory | None = None, db_privileges=None
+) -> f.HostFacts:
     """The host's facts in one round trip; given the inventory (the first host), also the app
-    user's privileges in the database, read through the cluster admin."""
+    user's privileges in the database, read through the cluster admin; else the
+    ``db_privileges`` read before, if any."""
     output = run(c, f.gather_command(facts)).stdout
     values = f.parse_gathered(output, facts)
     if inv is not None:
         values["db_privileges"] = database.read_privileges(c, inv)
+    elif db_privileges is not None:
+        values["db_privileges"] = db_privileges
     return f.HostFacts.from_gathered(values)
 
 

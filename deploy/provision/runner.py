@@ -78,7 +78,11 @@ def provision_host(
             continue
         log.step(name, lambda n=name, todo=changes: _apply(c, log.host, n, todo, inv))
         if changes:
-            facts = gather(c, probe, db, log.host)
+            # The host's facts again (a step changes what the next ones see); the database's
+            # privileges only after the step that grants them: reading them takes an SSH
+            # tunnel and a login, and no other step touches the database.
+            granted = any(change.grant_schema for change in changes)
+            facts = gather(c, probe, db if granted else None, log.host, facts.db_privileges)
     return log
 
 
@@ -98,9 +102,9 @@ def reconnecting(c: Connection, action):
         return action()
 
 
-def gather(c: Connection, probe, db: Inventory | None, host: str):
+def gather(c: Connection, probe, db: Inventory | None, host: str, db_privileges=None):
     try:
-        return reconnecting(c, lambda: apply.gather(c, probe, db))
+        return reconnecting(c, lambda: apply.gather(c, probe, db, db_privileges))
     except (psycopg.Error, OSError) as exc:
         reason = " ".join(str(exc).split()) or type(exc).__name__
         raise StepFailed(

@@ -48,7 +48,7 @@ class Switch:
     warm: bool = False  # the idle slot already runs the release: no stop, point or start
     keep_warm: int = 0  # seconds the retired slot stays up; 0: drain and stop it now
     drain: Drain | None = field(default=None, repr=False)  # started by the route
-    left: str | None = None  # a rollback: the release it moves traffic away from
+    left: str | None = None  # a rollback to an older release: the release it leaves
 
     @classmethod
     def plan(cls, h: ReleaseHost, release: str, state: HostState, rollback: bool = False):
@@ -59,7 +59,9 @@ class Switch:
         warm = plan.warm_slot(state, release)
         seconds = 0 if rollback else h.settings.warm_seconds
         keep_warm = plan.warm_window(state, release, seconds)
-        left = state.current if rollback else None
+        # Going back judges the release left bad; going forward again (--release <newer>) does
+        # not judge the older one.
+        left = state.current if rollback and state.current and release < state.current else None
         return cls(h, release, live, idle, warm=warm, keep_warm=keep_warm, left=left)
 
     def stop_idle_slot(self) -> bool:

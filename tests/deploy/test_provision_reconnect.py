@@ -61,3 +61,18 @@ def test_a_second_loss_is_raised():
     action, _ = flaky([EOFError(), EOFError()])
     with pytest.raises(EOFError):
         reconnecting(c, action)
+
+
+def test_facts_read_the_database_only_when_asked_and_keep_what_was_read(monkeypatch):
+    """After a changed step provisioning gathers the host's facts again, but the database's
+    privileges (an SSH tunnel and a login) only after the step that grants them."""
+    from deploy.provision import apply
+
+    reads = []
+    monkeypatch.setattr(apply, "run", lambda c, command: type("R", (), {"stdout": ""})())
+    monkeypatch.setattr(apply.f, "parse_gathered", lambda output, facts: {})
+    monkeypatch.setattr(apply.database, "read_privileges", lambda c, inv: reads.append(1) or (1, 1))
+    first = apply.gather(None, [], inv=object())
+    again = apply.gather(None, [], None, first.db_privileges)
+    assert (first.db_privileges, again.db_privileges, len(reads)) == ((1, 1), (1, 1), 1)
+    assert apply.gather(None, []).db_privileges is None
