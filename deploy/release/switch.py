@@ -290,14 +290,16 @@ class Switch:
               if workers else []),
             (f"route nginx to {self.idle}", self.route_nginx),
             ("switch current", self.switch_current),
-            (f"enable slot {self.idle} at boot", self.enable_at_boot),
-            *([(f"enable workers on {self.idle} at boot", self.enable_workers_at_boot)]
-              if workers else []),
         ]  # fmt: skip
         if self.live:
             steps.append((self.retire_step, self.retire_old_slot))
             if workers:
                 steps.append((f"stop old workers on {self.live}", self.stop_old_workers))
+        # The boot links last: they hand systemd a daemon-reload, and systemd answers nothing
+        # else until it is done (0.1-0.3 s), so a retire step after them waited for it.
+        steps.append((f"enable slot {self.idle} at boot", self.enable_at_boot))
+        if workers:
+            steps.append((f"enable workers on {self.idle} at boot", self.enable_workers_at_boot))
         return steps
 
     def abandon(self) -> None:
@@ -342,22 +344,16 @@ class Switch:
         """The steps after the route that have not run, each attempted once; a failure is
         printed and the next one still runs (no step runner: cancellation is what got us here)."""
         h = self.h
+        workers = self.worker_count > 0  # started before the route: the new ones are running
         remaining = [
             ("switch current", self.current_switched, self.switch_current),
-            (f"enable slot {self.idle} at boot", self.boot_enabled, self.enable_at_boot),
             (self.retire_step, not self.live or self.old_stopped, self.retire_old_slot),
-        ]
-        if self.worker_count > 0:
-            # Workers are started before the route, so after it the new ones are running.
-            remaining.insert(
-                2,
-                (f"enable workers on {self.idle} at boot", self.workers_boot_enabled,
-                 self.enable_workers_at_boot),
-            )  # fmt: skip
-            remaining.append(
-                (f"stop old workers on {self.live}", not self.live or self.old_workers_stopped,
-                 self.stop_old_workers)
-            )  # fmt: skip
+            *([(f"stop old workers on {self.live}", not self.live or self.old_workers_stopped,
+                self.stop_old_workers)] if workers else []),
+            (f"enable slot {self.idle} at boot", self.boot_enabled, self.enable_at_boot),
+            *([(f"enable workers on {self.idle} at boot", self.workers_boot_enabled,
+                self.enable_workers_at_boot)] if workers else []),
+        ]  # fmt: skip
         for name, done, action in remaining:
             if done:
                 continue

@@ -340,7 +340,7 @@ def test_without_workers_the_switch_is_todays():
     assert names == [
         "stop idle slot green", "point slot green at the release", "database migrations",
         "start slot green", "health gate /readyz on green", "route nginx to green",
-        "switch current", "enable slot green at boot", "stop old slot blue",
+        "switch current", "stop old slot blue", "enable slot green at boot",
     ]  # fmt: skip
 
 
@@ -350,8 +350,8 @@ def test_new_workers_start_after_the_gate_and_old_ones_stop_after_the_route():
         "stop idle slot green", "point slot green at the release", "database migrations",
         "start slot green",
         "health gate /readyz on green", "start 3 workers on green", "route nginx to green",
-        "switch current", "enable slot green at boot", "enable workers on green at boot",
-        "stop old slot blue", "stop old workers on blue",
+        "switch current", "stop old slot blue", "stop old workers on blue",
+        "enable slot green at boot", "enable workers on green at boot",
     ]  # fmt: skip
 
 

@@ -148,6 +148,17 @@ def names(step_list) -> list[str]:
     return [s[0] for s in step_list]
 
 
+def test_the_boot_links_come_last_so_no_systemd_call_waits_for_their_reload():
+    # The boot links hand systemd a daemon-reload, which holds every other systemctl call
+    # until it is done: the retire step (systemd-run, systemctl stop) comes before them.
+    h = release_host()
+    listed = names(Switch.plan(h, "20261121150003-0000003", state(R1)).steps(False))
+    assert listed.index("keep old slot blue warm for 300s") < listed.index(
+        "enable slot green at boot"
+    )
+    assert listed[-1] == "enable slot green at boot"
+
+
 def test_a_deploy_frees_the_idle_slot_and_keeps_the_old_one_warm():
     h = release_host()
     switch = Switch.plan(h, "20261121150003-0000003", state(R1, idle_active=True))
@@ -156,7 +167,7 @@ def test_a_deploy_frees_the_idle_slot_and_keeps_the_old_one_warm():
         "upload release", "unpack release", "python environment v1",
         "stop idle slot green", "point slot green at the release", "database migrations",
         "start slot green", "health gate /readyz on green", "route nginx to green",
-        "switch current", "enable slot green at boot", "keep old slot blue warm for 300s",
+        "switch current", "keep old slot blue warm for 300s", "enable slot green at boot",
         "prune old releases (keep 5)",
     ]  # fmt: skip
 
@@ -164,7 +175,7 @@ def test_a_deploy_frees_the_idle_slot_and_keeps_the_old_one_warm():
 def test_with_no_warm_window_the_old_slot_is_drained_then_stopped_in_the_background():
     h = release_host([("ss -xH", "", 0)], warm_seconds=0)
     switch = Switch.plan(h, "20261121150003-0000003", state())
-    assert names(switch.steps(False))[-1] == "stop old slot blue"
+    assert names(switch.steps(False))[-2:] == ["stop old slot blue", "enable slot green at boot"]
     assert switch.stop_old_slot() is True
     drain, stop = h.c.commands
     assert "drain-wait" in drain
@@ -184,7 +195,7 @@ def test_a_rollback_into_the_warm_slot_is_a_pure_traffic_switch(idle_runs, idle_
         # No stop, no point, no start, no migration, no upload: the gate, then the link.
         assert listed == [
             "reuse warm slot green", "health gate /readyz on green", "route nginx to green",
-            "switch current", "enable slot green at boot", "keep old slot blue warm for 300s",
+            "switch current", "keep old slot blue warm for 300s", "enable slot green at boot",
         ]  # fmt: skip
     else:
         assert listed[:3] == ["stop idle slot green", "point slot green at the release",
@@ -205,7 +216,7 @@ def test_a_restart_of_the_live_release_neither_reuses_nor_keeps_a_warm_slot():
     listed = names(switch.steps(False))
     assert listed[:3] == ["stop idle slot green", "point slot green at the release",
                           "start slot green"]  # fmt: skip
-    assert listed[-1] == "stop old slot blue"
+    assert listed[-2:] == ["stop old slot blue", "enable slot green at boot"]
 
 
 def test_reusing_the_warm_slot_starts_nothing_but_the_gate_still_runs():
