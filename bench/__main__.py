@@ -53,9 +53,11 @@ def machine() -> dict:
 
 
 def single_host_ready(source: Source) -> None:
-    """For a run without the deploy timings: a provisioned host serving a release."""
+    """For a run without the deploy timings: a provisioned host serving a release, with one
+    good release before it (the zero-downtime benchmark rolls back to it)."""
     deploy_times.bring_up()
     fab("provision")
+    fab("deploy", source=source)
     fab("deploy", source=source)
 
 
