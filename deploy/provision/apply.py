@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import io
+from dataclasses import replace
 
 from fabric import Connection
 
@@ -38,17 +39,20 @@ def run(c: Connection, command, warn: bool = False):
 
 
 def gather(
-    c: Connection, facts: list[f.Fact], inv: Inventory | None = None, db_privileges=None
+    c: Connection,
+    facts: list[f.Fact],
+    inv: Inventory | None = None,
+    previous: f.HostFacts | None = None,
 ) -> f.HostFacts:
     """The host's facts in one round trip; given the inventory (the first host), also the app
-    user's privileges in the database, read through the cluster admin; else the
-    ``db_privileges`` read before, if any."""
+    user's privileges in the database, read through the cluster admin. Given ``previous``,
+    what is not read again (facts left out, the privileges) keeps its earlier value."""  # fmt: skip
     output = run(c, f.gather_command(facts)).stdout
     values = f.parse_gathered(output, facts)
     if inv is not None:
         values["db_privileges"] = database.read_privileges(c, inv)
-    elif db_privileges is not None:
-        values["db_privileges"] = db_privileges
+    if previous is not None:
+        return replace(previous, **values)
     return f.HostFacts.from_gathered(values)
 
 

@@ -55,7 +55,10 @@ def provision_host(
     first = web.name == inv.web_hosts[0].name
     # The database is shared: its privileges are read from the first host, when that step runs.
     db = inv if first and (not only or "database privileges" in only) else None
-    facts = gather(c, probe, db, log.host)
+    # A fact only one step reads is read right before that step (all of them for --check,
+    # which plans every step from the first reading).
+    shared = probe if check else [fact for fact in probe if fact.read_by is None]
+    facts = gather(c, shared, db, log.host)
     # The host's resolvers reach the units' IPAddressAllow, so the settings are built again
     # with them; paths do not depend on them, so the probe above already covered every file.
     target = plan_target(config, inv, web, facts.resolv_conf)
@@ -66,6 +69,9 @@ def provision_host(
     for name, operation in operations.steps_for(target.settings, first):
         if only and name not in only:
             continue
+        own = [fact for fact in probe if fact.read_by == name]
+        if own and not check:
+            facts = gather(c, own, None, log.host, facts)
         started = time.monotonic()
         try:
             changes = operation(target, facts)
@@ -78,11 +84,11 @@ def provision_host(
             continue
         log.step(name, lambda n=name, todo=changes: _apply(c, log.host, n, todo, inv))
         if changes:
-            # The host's facts again (a step changes what the next ones see); the database's
-            # privileges only after the step that grants them: reading them takes an SSH
-            # tunnel and a login, and no other step touches the database.
+            # The host's facts again (a step changes what the next ones see), but not those
+            # one step reads (read before it); the database's privileges only after the step
+            # that grants them (an SSH tunnel and a login; no other step touches the database).
             granted = any(change.grant_schema for change in changes)
-            facts = gather(c, probe, db if granted else None, log.host, facts.db_privileges)
+            facts = gather(c, shared, db if granted else None, log.host, facts)
     return log
 
 
@@ -102,9 +108,9 @@ def reconnecting(c: Connection, action):
         return action()
 
 
-def gather(c: Connection, probe, db: Inventory | None, host: str, db_privileges=None):
+def gather(c: Connection, probe, db: Inventory | None, host: str, previous=None):
     try:
-        return reconnecting(c, lambda: apply.gather(c, probe, db, db_privileges))
+        return reconnecting(c, lambda: apply.gather(c, probe, db, previous))
     except (psycopg.Error, OSError) as exc:
         reason = " ".join(str(exc).split()) or type(exc).__name__
         raise StepFailed(

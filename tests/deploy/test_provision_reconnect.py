@@ -63,16 +63,36 @@ def test_a_second_loss_is_raised():
         reconnecting(c, action)
 
 
-def test_facts_read_the_database_only_when_asked_and_keep_what_was_read(monkeypatch):
-    """After a changed step provisioning gathers the host's facts again, but the database's
-    privileges (an SSH tunnel and a login) only after the step that grants them."""
+def test_facts_read_again_keep_what_was_not_read_again(monkeypatch):
+    """After a changed step provisioning gathers the host's facts again, but not the database's
+    privileges (an SSH tunnel and a login) unless the step granted them, nor facts only a step
+    already run reads: those keep the values read before."""
     from deploy.provision import apply
+    from deploy.provision import facts as f
 
-    reads = []
+    reads, printed = [], {}
     monkeypatch.setattr(apply, "run", lambda c, command: type("R", (), {"stdout": ""})())
-    monkeypatch.setattr(apply.f, "parse_gathered", lambda output, facts: {})
+    monkeypatch.setattr(apply.f, "parse_gathered", lambda output, facts: dict(printed))
     monkeypatch.setattr(apply.database, "read_privileges", lambda c, inv: reads.append(1) or (1, 1))
+    printed.update(security_updates=("openssl",), ufw="active")
     first = apply.gather(None, [], inv=object())
-    again = apply.gather(None, [], None, first.db_privileges)
-    assert (first.db_privileges, again.db_privileges, len(reads)) == ((1, 1), (1, 1), 1)
+    printed.clear()
+    printed.update(ufw="inactive")
+    again = apply.gather(None, [], None, first)
+    kept = (again.db_privileges, again.security_updates, again.ufw)
+    assert kept == ((1, 1), ("openssl",), "inactive")
+    assert len(reads) == 1
     assert apply.gather(None, []).db_privileges is None
+    assert f.security_updates().read_by == "security updates"
+
+
+def test_a_fact_read_before_its_step_names_a_step_that_exists():
+    """A fact with ``read_by`` is read right before that step only: a name matching no step
+    would leave the step planning from an empty fact."""
+    from deploy.host_model import HostSettings
+    from deploy.provision import facts as f
+    from deploy.provision import operations
+
+    names = {name for name, _ in operations.steps_for(HostSettings(), True)}
+    for fact in (f.security_updates(), f.ufw_status()):
+        assert fact.read_by in names, fact.key
