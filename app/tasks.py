@@ -10,11 +10,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
-from redis.exceptions import RedisError
 from sqlalchemy import delete, select, update
 from werkzeug.exceptions import BadRequest
 
-from app import auth, jobs
+from app import auth
 from app.database import get_session
 from app.errors import ApiError, validation_failed
 from app.models import TITLE_MAX_LENGTH, Task, TaskArchive
@@ -222,6 +221,12 @@ def archive_task(task_id: int) -> tuple[Response, int]:
     redis_url = current_app.config["REDIS_URL"]
     if not redis_url:
         raise ApiError(503, "jobs_unavailable", "background jobs are not configured (REDIS_URL)")
+    # Imported here, not at the top: RQ and redis would add about 60 ms to every web process's
+    # start (a slot's start is most of a rollback), for a route few requests take.
+    from redis.exceptions import RedisError
+
+    from app import jobs
+
     try:
         job = jobs.enqueue_archive(redis_url, task_id)
     except RedisError:

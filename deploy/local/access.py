@@ -19,6 +19,7 @@ from deploy.local import hosts
 from deploy.local.machine import nspawn_leaders, supervisors
 from deploy.local.network import HostPlan, StackPlan
 from deploy.local.state import DOWN_HINT, LocalStackError, StatePaths, last_words, write_private
+from deploy.targets import LowLatencyConnection, connection_config
 from infra.cloudinit import DEPLOY_USER
 
 Say = Callable[[str], None]
@@ -152,10 +153,12 @@ def port_answers(address: str, port: int, timeout: float) -> bool:
 
 
 def connection(paths: StatePaths, host: HostPlan) -> Connection:
-    """A Fabric connection to a local host as the deploy user, checking the host's key."""
-    conn = Connection(
+    """A Fabric connection to a local host as the deploy user, checking the host's key; made
+    like the deploy's own (deploy.targets), so it is as quick per command."""
+    conn = LowLatencyConnection(
         host.ssh_address,
         user=DEPLOY_USER,
+        config=connection_config(),
         connect_timeout=10,
         connect_kwargs={
             "key_filename": [str(paths.key)],
