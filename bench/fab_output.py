@@ -42,11 +42,12 @@ def provision_changes(log: Iterable[dict]) -> dict[str, int]:
 
 
 # The steps of deploy.release.host.Switch.steps: from freeing the idle slot (or reusing it
-# warm) to retiring the old slot (stopped once Nginx has drained from it, or kept warm).
+# warm) to retiring the old slot (stopped once Nginx has drained from it, kept warm, or handed
+# to the host to drain and stop: a rollback).
 SWITCH_STEPS = (
     "stop idle slot", "reuse warm slot", "point slot", "database migrations", "start slot",
     "health gate", "route nginx", "switch current", "enable slot", "stop old slot",
-    "keep old slot",
+    "keep old slot", "retire old slot",
 )  # fmt: skip
 
 

@@ -190,19 +190,30 @@ def stop_idle_command(layout: HostLayout, slot: str, drain_timeout: int) -> list
     )
 
 
+def _retire_on_host(layout: HostLayout, slot: str, drain_timeout: int, when: list[str], why: str):
+    """Cancel the slot's earlier retirement, then have systemd run the retire program as the
+    slot's retire unit (one name: the next switch's stop of the idle slot cancels it)."""
+    program = shell.join(retire_program(layout, slot, drain_timeout))
+    if "$" in program or "%" in program:
+        raise ValueError(f"retire program for {slot} must hold no '$' or '%': {program}")
+    run = ["systemd-run", "--quiet", "--collect", f"--unit={layout.retire_unit(slot)}", *when,
+           f"--description={layout.app_name}: drain and stop slot {slot} {why}",
+           "sh", "-c", program]  # fmt: skip
+    return as_root(sequence(cancel_retire_command(layout, slot), run))
+
+
 def keep_warm_command(layout: HostLayout, slot: str, seconds: int, drain_timeout: int):
     """Leave the retired slot running and have the host retire it in ``seconds``: a transient
     timer (``systemd-run --on-active``) owned by systemd, so it fires even if the deploying
     machine is gone. A reboot ends the window too: only the live slot starts at boot."""
-    program = shell.join(retire_program(layout, slot, drain_timeout))
-    if "$" in program or "%" in program:
-        raise ValueError(f"retire program for {slot} must hold no '$' or '%': {program}")
-    unit = layout.retire_unit(slot)
-    run = ["systemd-run", "--quiet", "--collect", f"--unit={unit}",
-           f"--on-active={int(seconds)}s", "--timer-property=AccuracySec=1s",
-           f"--description={layout.app_name}: drain and stop slot {slot} after its warm window",
-           "sh", "-c", program]  # fmt: skip
-    return as_root(sequence(cancel_retire_command(layout, slot), run))
+    when = [f"--on-active={int(seconds)}s", "--timer-property=AccuracySec=1s"]
+    return _retire_on_host(layout, slot, drain_timeout, when, "after its warm window")
+
+
+def retire_now_command(layout: HostLayout, slot: str, drain_timeout: int) -> list[str]:
+    """Have the host drain and stop the slot now, without waiting for it: a transient service
+    (not a timer), started with ``--no-block`` so systemd-run returns at once."""
+    return _retire_on_host(layout, slot, drain_timeout, ["--no-block"], "after a rollback")
 
 
 def reuse_warm_command(layout: HostLayout, slot: str, name: str) -> list[str]:

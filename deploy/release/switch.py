@@ -47,6 +47,8 @@ class Switch:
     since: int = 0
     warm: bool = False  # the idle slot already runs the release: no stop, point or start
     keep_warm: int = 0  # seconds the retired slot stays up; 0: drain and stop it now
+    # A rollback: the host drains and stops the old slot in the background; fab does not wait
+    hand_off: bool = False
     drain: Drain | None = field(default=None, repr=False)  # started by the route
     left: str | None = None  # a rollback to an older release: the release it leaves
 
@@ -54,7 +56,9 @@ class Switch:
     def plan(cls, h: ReleaseHost, release: str, state: HostState, rollback: bool = False):
         """A rollback keeps no warm window: the slot it retires runs the release it leaves,
         the one just judged bad, and stopping it now leaves the idle slot free for a second
-        rollback straight after (an older release, started afresh)."""
+        rollback straight after (an older release, started afresh). Nor does it wait for that
+        slot's drain: once new connections go to the good release the rollback is done, and
+        the host stops the bad one when Nginx's cached connections to it have closed."""
         live, idle = slots_for(state)
         warm = plan.warm_slot(state, release)
         seconds = 0 if rollback else h.settings.warm_seconds
@@ -62,7 +66,8 @@ class Switch:
         # Going back judges the release left bad; going forward again (--release <newer>) does
         # not judge the older one.
         left = state.current if rollback and state.current and release < state.current else None
-        return cls(h, release, live, idle, warm=warm, keep_warm=keep_warm, left=left)
+        return cls(h, release, live, idle, warm=warm, keep_warm=keep_warm, left=left,
+                   hand_off=rollback)  # fmt: skip
 
     def stop_idle_slot(self) -> bool:
         """Free the idle slot before it is repointed: cancel a retirement still pending (a warm
@@ -205,10 +210,42 @@ class Switch:
     def retire_step(self) -> str:
         if self.keep_warm:
             return f"keep old slot {self.live} warm for {self.keep_warm}s"
+        if self.hand_off:
+            return f"retire old slot {self.live} on the host"
         return f"stop old slot {self.live}"
 
     def retire_old_slot(self) -> bool:
-        return self.keep_old_slot_warm() if self.keep_warm else self.stop_old_slot()
+        if self.keep_warm:
+            return self.keep_old_slot_warm()
+        return self.hand_off_old_slot() if self.hand_off else self.stop_old_slot()
+
+    def hand_off_old_slot(self) -> bool:
+        """A rollback's retire step: the host drains the old slot and stops it (the retire
+        unit, as at the end of a warm window), and the rollback does not wait for that.
+
+        The drain is not weakened, only no longer waited for: Nginx opens no new connection to
+        the old slot after the route, its cached ones close within keepalive_time after their
+        next response (300 ms) or when idle, and only then is the slot stopped. Until then a
+        request may still reach the release left, for at most those 300 ms after the rollback
+        returns. A next deploy or rollback cancels the pending retirement and does it itself
+        (stop_idle_slot)."""
+        if not self.live or self.live == self.idle:
+            return False
+        h = self.h
+        self.drain = None  # the host waits for it now
+        handed = h.run(
+            cmd.retire_now_command(h.layout, self.live, h.settings.drain_timeout), warn=True
+        )
+        if handed.failed:
+            why = last_words(handed.stderr or handed.stdout, 1)
+            say(f"[{h.name}]   warning: could not hand slot {self.live}'s drain to the host "
+                f"({why}); draining and stopping it now")  # fmt: skip
+            return self.stop_old_slot()
+        self.old_stopped = True
+        retire = h.layout.retire_unit(self.live)
+        say(f"[{h.name}]   slot {self.live} gets no new connection; the host stops it once "
+            f"Nginx's last one to it has closed ({retire}.service)")  # fmt: skip
+        return True
 
     def keep_old_slot_warm(self) -> bool:
         """Leave the old slot running, off live.sock, and have the host drain and stop it when

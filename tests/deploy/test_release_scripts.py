@@ -404,6 +404,27 @@ def test_the_host_retires_a_warm_slot_by_itself_when_the_window_ends(
     assert calls(shell)[-1] == "stop dropstack@blue.service"
 
 
+def test_after_a_rollback_the_host_drains_and_stops_the_old_slot_now(
+    shell, layout, slots, systemd_run
+):
+    (shell.units / "dropstack@blue.service").touch()
+    shell(cmd.route_command(layout, "green"))
+    done = shell(cmd.retire_now_command(layout, "blue", 15))
+    assert done.returncode == 0, done.stderr
+    assert calls(shell) == ["stop dropstack-retire-blue.timer dropstack-retire-blue.service"]
+    args = systemd_run.read_text().splitlines()
+    # A service, not a timer, and systemd-run does not wait for it to start.
+    assert args[:5] == [
+        "--quiet", "--collect", "--unit=dropstack-retire-blue", "--no-block",
+        "--description=dropstack: drain and stop slot blue after a rollback",
+    ]  # fmt: skip
+    assert not any(a.startswith("--on-active") for a in args)
+    assert args[5:] == ["sh", "-c", join(cmd.retire_program(layout, "blue", 15))]
+    fired = subprocess.run(["sh", "-c", args[-1]], capture_output=True, text=True, timeout=30)
+    assert fired.returncode == 0, fired.stderr
+    assert calls(shell)[-1] == "stop dropstack@blue.service"
+
+
 @pytest.mark.parametrize(("running", "expected_state"), [(True, "active"), (False, "inactive")])
 def test_freeing_the_idle_slot_cancels_its_window_and_stops_it(
     shell, layout, slots, running, expected_state

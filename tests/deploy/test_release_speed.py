@@ -205,6 +205,37 @@ def test_a_rollback_into_the_warm_slot_is_a_pure_traffic_switch(idle_runs, idle_
     )
 
 
+@pytest.mark.parametrize("warm", [True, False])
+def test_a_rollback_hands_the_old_slot_to_the_host_and_does_not_wait_for_its_drain(warm):
+    h = release_host([("grep -qxF /srv/dropstack/releases/", "", 0)])
+    switch = Switch.plan(h, R1, state(R1, idle_active=warm), rollback=True)
+    assert switch.hand_off and switch.keep_warm == 0
+    listed = names(switch.steps(False))
+    assert listed[-2:] == ["retire old slot blue on the host", "enable slot green at boot"]
+    switch.route_nginx()
+    assert switch.retire_old_slot() is True and switch.old_stopped
+    assert not [c for c in h.c.commands if "drain-wait" in c]  # nothing waited for here
+    handed = h.c.commands[-1]
+    assert "--unit=dropstack-retire-blue" in handed and "--no-block" in handed
+    assert "--on-active" not in handed
+
+
+def test_if_the_host_cannot_take_the_old_slot_the_rollback_drains_and_stops_it_itself():
+    h = release_host([("systemd-run", "", 1), ("ss -xH", "", 0)])
+    switch = Switch.plan(h, R1, state(), rollback=True)
+    assert switch.retire_old_slot() is True and switch.old_stopped
+    assert [c for c in h.c.commands if "drain-wait" in c]
+    assert h.c.ran("systemctl stop --no-block dropstack@blue.service")
+
+
+def test_a_deploy_still_waits_for_the_drain_before_it_returns():
+    h = release_host([("ss -xH", "", 0)], warm_seconds=0)
+    switch = Switch.plan(h, "20261121150003-0000003", state())
+    assert not switch.hand_off
+    switch.retire_old_slot()
+    assert [c for c in h.c.commands if "drain-wait" in c]
+
+
 def test_a_restart_of_the_live_release_neither_reuses_nor_keeps_a_warm_slot():
     # fab secrets restarts the current release in the idle slot to read the new env file: a
     # warm slot of that release (started with the old file) must not stand in for it, and the

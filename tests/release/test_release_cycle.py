@@ -315,11 +315,16 @@ def test_rollback_under_load_goes_to_the_previous_good_release(source, hosts, we
     assert (last["action"], last["release"], last["result"]) == ("rollback", previous, "ok")
     STATE["rollback_seconds"] = run.seconds
     STATE["rollback_load"] = load.results
-    # The slot the rollback left ran the release judged bad: no warm window, it was drained
-    # in the rollback and stopped (in the background), with no retirement timer left.
-    assert "stop old slot" in run.out and "stays warm" not in run.out
+    # The slot the rollback left ran the release judged bad: no warm window, and the rollback
+    # did not wait for its drain: the host drains it and stops it, with no timer left.
     left = "green" if upstream(c).endswith("/blue.sock") else "blue"
+    assert f"retire old slot {left} on the host" in run.out and "stays warm" not in run.out
     assert not on_host(c, f"systemctl list-timers --all --no-legend dropstack-retire-{left}.timer")
+    unit = f"dropstack@{left}.service"
+    deadline = time.monotonic() + 20
+    while on_host(c, f"systemctl is-active {unit}").strip() not in ("inactive", "failed"):
+        assert time.monotonic() < deadline, f"{unit} still running 20 s after the rollback"
+        time.sleep(0.2)
     # Back to the newest: started afresh in that slot, behind the same gate.
     forward = fab(source, "rollback", "--release", current)
     assert forward.code == 0 and serving_release(web) == current
