@@ -46,21 +46,64 @@ def select_hosts(inv: Inventory, names: str | None) -> list[WebHost]:
     return [h for h in hosts if h.name in wanted]
 
 
+class QuickAckSocket(socket.socket):
+    """A TCP socket that acknowledges what it receives at once (TCP_QUICKACK after each recv).
+
+    Right after authentication sshd sends its host keys (an 800-byte global request that
+    needs no answer) and then, when asked, the first channel's confirmation. Nothing we send
+    carries the ACK of the first, so Linux delays it (40 ms), and sshd's Nagle holds the
+    confirmation until it comes: the first command of every connection took 55-60 ms more than
+    the next. Setting TCP_QUICKACK sends an ACK that is due now; Linux clears the mode again by
+    itself, hence after every recv. Costs a system call per read and a few more bare ACKs."""
+
+    def recv(self, bufsize: int, *flags: int) -> bytes:
+        data = super().recv(bufsize, *flags)
+        self.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
+        return data
+
+
+def quick_socket(host: str, port: int, timeout: float) -> QuickAckSocket:
+    """A connected QuickAckSocket with TCP_NODELAY set before the first byte is sent (the
+    handshake's small packets, too, waited for delayed ACKs). Raises TimeoutError or OSError,
+    as paramiko's own connect would."""
+    error: OSError = OSError(f"no address for {host}")
+    for family, kind, proto, _, address in socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM):
+        sock = QuickAckSocket(family, kind, proto)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.settimeout(timeout)
+            sock.connect(address)
+            return sock
+        except OSError as exc:
+            sock.close()
+            error = exc
+    raise error
+
+
 class LowLatencyConnection(Connection):
-    """A Fabric connection whose TCP socket sends at once (TCP_NODELAY).
+    """A Fabric connection whose TCP socket sends at once (TCP_NODELAY) and acknowledges at
+    once (QuickAckSocket).
 
     Every command opens an SSH channel: a few small packets each way. With Nagle's algorithm
     on, one of them waits for the peer's delayed ACK (40 ms on Linux), so each command cost
     about 50 ms where it takes 4 ms without; a rollback runs some twenty (measured on the local
-    droplet, docs/benchmarks.md).
+    droplet, docs/benchmarks.md). The connection itself, and its first command, took about 45
+    ms more each for the same reason, in the handshake and in sshd (QuickAckSocket): opening
+    one now takes 20-25 ms, not 65-75.
     Through a gateway the transport's socket is an SSH channel, which has no such option."""
 
     def open(self):
-        opened = super().open()
-        sock = getattr(self.transport, "sock", None)
-        if isinstance(sock, socket.socket):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return opened
+        if self.is_connected or self.gateway or "sock" in self.connect_kwargs:
+            return super().open()
+        timeout = self.connect_timeout or CONNECT_TIMEOUT_SECONDS
+        self.connect_kwargs["sock"] = quick_socket(self.host, self.port, timeout)
+        try:
+            return super().open()
+        except BaseException:
+            self.connect_kwargs["sock"].close()
+            raise
+        finally:
+            del self.connect_kwargs["sock"]
 
 
 class PromptRemote(Remote):
