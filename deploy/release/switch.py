@@ -233,19 +233,13 @@ class Switch:
             return False
         h = self.h
         self.drain = None  # the host waits for it now
-        handed = h.run(
-            cmd.retire_now_command(h.layout, self.live, h.settings.drain_timeout), warn=True
-        )
-        if handed.failed:
-            why = last_words(handed.stderr or handed.stdout, 1)
-            say(f"[{h.name}]   warning: could not hand slot {self.live}'s drain to the host "
-                f"({why}); draining and stopping it now")  # fmt: skip
-            return self.stop_old_slot()
-        self.old_stopped = True
         retire = h.layout.retire_unit(self.live)
-        say(f"[{h.name}]   slot {self.live} gets no new connection; the host stops it once "
-            f"Nginx's last one to it has closed ({retire}.service)")  # fmt: skip
-        return True
+        return self.retire_on_host(
+            cmd.retire_now_command(h.layout, self.live, h.settings.drain_timeout),
+            f"could not hand slot {self.live}'s drain to the host",
+            f"slot {self.live} gets no new connection; the host stops it once Nginx's last one "
+            f"to it has closed ({retire}.service)",
+        )
 
     def keep_old_slot_warm(self) -> bool:
         """Leave the old slot running, off live.sock, and have the host drain and stop it when
@@ -256,20 +250,27 @@ class Switch:
         if not self.live or self.live == self.idle:
             return False
         h = self.h
-        s = h.settings
         self.drain_old_slot()
-        kept = h.run(cmd.keep_warm_command(h.layout, self.live, self.keep_warm, s.drain_timeout),
-                     warn=True)  # fmt: skip
-        if kept.failed:
-            # No timer, no warm slot: nothing would ever stop it. Stop it as without a window.
-            why = last_words(kept.stderr or kept.stdout, 1)
-            say(f"[{h.name}]   warning: could not schedule the end of slot {self.live}'s warm "
-                f"window ({why}); stopping it now")  # fmt: skip
+        retire = h.layout.retire_unit(self.live)
+        # No timer, no warm slot: nothing would ever stop it, so it is stopped now instead.
+        return self.retire_on_host(
+            cmd.keep_warm_command(h.layout, self.live, self.keep_warm, h.settings.drain_timeout),
+            f"could not schedule the end of slot {self.live}'s warm window",
+            f"slot {self.live} stays warm for {self.keep_warm}s (a rollback starts nothing); "
+            f"then the host drains and stops it ({retire}.timer)",
+        )
+
+    def retire_on_host(self, command: list[str], failure: str, success: str) -> bool:
+        """Have the host retire the old slot (``command`` makes its retire unit); should that
+        fail, drain and stop the slot now, as without a window."""
+        h = self.h
+        handed = h.run(command, warn=True)
+        if handed.failed:
+            why = last_words(handed.stderr or handed.stdout, 1)
+            say(f"[{h.name}]   warning: {failure} ({why}); stopping it now")
             return self.stop_old_slot()
         self.old_stopped = True
-        retire = h.layout.retire_unit(self.live)
-        say(f"[{h.name}]   slot {self.live} stays warm for {self.keep_warm}s (a rollback starts "
-            f"nothing); then the host drains and stops it ({retire}.timer)")  # fmt: skip
+        say(f"[{h.name}]   {success}")
         return True
 
     def stop_old_slot(self) -> bool:
