@@ -6,6 +6,7 @@ uses the same two functions, so deploys and host tests always agree on what the 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 from pathlib import Path
@@ -46,6 +47,10 @@ def select_hosts(inv: Inventory, names: str | None) -> list[WebHost]:
     return [h for h in hosts if h.name in wanted]
 
 
+# Linux only: elsewhere (macOS, the BSDs) the socket is a plain one with TCP_NODELAY.
+TCP_QUICKACK = getattr(socket, "TCP_QUICKACK", None)
+
+
 class QuickAckSocket(socket.socket):
     """A TCP socket that acknowledges what it receives at once (TCP_QUICKACK after each recv).
 
@@ -58,7 +63,10 @@ class QuickAckSocket(socket.socket):
 
     def recv(self, bufsize: int, *flags: int) -> bytes:
         data = super().recv(bufsize, *flags)
-        self.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
+        if TCP_QUICKACK is not None:
+            # A socket another thread has just closed has nothing left to acknowledge.
+            with contextlib.suppress(OSError):
+                self.setsockopt(socket.IPPROTO_TCP, TCP_QUICKACK, 1)
         return data
 
 

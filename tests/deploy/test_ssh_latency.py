@@ -11,6 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from deploy import targets
 from deploy.targets import LowLatencyConnection, PromptRemote, QuickAckSocket, quick_socket
 
 
@@ -31,6 +32,19 @@ def test_the_socket_sends_and_acknowledges_at_once(listener):
         assert sock.recv(64) == b"SSH-2.0-test\r\n"
         # Linux leaves quick-ACK mode by itself; each read asks for it again.
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK)
+    finally:
+        peer.close()
+        sock.close()
+
+
+def test_without_quick_acks_the_socket_still_reads(listener, monkeypatch):
+    # macOS and the BSDs have no TCP_QUICKACK: fab runs from there too.
+    monkeypatch.setattr(targets, "TCP_QUICKACK", None)
+    sock = quick_socket("127.0.0.1", listener.getsockname()[1], timeout=5)
+    peer, _ = listener.accept()
+    try:
+        peer.sendall(b"hello")
+        assert sock.recv(64) == b"hello"
     finally:
         peer.close()
         sock.close()
