@@ -7,6 +7,7 @@ with the jobs counted in the database: none lost, none applied twice, and every 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -141,11 +142,18 @@ class Workers:
         return [p.wait(timeout=STOP_BOUND) for p in self.processes]
 
     def kill(self) -> None:
-        """SIGKILL to each worker and its children (the work horse, the scheduler), as systemd
-        does when the stop timeout ends or the host loses power."""
+        """SIGKILL to each worker and everything under it (the work horse, the scheduler), as
+        systemd does to the unit's cgroup when the stop timeout ends or the host loses power.
+
+        The worker is frozen first (SIGSTOP): a work horse it forked between listing its
+        children and killing it would otherwise live on, orphaned, and finish its job (RQ puts
+        the horse in a session of its own, so killing the worker's process group misses it)."""
         for p in self.processes:
-            for pid in [*children(p.pid), p.pid]:
-                os.kill(pid, signal.SIGKILL)
+            os.kill(p.pid, signal.SIGSTOP)
+            wait_until_stopped(p.pid)
+            for pid in [*descendants(p.pid), p.pid]:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
             p.wait(timeout=10)
 
     def cleanup(self) -> None:
@@ -153,6 +161,18 @@ class Workers:
             if p.poll() is None:
                 p.kill()
                 p.wait()
+
+
+def wait_until_stopped(pid: int, bound: float = 10) -> None:
+    deadline = time.monotonic() + bound
+    while Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "T":
+        assert time.monotonic() < deadline, f"worker {pid} not stopped after {bound}s"
+        time.sleep(0.01)
+
+
+def descendants(pid: int) -> list[int]:
+    found = children(pid)
+    return [d for child in found for d in (child, *descendants(child))]
 
 
 def children(pid: int) -> list[int]:
