@@ -74,6 +74,10 @@ class Probe:
         bad = [t for t, ok in self.results if not ok]
         return round(bad[-1] - bad[0], 1) if bad else 0.0
 
+    def failed_since(self, moment: float) -> int:
+        """Failed requests started at or after ``moment`` (time.monotonic())."""
+        return sum(1 for t, ok in self.results if t >= moment and not ok)
+
     def ok_after_last_failure(self) -> int:
         """How many requests succeeded after the last failed one (all of them with none)."""
         count = 0

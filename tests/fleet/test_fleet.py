@@ -98,11 +98,16 @@ def test_a_host_whose_app_stops_is_taken_out_by_the_health_check(inventory, lb, 
     try:
         with lb.probe() as probe:
             time.sleep(2)
+            stopping = time.monotonic()
             c.run(f"sudo -n systemctl stop {units}", hide=True)
-            stopped = time.monotonic()
-            # Until the checks take it out, its share of requests gets Nginx's 503.
-            deadline = stopped + TAKEN_OUT_WITHIN + 10
-            while not probe.ok_since(5) and time.monotonic() < deadline:
+            # Until the checks take it out, its share of requests gets Nginx's 503. Wait for
+            # the first of those before waiting for 5 s without one: right after the stop the
+            # last 5 s were all good (the requests before it), and `systemctl stop` over SSH
+            # returns in a few milliseconds, often before the probe has met the stopped host.
+            deadline = stopping + TAKEN_OUT_WITHIN + 10
+            while time.monotonic() < deadline and not (
+                probe.failed_since(stopping) and probe.ok_since(5)
+            ):
                 time.sleep(0.5)
             time.sleep(3)
     finally:
