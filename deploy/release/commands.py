@@ -390,10 +390,16 @@ def now_command() -> list[str]:
     return ["date", "+%s"]
 
 
-def migration_revisions_command(layout: HostLayout, name: str) -> list[str]:
-    """The revision lines of a release's migrations, one `path:line` each."""
-    versions = layout.release(name) + "/app/migrations/versions"
-    return script('grep -HE "^(revision|down_revision)\\b" "$1"/*.py 2>/dev/null || true', versions)
+def migrations_dir(layout: HostLayout, name: str) -> str:
+    return layout.release(name) + "/app/migrations/versions"
+
+
+def migration_revisions_command(layout: HostLayout, *names: str) -> list[str]:
+    """The revision lines of some releases' migrations, one `path:line` each (the path says
+    whose: plan.revisions_by_release)."""
+    dirs = [migrations_dir(layout, name) for name in names]
+    grep = 'grep -HE "^(revision|down_revision)\\b" "$d"/*.py 2>/dev/null'
+    return script(f'for d in "$@"; do {grep}; done; true', *dirs)
 
 
 def readiness_command(layout: HostLayout, slot: str, path: str) -> list[str]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import threading
 import time
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from fabric import Connection
@@ -69,22 +68,6 @@ class ReleaseHost:
     def run(self, command: shell.Command, warn: bool = False) -> Result:
         # No stdin: a deploy run from CI or a test has none, and nothing here asks for input.
         return self.c.run(shell.join(command), hide=True, warn=warn, in_stream=False)
-
-    def background(self, command: shell.Command) -> Future[Result]:
-        """Run a command on its own SSH channel of the same connection while the caller goes
-        on; ``.result()`` waits for it and gives its Result (or raises what it raised). For
-        waits that only read the host (a drain), overlapped with the next steps."""
-        future: Future[Result] = Future()
-
-        def work() -> None:
-            try:
-                future.set_result(self.run(command, warn=True))
-            except BaseException as exc:  # handed to whoever waits on it
-                future.set_exception(exc)
-
-        # A daemon thread: an interrupted run cannot be kept alive by a wait nobody reads.
-        threading.Thread(target=work, name=f"{self.name}-background", daemon=True).start()
-        return future
 
     def step(self, name: str, action) -> bool:
         if self.cancel.is_set():

@@ -170,6 +170,17 @@ def parse_revisions(grep_output: str) -> tuple[set[str], set[str]]:
     return revisions, revisions - parents
 
 
+def revisions_by_release(grep_output: str, dirs: dict[str, str]) -> dict[str, tuple]:
+    """(all revision ids, head ids) per release, from the `grep -H` lines of several releases'
+    migrations directories (``dirs``: release name -> its directory)."""
+    lines: dict[str, list[str]] = {name: [] for name in dirs}
+    for line in grep_output.splitlines():
+        for name, directory in dirs.items():
+            if line.startswith(directory.rstrip("/") + "/"):
+                lines[name].append(line)
+    return {name: parse_revisions("\n".join(found)) for name, found in lines.items()}
+
+
 def parse_db_revision(output: str) -> str | None:
     """The revision ``python -m app.manage current`` reports, None when it said nothing usable."""
     match = re.search(r"current: (\S+)", output)

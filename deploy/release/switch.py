@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 import paramiko
@@ -23,9 +22,6 @@ from deploy.release.host import DETAIL_WIDTH, ReleaseHost, migrate
 from deploy.release.plan import slots_for
 from deploy.release.state import HostState
 from deploy.steps import Unchanged, last_words, say
-
-# (when it began, the drain wait running on the host) for the slot a route retired
-Drain = tuple[float, Future]
 
 
 @dataclass
@@ -49,7 +45,7 @@ class Switch:
     keep_warm: int = 0  # seconds the retired slot stays up; 0: drain and stop it now
     # A rollback: the host drains and stops the old slot in the background; fab does not wait
     hand_off: bool = False
-    drain: Drain | None = field(default=None, repr=False)  # started by the route
+    drain: float | None = field(default=None, repr=False)  # when the route moved traffic
     left: str | None = None  # a rollback to an older release: the release it leaves
 
     @classmethod
@@ -179,16 +175,15 @@ class Switch:
         Nginx is not reloaded, so no client connection is closed; requests already on the old
         slot finish there.
 
-        The old slot's drain starts counting here: its wait runs on the host while `current`
-        and the boot links change, and the retire step only collects what is left of it. It
-        only reads (``ss``), so nothing it waits for is touched before the retire step."""
+        The old slot's drain starts counting here: Nginx's connections to it close while
+        `current` changes, and the retire step waits only for what is left of them."""
         self.h.run(cmd.route_command(self.h.layout, self.idle))
         self.routed = True
         if self.live and self.live != self.idle:
             # Only the clock starts here; the wait itself runs in the retire step, on the one
             # SSH channel at a time. (Run on a second channel meanwhile, it left an interrupted
             # switch with a transport that refused or never answered new channels.)
-            self.drain = (time.monotonic(), None)
+            self.drain = time.monotonic()
         return True
 
     @property
@@ -290,12 +285,11 @@ class Switch:
     def drain_old_slot(self) -> None:
         """Wait (bounded by drain_timeout) until Nginx has no connection left to the old slot:
         its cached ones close within the upstream's keepalive_time after a response, or idle
-        after keepalive_timeout (nginx/upstream.conf.j2). The wait the route started, if any,
-        timed from the route; else one from now."""
+        after keepalive_timeout (nginx/upstream.conf.j2). Timed from the route, if it ran."""
         h = self.h
-        started, pending = self.drain or (time.monotonic(), None)
-        self.drain = None  # collected once; a later retire (abandon) waits afresh
-        waited = pending.result() if pending else h.run(self.drain_command, warn=True)
+        started = self.drain or time.monotonic()
+        self.drain = None  # timed once; a later retire (abandon) times afresh
+        waited = h.run(self.drain_command, warn=True)
         took = time.monotonic() - started
         if waited.failed:
             say(

@@ -15,6 +15,7 @@ import pytest
 
 from deploy.host_model import HostLayout, HostSettings
 from deploy.release import commands as cmd
+from deploy.release import plan
 from deploy.shell import join
 from tests.loopback import QuietHandler
 
@@ -402,6 +403,21 @@ def test_the_host_retires_a_warm_slot_by_itself_when_the_window_ends(
     fired = subprocess.run(["sh", "-c", program], capture_output=True, text=True, timeout=30)
     assert fired.returncode == 0, fired.stderr
     assert calls(shell)[-1] == "stop dropstack@blue.service"
+
+
+def test_the_migration_lines_of_several_releases_come_in_one_command(shell, layout):
+    for name, revisions in (("R1", ["0001"]), ("R2", ["0001", "0002"]), ("R3", [])):
+        versions = Path(cmd.migrations_dir(layout, name))
+        versions.mkdir(parents=True)
+        for rev in revisions:
+            (versions / f"{rev}_m.py").write_text(f'revision = "{rev}"\ndown_revision = None\n')
+    done = shell(cmd.migration_revisions_command(layout, "R1", "R2", "R3"))
+    assert done.returncode == 0, done.stderr  # R3 has none: no error
+    found = plan.revisions_by_release(
+        done.stdout, {n: cmd.migrations_dir(layout, n) for n in ("R1", "R2", "R3")}
+    )
+    assert found == {"R1": ({"0001"}, {"0001"}), "R2": ({"0001", "0002"}, {"0001", "0002"}),
+                     "R3": (set(), set())}  # fmt: skip
 
 
 def test_after_a_rollback_the_host_drains_and_stops_the_old_slot_now(

@@ -15,7 +15,7 @@ from deploy.release.host import ReleaseHost, migrate
 from deploy.release.settings import ReleaseError, ReleaseSettings
 from deploy.release.state import HostState, ReleaseInfo
 from deploy.release.switch import Switch
-from deploy.release.tasks import deploy_steps, rollback_steps
+from deploy.release.tasks import deploy_steps, rollback_steps, schema_note
 
 R1, R2 = "20261121150001-0000001", "20261121150002-0000002"
 GREP_0002 = (
@@ -128,6 +128,55 @@ def test_other_migration_kinds_run_or_skip_without_reading_anything(kind, runs):
     assert (outcome is True) == runs
     assert h.c.ran("dropstack-migrate@green") == runs
     assert not h.c.ran("grep -HE") and not h.c.ran("--unix-socket")
+
+
+# --- a rollback's schema check: the database is asked only when the migrations differ ---
+
+
+def migrations_of(release: str, *revisions: str) -> str:
+    """`grep -H` lines of a release's migrations directory, each revision after the one before."""
+    versions = f"/srv/dropstack/releases/{release}/app/migrations/versions"
+    lines, parent = [], None
+    for rev in revisions:
+        lines += [f"{versions}/{rev}.py:revision = '{rev}'",
+                  f"{versions}/{rev}.py:down_revision = {parent!r}"]  # fmt: skip
+        parent = rev
+    return "\n".join(lines) + "\n"
+
+
+def live_state() -> HostState:
+    return HostState(current=R2, slots={"blue": R2, "green": R1},
+                     active={"blue": True, "green": False}, routed_slot="blue")  # fmt: skip
+
+
+def test_the_schema_check_reads_both_releases_at_once_and_skips_the_database_when_alike():
+    both = migrations_of(R1, "0001", "0002") + migrations_of(R2, "0001", "0002")
+    h = release_host([("grep -HE", both, 0)])
+    assert schema_note(h, live_state(), R1) is None
+    (grep,) = h.c.commands  # one round trip, no readiness request, no Python
+    assert f"releases/{R1}/app/migrations/versions" in grep
+    assert f"releases/{R2}/app/migrations/versions" in grep
+
+
+@pytest.mark.parametrize(
+    ("db", "warned"),
+    [("0003", "newer than"), ("0002", None)],
+)
+def test_when_the_migrations_differ_the_live_slot_is_asked_the_database_revision(db, warned):
+    both = migrations_of(R1, "0001", "0002") + migrations_of(R2, "0001", "0002", "0003")
+    answer = READY_0002.replace("0002", db)
+    h = release_host([("grep -HE", both, 0), ("--unix-socket", answer, 0)])
+    note = schema_note(h, live_state(), R1)
+    assert h.c.ran("/run/dropstack/blue.sock")
+    assert (note is None) if warned is None else (warned in note and R1 in note)
+
+
+def test_revisions_are_told_apart_by_release_directory():
+    both = migrations_of(R1, "0001") + migrations_of(R2, "0001", "0002")
+    dirs = {r: f"/srv/dropstack/releases/{r}/app/migrations/versions" for r in (R1, R2)}
+    found = plan.revisions_by_release(both, dirs)
+    assert found[R1] == ({"0001"}, {"0001"})
+    assert found[R2] == ({"0001", "0002"}, {"0002"})
 
 
 # --- the old slot: kept warm, or drained and stopped without waiting for Gunicorn ---
@@ -292,7 +341,7 @@ def test_the_route_starts_the_drain_clock_and_the_retire_step_waits_once():
     h = release_host([("ss -xH", "", 0)])
     switch = Switch.plan(h, "20261121150003-0000003", state())
     switch.route_nginx()
-    assert switch.drain is not None and switch.drain[1] is None
+    assert switch.drain is not None  # the clock, not a wait
     assert not [c for c in h.c.commands if "drain-wait" in c]
     assert switch.retire_old_slot() is True
     drains = [c for c in h.c.commands if "drain-wait" in c]
