@@ -153,6 +153,9 @@ def upload_release(h: ReleaseHost, art: Artifact, with_wheels: bool) -> bool:
     return True
 
 
+UNPACK_STEP = "unpack release"
+
+
 def unpack_release(h: ReleaseHost, art: Artifact, deployer: str) -> bool:
     stage = cmd.staging_dir(h.layout, art.name)
     metadata = {
@@ -168,8 +171,8 @@ def unpack_release(h: ReleaseHost, art: Artifact, deployer: str) -> bool:
     )
     if result.failed:
         if h.run(cmd.exists_command(h.layout.release(art.name)), warn=True).ok:
-            raise StepFailed(h.name, "unpack release", f"{art.name} already exists on the host")
-        raise StepFailed(h.name, "unpack release", last_words(result.stderr or result.stdout))
+            raise StepFailed(h.name, UNPACK_STEP, f"{art.name} already exists on the host")
+        raise StepFailed(h.name, UNPACK_STEP, last_words(result.stderr or result.stdout))
     return True
 
 

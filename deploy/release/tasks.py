@@ -30,6 +30,7 @@ from deploy.release.build import (
     wheelhouse_key,
 )
 from deploy.release.host import (
+    UNPACK_STEP,
     Interrupted,
     ReleaseHost,
     database_revision,
@@ -75,7 +76,7 @@ def deploy_steps(
     deployer = f"{holder.user}@{holder.machine}" if holder else ""
     return [
         ("upload release", lambda: upload_release(h, art, with_wheels=not reuse), True),
-        ("unpack release", lambda: unpack_release(h, art, deployer), True),
+        (UNPACK_STEP, lambda: unpack_release(h, art, deployer), True),
         (f"python environment {venv or '(to build)'}", lambda: ensure_venv(h, art), True),
         *((name, action, True) for name, action in switch.steps(migrate_first=first)),
         (f"prune old releases (keep {h.settings.keep})", lambda: prune(h, [art.name]), False),
@@ -112,7 +113,9 @@ def deploy_host(h: ReleaseHost, art: Artifact, first: bool, holder: Holder) -> s
     except StepFailed as exc:
         detail = f"{exc.step}: {exc.reason}"
         switch.abandon()
-        if not switch.routed:
+        # Only a release this run unpacked is marked: one already on the host under the same
+        # name (a deploy of the same commit in the same second, now over) is another run's.
+        if not switch.routed and (UNPACK_STEP, "changed") in h.log.results:
             mark_failed(h, art.name, exc.step, exc.reason)
         raise
     finally:

@@ -376,3 +376,40 @@ def test_step_outcomes_with_a_reason_are_ok_and_logged(tmp_path, monkeypatch, ca
     assert out[1] == "[web-1]   | why not"
     (entry,) = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert (entry["status"], entry["reason"]) == ("ok", "why not")
+
+
+# --- a failed deploy marks only the release it unpacked ---
+
+
+def test_a_failed_deploy_marks_only_a_release_it_unpacked(monkeypatch):
+    from types import SimpleNamespace
+
+    from deploy.release import tasks
+    from deploy.release.host import UNPACK_STEP
+    from deploy.release.lock import new_holder
+
+    marked: list[tuple[str, str]] = []
+    monkeypatch.setattr(tasks, "mark_failed", lambda h, name, step, _: marked.append((name, step)))
+    monkeypatch.setattr(tasks, "upload_release", lambda h, art, with_wheels: True)
+    monkeypatch.setattr(tasks, "record_audit", lambda *args: None)
+    art = SimpleNamespace(name=R2, wheelhouse=SimpleNamespace(venv_key="v1"),
+                          source=SimpleNamespace(revision="0000002"))  # fmt: skip
+    holder = new_holder("deploy", "0000002", R2)
+
+    def taken(h, art, deployer):
+        # Another run's release, of the same commit in the same second, already live there.
+        raise steps.StepFailed(h.name, UNPACK_STEP, f"{art.name} already exists on the host")
+
+    monkeypatch.setattr(tasks, "unpack_release", taken)
+    with pytest.raises(steps.StepFailed):
+        tasks.deploy_host(release_host(), art, False, holder)
+    assert marked == []  # not ours to mark
+
+    def broken(h, art):
+        raise steps.StepFailed(h.name, "python environment v1", "pip failed")
+
+    monkeypatch.setattr(tasks, "unpack_release", lambda h, art, deployer: True)
+    monkeypatch.setattr(tasks, "ensure_venv", broken)
+    with pytest.raises(steps.StepFailed):
+        tasks.deploy_host(release_host(), art, False, holder)
+    assert marked == [(R2, "python environment v1")]
