@@ -29,8 +29,9 @@ def steps(log: Iterable[dict]) -> list[Step]:
 
 
 def release_built(out: str) -> str | None:
-    match = RELEASE.search(out)
-    return match["name"] if match else None
+    """The release a deploy shipped: the last name it printed (a rename comes after)."""
+    names = RELEASE.findall(out)
+    return names[-1] if names else None
 
 
 def provision_changes(log: Iterable[dict]) -> dict[str, int]:

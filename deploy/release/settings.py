@@ -7,9 +7,9 @@ Where releases, slots, sockets and units are on a host is not here: it is the on
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from deploy.app_contract import AppContract
@@ -27,6 +27,19 @@ def release_name(built_at: datetime, revision: str, dirty: bool = False) -> str:
     """The release's directory name: build time (UTC) and the short commit it was built from."""
     stamp = built_at.astimezone(UTC).strftime("%Y%m%d%H%M%S")
     return f"{stamp}-{revision[:7]}{'-dirty' if dirty else ''}"
+
+
+def free_release_name(name: str, taken: Collection[str]) -> str:
+    """``name``, or, when a host already has a release of that name, the same commit stamped
+    a second later (and so on). The host's one is another deploy of the same commit begun in
+    the same second and over before this one took the lock: names stay unique per host and
+    still sort in deploy order."""
+    m = RELEASE_NAME.fullmatch(name)
+    stamp = datetime.strptime(m["stamp"], "%Y%m%d%H%M%S").replace(tzinfo=UTC)
+    while name in taken:
+        stamp += timedelta(seconds=1)
+        name = release_name(stamp, m["sha"], bool(m["dirty"]))
+    return name
 
 
 def is_release_name(name: str) -> bool:

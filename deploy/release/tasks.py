@@ -11,6 +11,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -54,7 +55,12 @@ from deploy.release.rollout import (
     run_rollout,
     settings_of,
 )
-from deploy.release.settings import RELEASE_NAME, ReleaseError, release_name
+from deploy.release.settings import (
+    RELEASE_NAME,
+    ReleaseError,
+    free_release_name,
+    release_name,
+)
 from deploy.release.state import HostState
 from deploy.release.switch import Switch
 from deploy.steps import StepFailed, say
@@ -165,6 +171,8 @@ def deploy(c, stack="", inventory="", hosts="", batch=1, dry_run=False, allow_di
                 event.update(release=art.name)  # notify
                 locked = lock_all(hosts, holder, settings.lock_wait if wait < 0 else wait)
                 try:
+                    art = unique_name(art, locked)
+                    event.update(release=art.name)  # notify
                     failures = run_rollout(
                         hosts, batch, lambda h, first: deploy_host(h, art, first, holder)
                     )
@@ -176,6 +184,19 @@ def deploy(c, stack="", inventory="", hosts="", batch=1, dry_run=False, allow_di
         except (ReleaseError, StepFailed) as exc:
             raise Exit(f"dropstack: {exc}", code=1) from None
         finish(f"deploy of {art.name}", failures, started)  # inside: its failure is an event
+
+
+def unique_name(art: Artifact, locked: list[ReleaseHost]) -> Artifact:
+    """The artifact under a name no locked host has yet. The names come from the state each
+    lock was taken with (no extra round trip); a deploy of the same commit begun in the same
+    second and over before this one took the lock left a release of this very name."""
+    taken = {r.name for h in locked for r in h.state(keep=True).releases}
+    name = free_release_name(art.name, taken)
+    if name == art.name:
+        return art
+    say(f"release {name}: renamed from {art.name}, which a host already has (another deploy "
+        "of this commit in the same second)")  # fmt: skip
+    return replace(art, name=name)
 
 
 def print_deploy_plan(settings, src, target, hosts, batch) -> None:

@@ -74,6 +74,8 @@ def test_release_built_is_the_name_the_deploy_announced():
         release_built("release 20261121150405-0123456-dirty: ...") == "20261121150405-0123456-dirty"
     )
     assert release_built("no release") is None
+    renamed = out + "release 20261121150406-0123456: renamed from 20261121150405-0123456, ...\n"
+    assert release_built(renamed) == "20261121150406-0123456"
 
 
 def test_provision_changes_per_host(step_log):

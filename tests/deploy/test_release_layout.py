@@ -8,6 +8,7 @@ from deploy.host_model import HostSettings, other_slot
 from deploy.release.settings import (
     ReleaseError,
     ReleaseSettings,
+    free_release_name,
     is_release_name,
     release_name,
 )
@@ -44,6 +45,29 @@ def test_names_sort_by_build_time():
     older = release_name(datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC), "f" * 40)
     newer = release_name(datetime(2026, 1, 2, 3, 4, 6, tzinfo=UTC), "0" * 40)
     assert sorted([newer, older]) == [older, newer]
+
+
+@pytest.mark.parametrize(
+    ("name", "taken", "expected"),
+    [
+        ("20261121150405-0123456", set(), "20261121150405-0123456"),
+        ("20261121150405-0123456", {"20261121150404-0123456"}, "20261121150405-0123456"),
+        # Another deploy of this commit in this second is on a host: a second later.
+        ("20261121150405-0123456", {"20261121150405-0123456"}, "20261121150406-0123456"),
+        # ... past every name taken, over a minute and a day's end; -dirty kept.
+        (
+            "20261121235959-0123456-dirty",
+            {"20261121235959-0123456-dirty", "20261122000000-0123456-dirty"},
+            "20261122000001-0123456-dirty",
+        ),
+        # A different commit's name in that second is no collision.
+        ("20261121150405-0123456", {"20261121150405-abcdef0"}, "20261121150405-0123456"),
+    ],
+)
+def test_a_name_a_host_has_moves_on_a_second(name, taken, expected):
+    free = free_release_name(name, taken)
+    assert free == expected and free not in taken and is_release_name(free)
+    assert sorted([*taken, free])[-1] == free or free == name  # still sorts after the taken one
 
 
 def test_layout_paths_follow_the_provisioned_host():

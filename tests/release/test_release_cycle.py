@@ -36,9 +36,10 @@ STATE = {}  # what earlier tests deployed, for later ones
 
 
 def released(out: str) -> str:
-    match = RELEASE.search(out)
-    assert match, out
-    return match.group(1)
+    """The release a deploy shipped: the last name it printed (a rename comes after)."""
+    names = RELEASE.findall(out)
+    assert names, out
+    return names[-1]
 
 
 def host_releases(c) -> list[str]:
@@ -246,6 +247,28 @@ def test_concurrent_deploy_fails_at_once_naming_the_holder(source, hosts, web):
     assert two.code == 0 and "waiting up to 180s for the deploy lock" in two.out  # read above
     STATE["good"] += [released(one.out), released(two.out)]
     assert serving_release(web) == STATE["good"][-1]
+
+
+def test_a_release_name_a_host_already_has_moves_on_a_second(source, hosts, web):
+    """Two deploys of one commit begun in the same second: the second, once it has the lock,
+    finds the first's release under its own name. Made certain here: the host gets empty
+    releases named for this commit over the next seconds, which the deploy must step past."""
+    c = next(iter(hosts.values()))
+    sha = source.git("rev-parse", "--short=7", "HEAD").strip()
+    now = host_clock(c)
+    taken = [time.strftime("%Y%m%d%H%M%S", time.gmtime(now + i)) + f"-{sha}" for i in range(-1, 20)]
+    paths = " ".join(f"/srv/dropstack/releases/{n}" for n in taken)
+    on_host(c, f"mkdir {paths}")
+    try:
+        run = fab(source, "deploy")
+        assert run.code == 0
+        name = released(run.out)
+        assert f"release {name}: renamed from " in run.out
+        assert name not in taken and name > taken[-1]
+        assert serving_release(web) == name
+        STATE["good"].append(name)
+    finally:
+        on_host(c, f"rm -rf {paths}")
 
 
 def test_interrupted_deploy_cleans_up_and_the_old_release_keeps_serving(source, hosts, web):
