@@ -44,6 +44,23 @@ class _Target:
     def command(self, *args: str) -> list[str]:
         return self.layout.job_command(*args)
 
+    def require_job(self) -> None:
+        """The job runs on the first web host only where provisioning put it: say why not
+        (backups off in the config, or the host not provisioned since) rather than the job's
+        own error about a missing file."""
+        off = [
+            *([] if self.inv.has_backup_bucket else ["the inventory has no backup bucket"]),
+            *([] if self.backup.recipient else ["dropstack.backup.recipient is not set"]),
+        ]
+        if off:
+            raise SettingsError(f"backups are off for this stack: {' and '.join(off)} "
+                                "(docs/backups.md)")  # fmt: skip
+        if run(self.site, ["test", "-f", self.layout.env_file]).code != 0:
+            raise SettingsError(
+                f"{self.web.name}: the backup job is not installed (no {self.layout.env_file}); "
+                f"run fab provision"
+            )
+
     def admin_url(self) -> str:
         uri = self.inv.data.get("db_admin_uri")
         if not uri:
@@ -76,6 +93,7 @@ def _errors(func):
 def backup(c, stack=None, inventory=None):
     """Take a backup now (the timer's unit, on the first web host) and show its status."""
     t = _Target(c, stack, inventory)
+    t.require_job()
     done = run(t.site, ["systemctl", "start", t.layout.service])
     status = restore.job_json(t.site, t.command("status"))
     if done.code != 0:
@@ -90,6 +108,7 @@ def backups(c, stack=None, inventory=None):
     """List the bucket's backups with age and size; exit 1 if the newest is stale or the last
     run, or the last drill, failed."""
     t = _Target(c, stack, inventory)
+    t.require_job()
     now = datetime.datetime.now(datetime.UTC)
     rows = restore.listing(restore.job_json(t.site, t.command("list")), now)
     for row in rows:
@@ -118,6 +137,7 @@ def backups(c, stack=None, inventory=None):
 def restore_(c, backup, into, stack=None, inventory=None):
     """Restore a backup into a new scratch database and verify it against its manifest."""
     t = _Target(c, stack, inventory)
+    t.require_job()
     forbidden = {t.inv["db_name"]}
     check_target_database(into, forbidden)
     result = restore.restore(t.site, t.command, t.identity(), backup, into, t.admin_url())
@@ -129,6 +149,7 @@ def restore_(c, backup, into, stack=None, inventory=None):
 def drill(c, backup=None, stack=None, inventory=None):
     """Restore into a throwaway database, verify, drop it, record the result on the host."""
     t = _Target(c, stack, inventory)
+    t.require_job()
     result = restore.drill(t.site, t.command, t.identity(), t.admin_url(), backup)
     print(json.dumps(result.record()))
     _report(result)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import subprocess
 import uuid
 from urllib.parse import urlsplit, urlunsplit
 
@@ -20,7 +21,7 @@ from deploy.local.machine import plan_of
 from deploy.local.state import StatePaths, read_record
 from deploy.provision.database import admin_session
 from deploy.secrets.rotate import app_login
-from tests.day2.conftest import APP, app_password, backups_configured
+from tests.day2.conftest import APP, FAB, REPO, app_password, backups_configured
 
 pytestmark = pytest.mark.host  # against the local droplet: bin/test's host cycle
 
@@ -154,3 +155,29 @@ def test_a_bucket_that_is_down_fails_the_backup_and_status_says_so(fab, first, i
     assert again.returncode == 0, again.stderr
     assert fab("db.drill").returncode == 0
     assert fab("status").returncode == 0
+
+
+def test_backups_off_or_not_provisioned_say_so_in_one_line(first, inventory, monkeypatch):
+    """Not the job's own error about a missing file: what is off, and what to do."""
+    monkeypatch.delenv("FABRIC_DROPSTACK_BACKUP_RECIPIENT")
+    off = subprocess.run([str(FAB), "db.backup"], cwd=REPO, capture_output=True, text=True,
+                         stdin=subprocess.DEVNULL)  # fmt: skip
+    assert off.returncode == 1
+    assert off.stderr.strip() == (
+        "error: backups are off for this stack: dropstack.backup.recipient is not set "
+        "(docs/backups.md)"
+    )
+    monkeypatch.undo()
+    env = BackupLayout(APP).env_file
+    first.run(f"sudo -n mv {env} {env}.aside", hide=True, in_stream=False)
+    try:
+        for task in ("db.backup", "db.drill"):
+            gone = subprocess.run([str(FAB), task], cwd=REPO, capture_output=True, text=True,
+                                  stdin=subprocess.DEVNULL)  # fmt: skip
+            assert gone.returncode == 1
+            name = inventory.web_hosts[0].name
+            assert gone.stderr.strip() == (
+                f"error: {name}: the backup job is not installed (no {env}); run fab provision"
+            )
+    finally:
+        first.run(f"sudo -n mv {env}.aside {env}", hide=True, in_stream=False)
