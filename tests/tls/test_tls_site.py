@@ -247,6 +247,7 @@ def test_a_forced_renewal_under_load_drops_no_request(site: TlsSite) -> None:
     processes = nginx_processes(site)
     counts: Counter[str] = Counter()
     failures: list[str] = []
+    serials: set[str] = set()
     lock = threading.Lock()
 
     def connect() -> http.client.HTTPSConnection:
@@ -275,6 +276,8 @@ def test_a_forced_renewal_under_load_drops_no_request(site: TlsSite) -> None:
                 continue
             with lock:
                 counts[f"{kind} {response.status}"] += 1
+                if kind == "per-request":  # which certificate this request's handshake got
+                    serials.add(conn.sock.getpeercert()["serialNumber"])
             # Nginx ends a kept-alive connection after keepalive_requests (1000) with a
             # "Connection: close" answer, as it always does: counted, not a failure.
             if kind == "per-request" or response.getheader("Connection") == "close":
@@ -298,9 +301,9 @@ def test_a_forced_renewal_under_load_drops_no_request(site: TlsSite) -> None:
         clients_running(any_client, count=6),
     ):
         time.sleep(0.5)
-        started = time.monotonic()
+        started, before_renewal = time.monotonic(), Counter(counts)
         result = site.force_renewal()
-        renewal_seconds = time.monotonic() - started
+        renewal_seconds, after_renewal = time.monotonic() - started, Counter(counts)
         time.sleep(0.5)
     after = site.served_certificate()["serialNumber"]
     wrk = {kind: {k: r[k] for k in ("requests", "non2xx", "connect", "read", "write", "timeout")}
@@ -310,7 +313,12 @@ def test_a_forced_renewal_under_load_drops_no_request(site: TlsSite) -> None:
     assert result.returncode == 0, result.stderr
     assert failures == []
     assert {k.split()[-1] for k in counts if not k.endswith("close")} == {"200"}
-    assert counts["keep-alive 200"] > 1000 and counts["per-request 200"] > 50, counts
+    # The clients ran through the renewal, not beside it (no rate is asserted: a busy machine
+    # is slower, not wrong): both kinds answered during it and after it, and the per-request
+    # clients' handshakes got the old certificate and then the new one.
+    for kind in ("keep-alive 200", "per-request 200"):
+        assert before_renewal[kind] < after_renewal[kind] < counts[kind], (kind, counts)
+    assert serials == {before, after}, serials
     for r in wrk.values():
         assert r["requests"] > 100, wrk
         assert r["non2xx"] + r["connect"] + r["read"] + r["write"] + r["timeout"] == 0, wrk
