@@ -17,12 +17,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from rq import Queue
+from rq import Queue, Worker
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 from sqlalchemy import create_engine, text
 
 from app import jobs
 from app.config import sqlalchemy_url
+from app.worker import StoppableWorker
 from tests.redis_server import RedisServer
 
 REPO = Path(__file__).resolve().parents[2]
@@ -119,6 +120,42 @@ def test_without_a_reachable_queue_the_api_says_503(
 def test_archiving_a_missing_task_is_404(make_app, database_url, redis):
     client = make_app(database_url, REDIS_URL=redis.url).test_client()
     assert client.post("/api/tasks/99999/archive").status_code == 404
+
+
+# --- a stop at the moment a job is handed over ---
+
+
+@pytest.mark.parametrize("worker_class", [Worker, StoppableWorker])
+def test_a_stop_as_the_job_is_handed_over(job_env, database_url, redis, monkeypatch, worker_class):
+    """SIGTERM lands just after Redis moved the job to the worker (BLMOVE returned), before the
+    worker registered it: made certain by sending it from inside RQ's dequeue. RQ's own worker
+    leaves the job in the queue's intermediate list (retried only a minute or two later, by a
+    maintenance sweep); app.worker's runs it, then exits."""
+    (task,) = make_tasks(database_url, 1)
+    q = jobs.queue(redis.url)
+    job = jobs.enqueue_archive(redis.url, task)
+    worker = worker_class([q], connection=q.connection)
+    handed_over = Queue.lmove.__func__
+
+    def lmove_then_sigterm(cls, connection, queue_key, timeout):
+        result = handed_over(cls, connection, queue_key, timeout)
+        if result is not None:
+            worker.request_stop(signal.SIGTERM, None)  # what RQ's SIGTERM handler runs
+        return result
+
+    monkeypatch.setattr(Queue, "lmove", classmethod(lmove_then_sigterm))
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        worker.work(with_scheduler=False)  # returns once the stop took effect
+    finally:
+        for number, handler in handlers.items():
+            signal.signal(number, handler)
+    if worker_class is Worker:
+        assert archives(database_url) == {}
+        assert q.intermediate_queue.get_job_ids() == [job.id]  # RQ's: late by a minute or two
+    else:
+        assert archives(database_url) == {task: 1}
+        assert q.intermediate_queue.get_job_ids() == [] and q.count == 0
 
 
 # --- real worker processes: deploy, kill, rollback under load ---

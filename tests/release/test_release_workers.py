@@ -89,6 +89,7 @@ with psycopg.connect(os.environ["DATABASE_URL"], connect_timeout=10) as conn:
                         (ids,)).fetchall()
 print(json.dumps({"runs": {str(t): r for t, r in rows}, "queued": queue.count,
                   "started": StartedJobRegistry(queue=queue).count,
+                  "intermediate": queue.intermediate_queue.get_job_ids(),
                   "failed": FailedJobRegistry(queue=queue).get_job_ids()}))
 """
 
@@ -262,11 +263,13 @@ def test_jobs_through_deploy_kill_and_rollback_under_load(
         f"jobs: {len(expected)} enqueued ({len(enqueuer.enqueued)} at {RATE}/s through a deploy "
         f"and a rollback, 1 killed mid-job: worker {killed.get('worker')}, horse "
         f"{killed.get('horse')}), {len(runs)} applied, {len(lost)} lost, {len(twice)} applied "
-        f"twice; failed registry {report['failed']}; load {json.dumps(load.results)}"
+        f"twice; failed registry {report['failed']}, taken but not started (RQ's intermediate "
+        f"list) {report['intermediate']}; load {json.dumps(load.results)}"
     )
     assert not lost, f"{len(lost)} jobs lost (no archive row): {lost[:10]}"
     assert not twice, f"jobs applied more than once (runs): {twice}"
     assert report["failed"] == [] and report["started"] == 0 and report["queued"] == 0
+    assert report["intermediate"] == []
 
     # The operator's view: the workers in `fab status`, their output in `fab logs`.
     status = fab(source, "status")
