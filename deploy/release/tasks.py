@@ -210,7 +210,8 @@ def print_deploy_plan(settings, src, target, hosts, batch) -> None:
     wheels = sorted(p.name for p in cached.glob("*.whl")) if (cached / ".complete").exists() else []
     vkey = venv_key(wheels, target) if wheels else None
     states = {h.name: h.state() for h in hosts}
-    name = release_name(datetime.now(UTC), src.revision, src.dirty)
+    taken = {r.name for state in states.values() for r in state.releases}
+    name = free_release_name(release_name(datetime.now(UTC), src.revision, src.dirty), taken)
     first = hosts[0].name
     steps = {}
     for h in hosts:
